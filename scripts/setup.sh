@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the system packages netagent needs to build, run and test.
+# Idempotent: installs only what is missing. Debian/Ubuntu (apt) only.
+set -euo pipefail
+
+# build: clang compiles bpf/*.c; libbpf-dev has bpf_helpers.h; linux-libc-dev the uapi headers.
+# tests: bpftool (layout and cleanup checks), prometheus (promtool + server), setpriv (util-linux).
+packages=(clang llvm libbpf-dev linux-libc-dev bpftool prometheus iproute2 util-linux)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+  else
+    SUDO=
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  # No recommends: the prometheus package would pull in node-exporter and friends.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup, stable >= 1.95)" >&2; exit 1; }

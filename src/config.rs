@@ -1,0 +1,400 @@
+//! Agent configuration: YAML with defaults and validation. Errors name the
+//! offending key and its line, so a typo is found without guessing.
+//!
+//! The keys are those of the agent netagent replaces (MNA): `targets`,
+//! `export.listen_addr`, `otel.*`, plus `interfaces` and `limits`.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::kernel::abi::COMM_LEN;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Interfaces for per-interface traffic (used by the interface collector).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Processes to track; empty means every process, labelled by comm.
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    #[serde(default)]
+    pub export: Export,
+    #[serde(default)]
+    pub otel: Otel,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// One tracked process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Value of the `process` label.
+    pub name: Spanned<String>,
+    /// Exact `/proc/<pid>/comm` to match (the kernel keeps 15 bytes).
+    pub match_comm: Spanned<String>,
+}
+
+/// Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Export {
+    /// `host:port`; an empty host (`:9102`) listens on every address.
+    #[serde(default = "default_listen_addr")]
+    pub listen_addr: Spanned<String>,
+}
+
+impl Default for Export {
+    fn default() -> Self {
+        Self {
+            listen_addr: unspanned(default_listen_addr_str()),
+        }
+    }
+}
+
+/// OpenTelemetry export (used by the OTLP exporter).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Otel {
+    #[serde(default)]
+    pub endpoint: String,
+    #[serde(default = "default_true")]
+    pub insecure: bool,
+}
+
+impl Default for Otel {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            insecure: true,
+        }
+    }
+}
+
+/// Memory bounds of the kernel maps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Distinct (process, proto, dport, dst_ip) series kept in the kernel per
+    /// metric; events for new series beyond it are counted as lost.
+    #[serde(default = "default_max_series")]
+    pub max_series: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_series: default_max_series(),
+        }
+    }
+}
+
+fn default_listen_addr_str() -> String {
+    ":9102".to_string()
+}
+fn default_listen_addr() -> Spanned<String> {
+    unspanned(default_listen_addr_str())
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_series() -> u32 {
+    16384
+}
+fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(
+        value,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+/// A configuration error; the message names the key and, where known, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid config {path}: {key}{at}: {message}")]
+    Invalid {
+        path: String,
+        key: String,
+        at: LineRef,
+        message: String,
+    },
+}
+
+/// " (line N)" when the line is known.
+#[derive(Debug)]
+pub struct LineRef(Option<u64>);
+
+impl fmt::Display for LineRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(line) => write!(f, " (line {line})"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn line_of<T>(s: &Spanned<T>) -> LineRef {
+    let line = s.referenced.line();
+    LineRef((line > 0).then_some(line))
+}
+
+/// A warning worth logging at start (the config is still usable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning(pub String);
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<(Self, Vec<Warning>), ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses and validates YAML text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &str) -> Result<(Self, Vec<Warning>), ConfigError> {
+        // An empty file (or only comments) is the default configuration.
+        let cfg: Option<Config> = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: one_line(&e.to_string()),
+        })?;
+        let cfg = cfg.unwrap_or_default();
+        let warnings = cfg.validate(path)?;
+        Ok((cfg, warnings))
+    }
+
+    fn validate(&self, path: &str) -> Result<Vec<Warning>, ConfigError> {
+        let invalid = |key: String, at: LineRef, message: String| ConfigError::Invalid {
+            path: path.to_string(),
+            key,
+            at,
+            message,
+        };
+        let mut warnings = Vec::new();
+        let mut seen: Vec<(&str, u64)> = Vec::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            if t.name.value.is_empty() {
+                return Err(invalid(
+                    format!("targets[{i}].name"),
+                    line_of(&t.name),
+                    "must not be empty".into(),
+                ));
+            }
+            let comm = t.match_comm.value.as_str();
+            let key = format!("targets[{i}].match_comm");
+            if comm.is_empty() || comm.contains('\0') {
+                return Err(invalid(
+                    key,
+                    line_of(&t.match_comm),
+                    "must be a non-empty process name".into(),
+                ));
+            }
+            if comm.len() >= COMM_LEN {
+                warnings.push(Warning(format!(
+                    "{key}{}: {comm:?} is longer than the kernel's 15-byte comm; matching {:?}",
+                    line_of(&t.match_comm),
+                    kernel_comm(comm)
+                )));
+            }
+            let kc = kernel_comm(comm);
+            if let Some((_, line)) = seen.iter().find(|(c, _)| *c == kc) {
+                return Err(invalid(
+                    key,
+                    line_of(&t.match_comm),
+                    format!("{kc:?} is already matched by the target on line {line}"),
+                ));
+            }
+            seen.push((kc, t.match_comm.referenced.line()));
+        }
+        self.listen_addr().map_err(|message| {
+            invalid(
+                "export.listen_addr".into(),
+                line_of(&self.export.listen_addr),
+                message,
+            )
+        })?;
+        if self.limits.max_series == 0 {
+            return Err(invalid(
+                "limits.max_series".into(),
+                LineRef(None),
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(warnings)
+    }
+
+    /// The socket address for `export.listen_addr`. An empty host means all
+    /// addresses (IPv6 wildcard, which also accepts IPv4 on Linux).
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        parse_listen_addr(&self.export.listen_addr.value)
+    }
+
+    /// True when no targets are configured: every process is tracked.
+    pub fn track_all(&self) -> bool {
+        self.targets.is_empty()
+    }
+}
+
+/// The part of a comm the kernel keeps (15 bytes, on a char boundary).
+pub fn kernel_comm(comm: &str) -> &str {
+    let mut end = comm.len().min(COMM_LEN - 1);
+    while !comm.is_char_boundary(end) {
+        end -= 1;
+    }
+    &comm[..end]
+}
+
+fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not host:port (e.g. \":9102\" or \"127.0.0.1:9102\")"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{s:?}: port {port:?} is not a number from 0 to 65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = match host {
+        "" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        "localhost" => IpAddr::from([127, 0, 0, 1]),
+        h => h
+            .parse()
+            .map_err(|_| format!("{s:?}: host {h:?} is not an IP address"))?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// serde-saphyr renders a source snippet over several lines; logs want one.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(y: &str) -> Result<Config, String> {
+        Config::parse(y, "test.yaml")
+            .map(|(c, _)| c)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn mna_example_parses() {
+        let c = parse(
+            r#"
+interfaces: ["eth0"]
+targets:
+  - name: "nginx"
+    match_comm: "nginx"
+export:
+  listen_addr: ":9102"
+otel:
+  endpoint: ""
+  insecure: true
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.targets.len(), 1);
+        assert_eq!(c.targets[0].name.value, "nginx");
+        assert_eq!(c.interfaces, vec!["eth0"]);
+        assert_eq!(c.listen_addr().unwrap(), "[::]:9102".parse().unwrap());
+        assert!(!c.track_all());
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c = parse("# nothing\n").unwrap();
+        assert!(c.track_all());
+        assert_eq!(c.export.listen_addr.value, ":9102");
+        assert!(c.otel.insecure);
+        assert_eq!(c.limits.max_series, 16384);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse("targets: []\nexport:\n  listen_adr: \":9102\"\n").unwrap_err();
+        assert!(err.contains("listen_adr"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn unknown_target_key_is_named_with_its_line() {
+        let err = parse("targets:\n  - name: a\n    match: a\n").unwrap_err();
+        assert!(err.contains("match"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_comm_is_rejected_with_both_lines() {
+        let err =
+            parse("targets:\n  - name: a\n    match_comm: web\n  - name: b\n    match_comm: web\n")
+                .unwrap_err();
+        assert!(err.contains("targets[1].match_comm (line 5)"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn long_comm_warns_and_truncates() {
+        let (c, warnings) = Config::parse(
+            "targets:\n  - name: x\n    match_comm: a-very-long-process-name\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            kernel_comm(&c.targets[0].match_comm.value),
+            "a-very-long-pro"
+        );
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].0.contains("line 3"), "{:?}", warnings);
+    }
+
+    #[test]
+    fn bad_listen_addr_names_key_and_line() {
+        let err = parse("export:\n  listen_addr: \"nonsense\"\n").unwrap_err();
+        assert!(err.contains("export.listen_addr (line 2)"), "{err}");
+        let err = parse("export:\n  listen_addr: \":99999\"\n").unwrap_err();
+        assert!(err.contains("port"), "{err}");
+    }
+
+    #[test]
+    fn listen_addr_forms() {
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:9102").unwrap(),
+            "127.0.0.1:9102".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_addr("[::1]:0").unwrap(),
+            "[::1]:0".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_addr("localhost:1").unwrap(),
+            "127.0.0.1:1".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let err = parse("targets: 5\n").unwrap_err();
+        assert!(err.contains("line 1"), "{err}");
+    }
+}

@@ -1,0 +1,3 @@
+//! Exporters: render the metric model for a consumer. None reads the kernel.
+
+pub mod prometheus;

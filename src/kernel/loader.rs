@@ -1,0 +1,243 @@
+//! Loads the embedded BPF object, fills its configuration, and attaches every
+//! program. Dropping [`Probes`] detaches everything: all links are owned by
+//! file descriptors, nothing is pinned, so even SIGKILL leaves nothing behind.
+
+use std::fs::File;
+
+use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, ProgramError};
+use aya::{Btf, Ebpf, EbpfLoader};
+use aya_obj::btf::BtfKind;
+
+use super::abi::{FlowKey, Hist, COMM_LEN, HIST_BOUNDS};
+use super::privileges::{self, MissingCapability};
+
+/// The compiled kernel programs (see build.rs).
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent.bpf.o"));
+
+/// What the kernel side needs to know before it starts counting.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Track every process (label = comm) instead of only `targets`.
+    pub track_all: bool,
+    /// Kernel comm names of the processes to track.
+    pub targets: Vec<[u8; COMM_LEN]>,
+    /// Series capacity of the `flows` and `durations` maps.
+    pub max_series: u32,
+    /// Histogram upper bounds in nanoseconds.
+    pub hist_bounds_ns: [u64; HIST_BOUNDS],
+}
+
+/// Why the kernel side could not start. Each message names what is missing.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("missing capability {}: needed for {} (run as root, or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)", .0.name, .0.needed_for)]
+    MissingCapability(MissingCapability),
+    #[error("kernel BTF is not available at /sys/kernel/btf/vmlinux (the kernel needs CONFIG_DEBUG_INFO_BTF=y): {0}")]
+    MissingBtf(#[source] aya::BtfError),
+    #[error("missing kernel hook: tracepoint {hook} does not exist on this kernel (needed for {needed_for})")]
+    MissingHook {
+        hook: String,
+        needed_for: &'static str,
+    },
+    #[error("BPF program {program} was rejected: {detail}")]
+    Load {
+        program: &'static str,
+        detail: String,
+    },
+    #[error("cannot attach {program} to {hook}: {source}")]
+    Attach {
+        program: &'static str,
+        hook: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("BPF object is malformed: {0}")]
+    Object(String),
+}
+
+/// A BTF-typed tracepoint program and what it is for.
+struct Tracepoint {
+    program: &'static str,
+    category: &'static str,
+    event: &'static str,
+    needed_for: &'static str,
+}
+
+const TRACEPOINTS: [Tracepoint; 3] = [
+    Tracepoint {
+        program: "on_inet_sock_set_state",
+        category: "sock",
+        event: "inet_sock_set_state",
+        needed_for: "TCP connect counting",
+    },
+    Tracepoint {
+        program: "on_sock_send_length",
+        category: "sock",
+        event: "sock_send_length",
+        needed_for: "UDP send counting and send->recv durations",
+    },
+    Tracepoint {
+        program: "on_sock_recv_length",
+        category: "sock",
+        event: "sock_recv_length",
+        needed_for: "send->recv durations",
+    },
+];
+
+/// Socket-address hooks that see the destination of unconnected UDP sends.
+const SENDMSG_HOOKS: [&str; 2] = ["on_sendmsg4", "on_sendmsg6"];
+
+/// The aggregation maps the collector reads.
+pub struct KernelMaps {
+    pub flows: PerCpuHashMap<MapData, FlowKey, u64>,
+    pub durations: PerCpuHashMap<MapData, FlowKey, Hist>,
+    pub lost: PerCpuArray<MapData, u64>,
+}
+
+/// Loaded and attached kernel programs. Drop to detach.
+pub struct Probes {
+    /// Owns the programs and their links.
+    _ebpf: Ebpf,
+    pub maps: KernelMaps,
+    /// False when no cgroup v2 hierarchy was found: unconnected UDP sends
+    /// are then counted without a destination.
+    pub udp_destinations: bool,
+}
+
+impl Probes {
+    /// Checks privileges and hooks, loads, configures and attaches everything.
+    pub fn load(opts: &LoadOptions) -> Result<Self, KernelError> {
+        if let Some(missing) = privileges::first_missing() {
+            return Err(KernelError::MissingCapability(missing));
+        }
+        privileges::raise_memlock_limit();
+        let btf = Btf::from_sys_fs().map_err(KernelError::MissingBtf)?;
+        for tp in &TRACEPOINTS {
+            let typedef = format!("btf_trace_{}", tp.event);
+            if btf
+                .id_by_type_name_kind(&typedef, BtfKind::Typedef)
+                .is_err()
+            {
+                return Err(KernelError::MissingHook {
+                    hook: tracepoint_name(tp),
+                    needed_for: tp.needed_for,
+                });
+            }
+        }
+
+        let track_all = u8::from(opts.track_all);
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .override_global("track_all", &track_all, true)
+            .override_global("hist_bounds_ns", &opts.hist_bounds_ns, true)
+            .map_max_entries("flows", opts.max_series)
+            .map_max_entries("durations", opts.max_series)
+            .load(OBJECT)
+            .map_err(|e| KernelError::Object(e.to_string()))?;
+
+        let mut targets: HashMap<_, [u8; COMM_LEN], u8> =
+            HashMap::try_from(take_map(&mut ebpf, "targets")?)
+                .map_err(|e| KernelError::Object(e.to_string()))?;
+        for comm in &opts.targets {
+            targets
+                .insert(comm, 1, 0)
+                .map_err(|e| KernelError::Object(format!("targets map: {e}")))?;
+        }
+
+        for tp in &TRACEPOINTS {
+            let prog: &mut BtfTracePoint = program(&mut ebpf, tp.program)?;
+            prog.load(tp.event, &btf)
+                .map_err(|e| load_error(tp.program, e))?;
+            prog.attach().map_err(|source| KernelError::Attach {
+                program: tp.program,
+                hook: format!("tracepoint {}", tracepoint_name(tp)),
+                source,
+            })?;
+        }
+
+        let udp_destinations = match super::cgroup::v2_root() {
+            Some(root) => {
+                let dir = File::open(&root).map_err(|e| {
+                    KernelError::Object(format!(
+                        "cannot open cgroup v2 root {}: {e}",
+                        root.display()
+                    ))
+                })?;
+                for name in SENDMSG_HOOKS {
+                    let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+                    prog.load().map_err(|e| load_error(name, e))?;
+                    // Kernel links coexist with other programs on the cgroup
+                    // by design and reject any attach flag with EINVAL, so
+                    // `Single` (no flags) is right here, not AllowMultiple.
+                    prog.attach(&dir, CgroupAttachMode::Single)
+                        .map_err(|source| KernelError::Attach {
+                            program: name,
+                            hook: format!("cgroup {}", root.display()),
+                            source,
+                        })?;
+                }
+                true
+            }
+            None => {
+                tracing::warn!(
+                    "no cgroup v2 hierarchy mounted: UDP sendto() destinations are unknown \
+                     (counted with dst_ip=\"::\"); TCP and connected UDP are unaffected"
+                );
+                false
+            }
+        };
+
+        let maps = KernelMaps {
+            flows: PerCpuHashMap::try_from(take_map(&mut ebpf, "flows")?)
+                .map_err(|e| KernelError::Object(e.to_string()))?,
+            durations: PerCpuHashMap::try_from(take_map(&mut ebpf, "durations")?)
+                .map_err(|e| KernelError::Object(e.to_string()))?,
+            lost: PerCpuArray::try_from(take_map(&mut ebpf, "lost")?)
+                .map_err(|e| KernelError::Object(e.to_string()))?,
+        };
+        Ok(Self {
+            _ebpf: ebpf,
+            maps,
+            udp_destinations,
+        })
+    }
+}
+
+fn tracepoint_name(tp: &Tracepoint) -> String {
+    format!("{}:{}", tp.category, tp.event)
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, KernelError> {
+    ebpf.take_map(name)
+        .ok_or_else(|| KernelError::Object(format!("map {name} not found")))
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, KernelError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| KernelError::Object(format!("program {name} not found")))?;
+    prog.try_into()
+        .map_err(|e: ProgramError| KernelError::Object(format!("program {name}: {e}")))
+}
+
+/// Turns a load failure into one message: the errno plus the last lines of
+/// the verifier log, which is where the actual reason is.
+fn load_error(program: &'static str, err: ProgramError) -> KernelError {
+    let detail = match &err {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("{io_error}; verifier: {}", tail.join(" | "))
+        }
+        other => other.to_string(),
+    };
+    KernelError::Load { program, detail }
+}

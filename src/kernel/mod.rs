@@ -1,0 +1,8 @@
+//! Kernel side: the BPF object, its Rust mirror types, and loading/attaching.
+
+pub mod abi;
+pub mod cgroup;
+pub mod loader;
+pub mod privileges;
+
+pub use loader::{KernelError, KernelMaps, LoadOptions, Probes};

@@ -1,0 +1,103 @@
+//! The agent's own metrics: build info, events lost, standard process_*.
+
+use super::{Family, Kind, Value};
+use crate::kernel::abi::LOST_REASONS;
+
+/// `netagent_build_info` and `netagent_events_lost_total`.
+pub fn agent_families(lost: &[u64; LOST_REASONS.len()]) -> Vec<Family> {
+    let mut info = Family::new(
+        "netagent_build_info",
+        "Build information of the running agent; the value is always 1.",
+        Kind::Gauge,
+    );
+    info.push(
+        vec![
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            (
+                "rustc",
+                option_env!("NETAGENT_RUSTC")
+                    .unwrap_or("unknown")
+                    .to_string(),
+            ),
+        ],
+        Value::Gauge(1.0),
+    );
+    let mut lost_f = Family::new(
+        "netagent_events_lost",
+        "Kernel events that could not be counted, by reason (map full, storage allocation failed).",
+        Kind::Counter,
+    );
+    for (reason, n) in LOST_REASONS.iter().zip(lost) {
+        lost_f.push(
+            vec![("reason", reason.to_string())],
+            Value::Counter(*n as f64),
+        );
+    }
+    vec![info, lost_f]
+}
+
+/// The standard `process_*` metrics of the agent itself, from /proc/self.
+/// Missing values (e.g. an unreadable limit) are left out, not guessed.
+pub fn process_families() -> Vec<Family> {
+    let mut out = Vec::new();
+    let Ok(me) = procfs::process::Process::myself() else {
+        return out;
+    };
+    let tps = procfs::ticks_per_second() as f64;
+    let page = procfs::page_size() as f64;
+    let mut gauge = |name, help, v: f64| {
+        let mut f = Family::new(name, help, Kind::Gauge);
+        f.push(Vec::new(), Value::Gauge(v));
+        out.push(f);
+    };
+    if let Ok(stat) = me.stat() {
+        gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            stat.rss as f64 * page,
+        );
+        gauge(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            stat.vsize as f64,
+        );
+        if let Ok(boot) = procfs::boot_time_secs() {
+            gauge(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                boot as f64 + stat.starttime as f64 / tps,
+            );
+        }
+        let mut cpu = Family::new(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            Kind::Counter,
+        );
+        cpu.push(
+            Vec::new(),
+            Value::Counter((stat.utime + stat.stime) as f64 / tps),
+        );
+        out.push(cpu);
+    }
+    if let Ok(n) = me.fd_count() {
+        let mut f = Family::new(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            Kind::Gauge,
+        );
+        f.push(Vec::new(), Value::Gauge(n as f64));
+        out.push(f);
+    }
+    if let Ok(limits) = me.limits() {
+        if let procfs::process::LimitValue::Value(v) = limits.max_open_files.soft_limit {
+            let mut f = Family::new(
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                Kind::Gauge,
+            );
+            f.push(Vec::new(), Value::Gauge(v as f64));
+            out.push(f);
+        }
+    }
+    out
+}

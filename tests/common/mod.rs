@@ -1,0 +1,383 @@
+//! Shared helpers for the end-to-end tests: run the real agent binary with a
+//! config, run the traffic generator under a known comm, scrape and read
+//! the real HTTP endpoint, and check what the kernel has loaded.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub const AGENT: &str = env!("CARGO_BIN_EXE_netagent");
+pub const TESTGEN: &str = env!("CARGO_BIN_EXE_netagent-testgen");
+
+/// End-to-end tests share the kernel and the CPU: run them one at a time so
+/// timing assertions and "nothing left loaded" checks see only their own work.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Missing privilege or tool: a visible skip locally, a failure in CI.
+/// Returns true when the test should go on.
+pub fn require(cond: bool, why: &str) -> bool {
+    if cond {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("required in CI but unavailable: {why}");
+    }
+    eprintln!("SKIP: {why}");
+    false
+}
+
+/// Root with BPF available (the agent's own check gives the details).
+pub fn require_bpf() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    require(
+        root && Path::new("/sys/kernel/btf/vmlinux").exists(),
+        "needs root and kernel BTF to load BPF programs",
+    )
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("netagent-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running agent; killed on drop so a failing test leaves nothing behind.
+pub struct Agent {
+    pub child: Child,
+    pub port: u16,
+    _dir: TempDir,
+    stderr: std::sync::Arc<Mutex<String>>,
+}
+
+impl Agent {
+    /// Starts the agent with `targets` (name, comm) pairs; empty = all processes.
+    pub fn start(targets: &[(&str, &str)]) -> Agent {
+        let mut yaml = String::from("targets:\n");
+        // YAML double-quoted scalars escape `\` and `"`.
+        let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        for (name, comm) in targets {
+            yaml += &format!(
+                "  - name: \"{}\"\n    match_comm: \"{}\"\n",
+                q(name),
+                q(comm)
+            );
+        }
+        if targets.is_empty() {
+            yaml = "targets: []\n".into();
+        }
+        Self::start_with_yaml(&yaml)
+    }
+
+    /// Starts the agent with this YAML plus an `export.listen_addr` on a free port.
+    pub fn start_with_yaml(yaml: &str) -> Agent {
+        let dir = TempDir::new("agent");
+        let port = free_port();
+        let cfg = dir.0.join("config.yaml");
+        std::fs::write(
+            &cfg,
+            format!("{yaml}export:\n  listen_addr: \"127.0.0.1:{port}\"\n"),
+        )
+        .unwrap();
+        let mut child = Command::new(AGENT)
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start netagent");
+        let stderr = std::sync::Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("[agent] {line}");
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut agent = Agent {
+            child,
+            port,
+            _dir: dir,
+            stderr,
+        };
+        agent.wait_ready();
+        agent
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("agent exited early ({status}): {}", self.stderr());
+            }
+            if http_get(self.port, "/health", None).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("agent not ready within 20 s: {}", self.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Classic text scrape.
+    pub fn scrape(&self) -> String {
+        http_get(self.port, "/metrics", None).expect("scrape /metrics")
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        Metrics::parse(&self.scrape())
+    }
+
+    /// Sends `sig` and waits for the exit status (bounded).
+    pub fn signal_and_wait(&mut self, sig: i32) -> ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not exit after signal {sig}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Plain HTTP/1.1 GET on loopback; returns the body of a 200 response.
+pub fn http_get(port: u16, path: &str, accept: Option<&str>) -> Result<String, String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or("no header end")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.lines().next().unwrap_or("").to_string());
+    }
+    // The agent answers with a fixed Content-Length body (no chunking needed
+    // for our tests); strip chunk framing if a future version uses it.
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Ok(dechunk(body));
+    }
+    Ok(body.to_string())
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+/// Samples of one scrape: (metric name, sorted labels) -> value.
+#[derive(Debug, Default)]
+pub struct Metrics(pub BTreeMap<(String, BTreeMap<String, String>), f64>);
+
+impl Metrics {
+    /// Reads the classic text format (label values must not contain `,` or
+    /// escaped quotes; ours in these tests do not).
+    pub fn parse(text: &str) -> Self {
+        let mut m = BTreeMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => {
+                    let body = rest.strip_suffix('}').unwrap();
+                    let labels = body
+                        .split("\",")
+                        .filter(|kv| !kv.is_empty())
+                        .map(|kv| {
+                            let (k, v) = kv.split_once("=\"").unwrap();
+                            (k.to_string(), v.trim_end_matches('"').to_string())
+                        })
+                        .collect();
+                    (n.to_string(), labels)
+                }
+                None => (series.to_string(), BTreeMap::new()),
+            };
+            m.insert((name, labels), value.parse().unwrap());
+        }
+        Metrics(m)
+    }
+
+    /// Value of the series with exactly these labels (0 when absent).
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let want: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.0
+            .get(&(name.to_string(), want))
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    /// Every series of a metric name.
+    pub fn series(&self, name: &str) -> Vec<(&BTreeMap<String, String>, f64)> {
+        self.0
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|((_, l), v)| (l, *v))
+            .collect()
+    }
+}
+
+/// Runs the traffic generator with `--comm comm` and returns its JSON summary.
+pub fn testgen(comm: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(TESTGEN)
+        .arg("--comm")
+        .arg(comm)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run testgen");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("testgen output {stdout:?}: {e}"));
+    assert!(out.status.success(), "testgen {args:?} failed: {v}");
+    v
+}
+
+/// A testgen server, killed on drop; `ports` holds what it bound.
+pub struct Server {
+    child: Child,
+    pub ports: serde_json::Value,
+}
+
+impl Server {
+    pub fn start(comm: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(TESTGEN)
+            .arg("--comm")
+            .arg(comm)
+            .arg("serve")
+            .args(args)
+            .args(["--max-seconds", "120"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start testgen serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ports =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("serve said {line:?}: {e}"));
+        Server { child, ports }
+    }
+
+    pub fn port(&self, key: &str) -> u16 {
+        self.ports[key].as_u64().unwrap() as u16
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// IDs of loaded BPF programs whose names are ours (`on_*` from bpf/).
+pub fn our_prog_ids() -> Vec<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool prog show");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|p| {
+                    // The kernel keeps 15 bytes of a name; bpftool may show
+                    // the full BTF name instead.
+                    p["name"].as_str().is_some_and(|n| {
+                        n.len() >= 10 && OUR_PROGRAMS.iter().any(|full| full.starts_with(n))
+                    })
+                })
+                .filter_map(|p| p["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Program names in bpf/netagent.bpf.c.
+pub const OUR_PROGRAMS: [&str; 5] = [
+    "on_inet_sock_set_state",
+    "on_sock_send_length",
+    "on_sock_recv_length",
+    "on_sendmsg4",
+    "on_sendmsg6",
+];

@@ -1,0 +1,228 @@
+//! Exact per-process counts of TCP connects (IPv4, IPv6), UDP sends and
+//! send->recv durations, from real traffic of processes with known comms.
+
+mod common;
+use common::*;
+
+const CLIENT: &str = "nettest-cli";
+const SERVER: &str = "nettest-srv";
+
+#[test]
+fn connects_and_sends_are_counted_exactly_per_port_and_destination() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    // The label differs from the comm, to prove the label comes from config.
+    let agent = Agent::start(&[("client-app", CLIENT)]);
+    let srv = Server::start(
+        SERVER,
+        &["--tcp4", "0", "--tcp6", "0", "--udp4", "0", "--udp6", "0"],
+    );
+    let (t4, t6, u4, u6) = (
+        srv.port("tcp4"),
+        srv.port("tcp6"),
+        srv.port("udp4"),
+        srv.port("udp6"),
+    );
+    let (n, m, k, k6) = (37, 23, 41, 19);
+
+    testgen(
+        CLIENT,
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{t4}"),
+            "--connects",
+            &n.to_string(),
+        ],
+    );
+    testgen(
+        CLIENT,
+        &[
+            "client",
+            "--tcp6",
+            &format!("[::1]:{t6}"),
+            "--connects",
+            &m.to_string(),
+        ],
+    );
+    testgen(
+        CLIENT,
+        &[
+            "client",
+            "--udp4",
+            &format!("127.0.0.1:{u4}"),
+            "--sends",
+            &k.to_string(),
+        ],
+    );
+    testgen(
+        CLIENT,
+        &[
+            "client",
+            "--udp6",
+            &format!("[::1]:{u6}"),
+            "--sends",
+            &k6.to_string(),
+        ],
+    );
+
+    let m_ = agent.metrics();
+    let p = "client-app";
+    let c = |proto: &str, port: u16| {
+        m_.get(
+            "netagent_connect_total",
+            &[
+                ("process", p),
+                ("proto", proto),
+                ("dport", &port.to_string()),
+            ],
+        )
+    };
+    assert_eq!(c("tcp", t4), n as f64, "IPv4 TCP connects");
+    assert_eq!(c("tcp", t6), m as f64, "IPv6 TCP connects");
+    assert_eq!(c("udp", u4), k as f64, "IPv4 UDP datagrams");
+    assert_eq!(c("udp", u6), k6 as f64, "IPv6 UDP datagrams");
+
+    let e = |proto: &str, port: u16, ip: &str| {
+        m_.get(
+            "netagent_edge_total",
+            &[
+                ("process", p),
+                ("proto", proto),
+                ("dport", &port.to_string()),
+                ("dst_ip", ip),
+            ],
+        )
+    };
+    assert_eq!(e("tcp", t4, "127.0.0.1"), n as f64);
+    assert_eq!(e("tcp", t6, "::1"), m as f64);
+    assert_eq!(e("udp", u4, "127.0.0.1"), k as f64);
+    assert_eq!(e("udp", u6, "::1"), k6 as f64);
+
+    // Nothing else: the server (not a target) answered every UDP datagram
+    // and accepted every connection, and none of that may show up.
+    assert_eq!(
+        m_.series("netagent_connect_total").len(),
+        4,
+        "{:?}",
+        m_.series("netagent_connect_total")
+    );
+    assert_eq!(
+        m_.series("netagent_edge_total").len(),
+        4,
+        "{:?}",
+        m_.series("netagent_edge_total")
+    );
+    for (labels, _) in m_.series("netagent_edge_total") {
+        assert_eq!(labels["process"], p);
+    }
+    for (labels, v) in m_.series("netagent_events_lost_total") {
+        assert_eq!(v, 0.0, "lost events {labels:?}");
+    }
+}
+
+#[test]
+fn without_targets_every_process_is_labelled_by_its_comm() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let agent = Agent::start(&[]);
+    let srv = Server::start(SERVER, &["--tcp4", "0", "--udp4", "0"]);
+    let (t4, u4) = (srv.port("tcp4"), srv.port("udp4"));
+    testgen(
+        "nettest-all",
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{t4}"),
+            "--connects",
+            "11",
+        ],
+    );
+    testgen(
+        "nettest-all",
+        &[
+            "client",
+            "--udp4",
+            &format!("127.0.0.1:{u4}"),
+            "--sends",
+            "5",
+        ],
+    );
+    // The echo server sends 5 replies from its comm; with no targets, it is tracked too.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let m = agent.metrics();
+    let get = |proc_: &str, proto: &str, port: &str| {
+        m.get(
+            "netagent_connect_total",
+            &[("process", proc_), ("proto", proto), ("dport", port)],
+        )
+    };
+    assert_eq!(get("nettest-all", "tcp", &t4.to_string()), 11.0);
+    assert_eq!(get("nettest-all", "udp", &u4.to_string()), 5.0);
+    let server_udp: f64 = m
+        .series("netagent_connect_total")
+        .iter()
+        .filter(|(l, _)| l["process"] == SERVER && l["proto"] == "udp")
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(server_udp, 5.0, "the server's 5 echo replies");
+}
+
+#[test]
+fn send_to_recv_durations_land_in_the_bucket_of_the_server_delay() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let agent = Agent::start(&[("client-app", CLIENT)]);
+    // 20 ms lies in the (0.01, 0.025] bucket.
+    let srv = Server::start(SERVER, &["--tcp4", "0", "--udp6", "0", "--delay-ms", "20"]);
+    let (t4, u6) = (srv.port("tcp4"), srv.port("udp6"));
+    let exchanges = 12;
+    testgen(
+        CLIENT,
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{t4}"),
+            "--udp6",
+            &format!("[::1]:{u6}"),
+            "--exchanges",
+            &exchanges.to_string(),
+        ],
+    );
+    let m = agent.metrics();
+    for (proto, port, ip) in [("tcp", t4, "127.0.0.1"), ("udp", u6, "::1")] {
+        let port = port.to_string();
+        let labels = [
+            ("process", "client-app"),
+            ("proto", proto),
+            ("dport", port.as_str()),
+            ("dst_ip", ip),
+        ];
+        let count = m.get("netagent_tx_duration_seconds_count", &labels);
+        assert_eq!(count, exchanges as f64, "{proto} exchanges");
+        let bucket = |le: &str| {
+            let mut l = labels.to_vec();
+            l.push(("le", le));
+            m.get("netagent_tx_duration_seconds_bucket", &l)
+        };
+        assert_eq!(
+            bucket("0.01"),
+            0.0,
+            "{proto}: nothing faster than the 20 ms delay"
+        );
+        assert_eq!(
+            bucket("0.025"),
+            exchanges as f64,
+            "{proto}: all within (10 ms, 25 ms]"
+        );
+        let sum = m.get("netagent_tx_duration_seconds_sum", &labels);
+        let mean = sum / exchanges as f64;
+        assert!((0.020..0.025).contains(&mean), "{proto}: mean {mean} s");
+    }
+}

@@ -1,0 +1,147 @@
+//! Start-up errors, exit codes and clean shutdown: nothing stays loaded or
+//! attached after SIGTERM or SIGKILL.
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Waits until none of the given program ids is loaded any more.
+fn wait_unloaded(ids: &[u64]) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<u64> = our_prog_ids()
+            .into_iter()
+            .filter(|i| ids.contains(i))
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn cgroup_attachments() -> String {
+    let root = std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some("cgroup2"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .expect("cgroup2 mount");
+    let out = Command::new("bpftool")
+        .args(["cgroup", "show", &root])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn check_signal_cleans_up(sig: i32, expect_code: Option<i32>) {
+    let before = our_prog_ids();
+    let mut agent = Agent::start(&[("x", "nettest-none")]);
+    let ids: Vec<u64> = our_prog_ids()
+        .into_iter()
+        .filter(|i| !before.contains(i))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        OUR_PROGRAMS.len(),
+        "all programs loaded: {ids:?}"
+    );
+    assert!(cgroup_attachments().contains("on_sendmsg4"));
+    let status = agent.signal_and_wait(sig);
+    assert_eq!(
+        status.code(),
+        expect_code,
+        "exit status after signal {sig}: {status}"
+    );
+    assert_eq!(
+        wait_unloaded(&ids),
+        Vec::<u64>::new(),
+        "programs left after signal {sig}"
+    );
+    let cg = cgroup_attachments();
+    assert!(
+        !cg.contains("on_sendmsg"),
+        "cgroup hooks left after signal {sig}: {cg}"
+    );
+}
+
+#[test]
+fn sigterm_detaches_everything_and_exits_zero() {
+    let _g = serial();
+    if !require_bpf() || !require(have("bpftool"), "bpftool not installed") {
+        return;
+    }
+    check_signal_cleans_up(libc::SIGTERM, Some(0));
+    check_signal_cleans_up(libc::SIGINT, Some(0));
+}
+
+#[test]
+fn sigkill_leaves_nothing_loaded() {
+    let _g = serial();
+    if !require_bpf() || !require(have("bpftool"), "bpftool not installed") {
+        return;
+    }
+    check_signal_cleans_up(libc::SIGKILL, None);
+}
+
+fn run_agent(args: &[&str], pre: &[&str]) -> (i32, String) {
+    let mut cmd = if pre.is_empty() {
+        Command::new(AGENT)
+    } else {
+        let mut c = Command::new(pre[0]);
+        c.args(&pre[1..]).arg(AGENT);
+        c
+    };
+    let out = cmd.args(args).output().expect("run netagent");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_config_exits_2_naming_key_and_line() {
+    let dir = TempDir::new("badcfg");
+    let cfg = dir.0.join("bad.yaml");
+    std::fs::write(&cfg, "targets:\n  - name: web\n    match_com: nginx\n").unwrap();
+    let (code, err) = run_agent(&["--config", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("match_com") && err.contains("line 3"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+
+    let (code, err) = run_agent(&["--config", "/nonexistent/netagent.yaml"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/netagent.yaml"), "{err}");
+}
+
+#[test]
+fn missing_capability_exits_1_naming_it() {
+    if !require(have("setpriv"), "setpriv (util-linux) not installed") || !require_bpf() {
+        return;
+    }
+    // Root without CAP_BPF/CAP_SYS_ADMIN in the bounding set: execve leaves
+    // them out of the effective set.
+    let (code, err) = run_agent(
+        &["--config", "/dev/null"],
+        &[
+            "setpriv",
+            "--bounding-set=-bpf,-sys_admin",
+            "--inh-caps=-bpf,-sys_admin",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("missing capability CAP_BPF"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+}
+
+#[test]
+fn version_and_help() {
+    let (code, _) = run_agent(&["--version"], &[]);
+    assert_eq!(code, 0);
+    let out = Command::new(AGENT).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--config", "--log-level", "--version"] {
+        assert!(help.contains(flag), "{help}");
+    }
+}
