@@ -42,9 +42,12 @@ struct {
 	__type(value, __u8);
 } targets SEC(".maps");
 
-/* Connect attempts (TCP) and datagrams sent (UDP) per owner and destination. */
+/* Connect attempts (TCP) and datagrams sent (UDP) per owner and destination.
+ * Not preallocated: per-CPU values times max_entries would reserve memory
+ * for series that never exist; the agent sizes max_entries from config. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
 	__type(key, struct na_flow_key);
 	__type(value, __u64);
@@ -53,6 +56,7 @@ struct {
 /* send->recv latency histograms per owner and destination. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
 	__type(key, struct na_flow_key);
 	__type(value, struct na_hist);

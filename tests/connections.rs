@@ -226,3 +226,35 @@ fn send_to_recv_durations_land_in_the_bucket_of_the_server_delay() {
         assert!((0.020..0.025).contains(&mean), "{proto}: mean {mean} s");
     }
 }
+
+#[test]
+fn series_beyond_the_kernel_map_capacity_are_counted_as_lost() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    // Room for 2 series; 4 destination ports with 3 connects each.
+    let agent = Agent::start_with_yaml(&format!(
+        "targets:\n  - name: capped\n    match_comm: \"{CLIENT}\"\nlimits:\n  max_series: 2\n"
+    ));
+    let servers: Vec<Server> = (0..4)
+        .map(|_| Server::start(SERVER, &["--tcp4", "0"]))
+        .collect();
+    for s in &servers {
+        let target = format!("127.0.0.1:{}", s.port("tcp4"));
+        testgen(CLIENT, &["client", "--tcp4", &target, "--connects", "3"]);
+    }
+    let m = agent.metrics();
+    let kept: f64 = m
+        .series("netagent_connect_total")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(m.series("netagent_connect_total").len(), 2);
+    assert_eq!(kept, 6.0, "the two series that fit count exactly");
+    assert_eq!(
+        m.get("netagent_events_lost_total", &[("reason", "flow_map_full")]),
+        6.0,
+        "every event of the two series that did not fit is counted as lost"
+    );
+}
