@@ -1,18 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * netagent kernel side: per-process TCP connects, UDP sends and send->recv
- * latency, aggregated in kernel maps that the agent reads at scrape time.
+ * netagent kernel side: per-process TCP and UDP counters and histograms,
+ * aggregated in kernel maps that the agent reads at scrape time.
  *
- * Hooks (all stable, no kprobes/fentry):
- *   tp_btf/inet_sock_set_state  TCP CLOSE->SYN_SENT = one connect attempt
- *   cgroup/sendmsg4, sendmsg6   destination of an unconnected UDP sendto()
- *   tp_btf/sock_send_length     one message sent: UDP count, request start
- *   tp_btf/sock_recv_length     one message received: response end
+ * Hooks (all stable; no kprobes/fentry):
+ *   tp_btf/inet_sock_set_state  TCP lifecycle: connect, established, close, listen
+ *   tp_btf/tcp_retransmit_skb   retransmits
+ *   tp_btf/tcp_send_reset       resets sent
+ *   tp_btf/tcp_receive_reset    resets received
+ *   tp_btf/sock_send_length     one message sent: bytes, UDP datagrams, request start
+ *   tp_btf/sock_recv_length     one message received: bytes, response end
+ *   cgroup/sendmsg4, sendmsg6   peer of an unconnected UDP sendto()
+ *   cgroup/recvmsg4, recvmsg6   peer of an unconnected UDP recvfrom()
+ *
+ * Attribution: the owner (comm, cgroup) is stored in socket-local storage
+ * when a target process connects, sends or receives first (process
+ * context), or, for accepted connections, copied from the listener's owner.
+ * Every later event — often in softirq context — uses that stored owner.
  */
 #include <stdbool.h>
 #include <linux/types.h>
 #include <linux/in.h>
 #include <linux/in6.h>
+#include <linux/errno.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -21,18 +31,24 @@
 #include "vmlinux_min.h"
 #include "netagent.h"
 
-#define AF_INET 2
 #define AF_INET6 10
 #define SOCK_DGRAM 2
-#define TCP_SYN_SENT 2
-#define TCP_ESTABLISHED 1
 #define MSG_PEEK 2
+
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+
+/* Long-lived connections get an RTT sample at most this often. */
+#define RTT_SAMPLE_NS (10ULL * 1000 * 1000 * 1000)
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* Set by the agent before load. */
 const volatile __u8 track_all = 0; /* 1: every process, labelled by comm */
-const volatile __u64 hist_bounds_ns[NA_HIST_BOUNDS] = {};
+const volatile __u64 hist_bounds_ns[NA_HIST_KINDS][NA_HIST_BOUNDS] = {};
 
 /* comm -> 1 for processes we track when !track_all. */
 struct {
@@ -42,25 +58,25 @@ struct {
 	__type(value, __u8);
 } targets SEC(".maps");
 
-/* Connect attempts (TCP) and datagrams sent (UDP) per owner and destination.
- * Not preallocated: per-CPU values times max_entries would reserve memory
- * for series that never exist; the agent sizes max_entries from config. */
+/* Counters per owner and peer. Not preallocated: per-CPU values times
+ * max_entries would reserve memory for series that never exist; the agent
+ * sizes max_entries from config. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
 	__type(key, struct na_flow_key);
-	__type(value, __u64);
+	__type(value, struct na_flow_stats);
 } flows SEC(".maps");
 
-/* send->recv latency histograms per owner and destination. */
+/* Histograms per owner, peer and kind. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
 	__type(key, struct na_flow_key);
 	__type(value, struct na_hist);
-} durations SEC(".maps");
+} hists SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -68,6 +84,16 @@ struct {
 	__type(key, int);
 	__type(value, struct na_sock_state);
 } sock_state SEC(".maps");
+
+/* Listening ports of tracked processes, so accepted connections (created
+ * in softirq context) can be attributed to the listener's owner. Filled
+ * at listen() and, for listeners older than the agent, by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct na_listen_key);
+	__type(value, struct na_listener);
+} listeners SEC(".maps");
 
 /* Events that could not be counted, by enum na_lost_reason. */
 struct {
@@ -95,74 +121,101 @@ static __always_inline bool current_is_target(__u8 comm[NA_COMM_LEN])
 	return bpf_map_lookup_elem(&targets, comm) != NULL;
 }
 
-/* Reads the socket's peer as IPv6 (IPv4 mapped to ::ffff:a.b.c.d). */
-static __always_inline void read_peer(const struct sock *sk, __u8 daddr[16], __u16 *dport)
+static __always_inline void v4_mapped(__u8 out[16], __be32 a)
 {
-	__u16 family = sk->__sk_common.skc_family;
-
-	*dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	if (family == AF_INET6) {
-		__builtin_memcpy(daddr, &sk->__sk_common.skc_v6_daddr, 16);
-		return;
-	}
-	__be32 a = sk->__sk_common.skc_daddr;
-	__builtin_memset(daddr, 0, 10);
-	daddr[10] = 0xff;
-	daddr[11] = 0xff;
-	__builtin_memcpy(daddr + 12, &a, 4);
+	__builtin_memset(out, 0, 10);
+	out[10] = 0xff;
+	out[11] = 0xff;
+	__builtin_memcpy(out + 12, &a, 4);
 }
 
-static __always_inline void flow_key(struct na_flow_key *k, const struct na_sock_state *st)
+/* The socket's peer address (IPv4 mapped into IPv6). */
+static __always_inline void read_peer_addr(const struct sock *sk, __u8 daddr[16])
+{
+	if (sk->__sk_common.skc_family == AF_INET6)
+		__builtin_memcpy(daddr, &sk->__sk_common.skc_v6_daddr, 16);
+	else
+		v4_mapped(daddr, sk->__sk_common.skc_daddr);
+}
+
+static __always_inline __u32 netns_of(const struct sock *sk)
+{
+	return sk->__sk_common.skc_net.net->ns.inum;
+}
+
+/* New per-socket state for the current (target) task. */
+static __always_inline struct na_sock_state *
+own_socket(void *sk, const __u8 comm[NA_COMM_LEN], __u8 proto, __u8 direction)
+{
+	struct na_sock_state *st =
+		bpf_sk_storage_get(&sock_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!st) {
+		count_lost(NA_LOST_SOCK_STORAGE);
+		return NULL;
+	}
+	__builtin_memcpy(st->comm, comm, NA_COMM_LEN);
+	st->cgroup_id = bpf_get_current_cgroup_id();
+	st->proto = proto;
+	st->direction = direction;
+	return st;
+}
+
+static __always_inline void flow_key(struct na_flow_key *k, const struct na_sock_state *st,
+				     __u8 hist)
 {
 	__builtin_memcpy(k->comm, st->comm, NA_COMM_LEN);
 	__builtin_memcpy(k->daddr, st->daddr, 16);
+	k->cgroup_id = st->cgroup_id;
 	k->dport = st->dport;
 	k->proto = st->proto;
-	k->_pad = 0;
+	k->direction = st->direction;
+	k->hist = hist;
+	k->_pad[0] = 0;
+	k->_pad[1] = 0;
+	k->_pad[2] = 0;
 }
 
-static __always_inline void count_flow(const struct na_sock_state *st)
+/* This CPU's counters for the socket's series, created on first use. */
+static __always_inline struct na_flow_stats *flow_stats(const struct na_sock_state *st)
 {
+	static const struct na_flow_stats zero = {};
 	struct na_flow_key k;
-	__u64 one = 1, *v;
+	struct na_flow_stats *v;
 
-	flow_key(&k, st);
-	v = bpf_map_lookup_elem(&flows, &k);
-	if (v) {
-		*v += 1; /* per-CPU value: no atomics needed */
-		return;
-	}
-	/* First event of this series on this CPU's view: insert. Another CPU
-	 * may have inserted meanwhile (-EEXIST); then add to the existing one. */
-	if (bpf_map_update_elem(&flows, &k, &one, BPF_NOEXIST) == 0)
-		return;
+	flow_key(&k, st, 0);
 	v = bpf_map_lookup_elem(&flows, &k);
 	if (v)
-		*v += 1;
-	else
+		return v;
+	/* -EEXIST when another CPU inserted it meanwhile: then look it up. */
+	bpf_map_update_elem(&flows, &k, &zero, BPF_NOEXIST);
+	v = bpf_map_lookup_elem(&flows, &k);
+	if (!v)
 		count_lost(NA_LOST_FLOW_MAP_FULL);
+	return v;
 }
 
-static __always_inline void observe_duration(const struct na_sock_state *st, __u64 ns)
+static __always_inline void observe(const struct na_sock_state *st, __u8 kind, __u64 ns)
 {
+	static const struct na_hist zero = {};
 	struct na_flow_key k;
 	struct na_hist *h;
 	__u32 b = NA_HIST_BOUNDS;
 
-	flow_key(&k, st);
-	h = bpf_map_lookup_elem(&durations, &k);
+	if (kind >= NA_HIST_KINDS)
+		return;
+	flow_key(&k, st, kind);
+	h = bpf_map_lookup_elem(&hists, &k);
 	if (!h) {
-		struct na_hist zero = {};
-
-		bpf_map_update_elem(&durations, &k, &zero, BPF_NOEXIST);
-		h = bpf_map_lookup_elem(&durations, &k);
+		bpf_map_update_elem(&hists, &k, &zero, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(&hists, &k);
 		if (!h) {
 			count_lost(NA_LOST_HIST_MAP_FULL);
 			return;
 		}
 	}
 	for (__u32 i = 0; i < NA_HIST_BOUNDS; i++) {
-		if (ns <= hist_bounds_ns[i]) {
+		if (ns <= hist_bounds_ns[kind][i]) {
 			b = i;
 			break;
 		}
@@ -172,35 +225,255 @@ static __always_inline void observe_duration(const struct na_sock_state *st, __u
 	h->sum_ns += ns;
 }
 
-/* ---- TCP connect: CLOSE -> SYN_SENT runs in the connect()ing task. ---- */
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+static __always_inline void observe_rtt(const struct sock *sk, const struct na_sock_state *st)
 {
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+
+	if (!tp)
+		return;
+	/* srtt_us is the smoothed RTT in µs, left-shifted by 3; 0 = no sample yet. */
+	__u32 srtt = tp->srtt_us >> 3;
+	if (srtt)
+		observe(st, NA_HIST_RTT, (__u64)srtt * 1000);
+}
+
+static __always_inline __u32 fail_reason(int err)
+{
+	switch (err) {
+	case ECONNREFUSED:
+		return NA_FAIL_REFUSED;
+	case ETIMEDOUT:
+		return NA_FAIL_TIMEOUT;
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		return NA_FAIL_UNREACHABLE;
+	case ECONNRESET:
+		return NA_FAIL_RESET;
+	default:
+		return NA_FAIL_OTHER;
+	}
+}
+
+/* ---------------- TCP lifecycle ---------------- */
+
+/* CLOSE -> SYN_SENT runs in the task calling connect(): one attempt. */
+static __always_inline void on_connect(const struct sock *sk)
+{
+	struct na_flow_stats *fs;
 	struct na_sock_state *st;
 	__u8 comm[NA_COMM_LEN];
 
-	if (newstate != TCP_SYN_SENT || sk->sk_protocol != IPPROTO_TCP)
-		return 0;
 	if (!current_is_target(comm))
-		return 0;
+		return;
+	st = own_socket((void *)sk, comm, IPPROTO_TCP, NA_DIR_OUTBOUND);
+	if (!st)
+		return;
+	read_peer_addr(sk, st->daddr);
+	st->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	st->syn_ts = bpf_ktime_get_ns();
+	st->send_ts = 0;
+	st->open = 0;
+	fs = flow_stats(st);
+	if (fs)
+		fs->connects += 1; /* per-CPU value: no atomics needed */
+}
+
+static __always_inline void mark_open(struct na_sock_state *st, __u64 now)
+{
+	struct na_flow_stats *fs = flow_stats(st);
+
+	if (fs)
+		fs->opened += 1;
+	st->open = 1;
+	st->open_ts = now;
+	st->rtt_ts = now;
+}
+
+/* SYN_SENT -> ESTABLISHED (softirq: SYN-ACK received). */
+static __always_inline void on_established_out(const struct sock *sk)
+{
+	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, 0);
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!st)
+		return;
+	if (st->syn_ts) {
+		observe(st, NA_HIST_CONNECT, now - st->syn_ts);
+		st->syn_ts = 0;
+	}
+	mark_open(st, now);
+}
+
+/* SYN_RECV -> ESTABLISHED on a new child socket (softirq): the owner is
+ * whoever listens on the socket's local port in its network namespace. */
+static __always_inline void on_established_in(const struct sock *sk)
+{
+	struct na_listen_key lk = {
+		.netns = netns_of(sk),
+		.port = sk->__sk_common.skc_num,
+	};
+	struct na_listener *l = bpf_map_lookup_elem(&listeners, &lk);
+	struct na_sock_state *st;
+
+	if (!l)
+		return;
 	st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
 		count_lost(NA_LOST_SOCK_STORAGE);
-		return 0;
+		return;
 	}
-	__builtin_memcpy(st->comm, comm, NA_COMM_LEN);
-	read_peer(sk, st->daddr, &st->dport);
+	__builtin_memcpy(st->comm, l->comm, NA_COMM_LEN);
+	st->cgroup_id = l->cgroup_id;
 	st->proto = IPPROTO_TCP;
-	st->send_ts = 0;
-	count_flow(st);
+	st->direction = NA_DIR_INBOUND;
+	read_peer_addr(sk, st->daddr);
+	st->dport = lk.port;
+	mark_open(st, bpf_ktime_get_ns());
+}
+
+/* CLOSE -> LISTEN runs in the task calling listen(). */
+static __always_inline void on_listen(const struct sock *sk)
+{
+	struct na_listen_key lk = {
+		.netns = netns_of(sk),
+		.port = sk->__sk_common.skc_num,
+	};
+	struct na_listener l = {};
+
+	if (!current_is_target(l.comm))
+		return;
+	l.cgroup_id = bpf_get_current_cgroup_id();
+	if (sk->__sk_common.skc_family == AF_INET6)
+		__builtin_memcpy(l.addr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+	else
+		v4_mapped(l.addr, sk->__sk_common.skc_rcv_saddr);
+	if (bpf_map_update_elem(&listeners, &lk, &l, BPF_ANY))
+		count_lost(NA_LOST_LISTENER_MAP_FULL);
+}
+
+static __always_inline void on_unlisten(const struct sock *sk)
+{
+	struct na_listen_key lk = {
+		.netns = netns_of(sk),
+		.port = sk->__sk_common.skc_num,
+	};
+
+	bpf_map_delete_elem(&listeners, &lk);
+}
+
+/* Any state -> CLOSE: a failed connect, or the end of a connection. */
+static __always_inline void on_close(const struct sock *sk, int oldstate)
+{
+	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, 0);
+	struct na_flow_stats *fs;
+
+	if (!st)
+		return;
+	if (oldstate == TCP_SYN_SENT) {
+		__u32 reason = fail_reason(sk->sk_err);
+
+		st->syn_ts = 0;
+		fs = flow_stats(st);
+		if (fs && reason < NA_FAIL_REASONS)
+			fs->failed[reason] += 1;
+		return;
+	}
+	if (!st->open)
+		return;
+	st->open = 0;
+	fs = flow_stats(st);
+	if (fs)
+		fs->closed += 1;
+	observe(st, NA_HIST_CONN_DURATION, bpf_ktime_get_ns() - st->open_ts);
+	observe_rtt(sk, st);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+{
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	switch (newstate) {
+	case TCP_SYN_SENT:
+		on_connect(sk);
+		break;
+	case TCP_ESTABLISHED:
+		if (oldstate == TCP_SYN_SENT)
+			on_established_out(sk);
+		else if (oldstate == TCP_SYN_RECV)
+			on_established_in(sk);
+		break;
+	case TCP_LISTEN:
+		on_listen(sk);
+		break;
+	case TCP_CLOSE:
+		if (oldstate == TCP_LISTEN)
+			on_unlisten(sk);
+		else
+			on_close(sk, oldstate);
+		break;
+	}
 	return 0;
 }
 
-/* ---- UDP sendto(): the destination exists only in the call's address. ---- */
-static __always_inline void remember_sendto(struct bpf_sock_addr *ctx, const __u8 addr[16])
+/* ---------------- TCP health ---------------- */
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(on_tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *skb)
+{
+	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, 0);
+	struct na_flow_stats *fs;
+
+	if (!st)
+		return 0;
+	fs = flow_stats(st);
+	if (fs)
+		fs->retransmits += 1;
+	return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(on_tcp_send_reset, const struct sock *sk, const struct sk_buff *skb)
 {
 	struct na_sock_state *st;
+	struct na_flow_stats *fs;
+
+	/* NULL for resets answering packets that match no socket. */
+	if (!sk)
+		return 0;
+	st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, 0);
+	if (!st)
+		return 0;
+	fs = flow_stats(st);
+	if (fs)
+		fs->resets_sent += 1;
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(on_tcp_receive_reset, struct sock *sk)
+{
+	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, sk, NULL, 0);
+	struct na_flow_stats *fs;
+
+	if (!st)
+		return 0;
+	fs = flow_stats(st);
+	if (fs)
+		fs->resets_received += 1;
+	return 0;
+}
+
+/* ---------------- messages: bytes, datagrams, send->recv ---------------- */
+
+/* cgroup sock_addr hooks run just before the send / just after the receive
+ * of an unconnected UDP socket, in the same task as the tracepoint that
+ * follows; they note the peer in the socket's state for it. */
+static __always_inline void remember_peer(struct bpf_sock_addr *ctx, const __u8 addr[16],
+					  __u8 direction)
+{
 	struct bpf_sock *sk = ctx->sk;
+	struct na_sock_state *st;
 	__u8 comm[NA_COMM_LEN];
 
 	if (!sk || ctx->protocol != IPPROTO_UDP)
@@ -209,34 +482,24 @@ static __always_inline void remember_sendto(struct bpf_sock_addr *ctx, const __u
 	if (!st) {
 		if (!current_is_target(comm))
 			return;
-		st = bpf_sk_storage_get(&sock_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!st) {
-			count_lost(NA_LOST_SOCK_STORAGE);
+		st = own_socket(sk, comm, IPPROTO_UDP, direction);
+		if (!st)
 			return;
-		}
-		__builtin_memcpy(st->comm, comm, NA_COMM_LEN);
-		st->proto = IPPROTO_UDP;
 	}
 	__builtin_memcpy(st->pending_addr, addr, 16);
 	st->pending_port = bpf_ntohs((__u16)ctx->user_port);
 	st->has_pending = 1;
 }
 
-SEC("cgroup/sendmsg4")
-int on_sendmsg4(struct bpf_sock_addr *ctx)
+static __always_inline void remember_peer4(struct bpf_sock_addr *ctx, __u8 direction)
 {
-	__u8 addr[16] = {};
-	__u32 ip = ctx->user_ip4;
+	__u8 addr[16];
 
-	addr[10] = 0xff;
-	addr[11] = 0xff;
-	__builtin_memcpy(addr + 12, &ip, 4);
-	remember_sendto(ctx, addr);
-	return 1; /* observe only, never block */
+	v4_mapped(addr, ctx->user_ip4);
+	remember_peer(ctx, addr, direction);
 }
 
-SEC("cgroup/sendmsg6")
-int on_sendmsg6(struct bpf_sock_addr *ctx)
+static __always_inline void remember_peer6(struct bpf_sock_addr *ctx, __u8 direction)
 {
 	__u32 ip[4];
 
@@ -244,64 +507,129 @@ int on_sendmsg6(struct bpf_sock_addr *ctx)
 	ip[1] = ctx->user_ip6[1];
 	ip[2] = ctx->user_ip6[2];
 	ip[3] = ctx->user_ip6[3];
-	remember_sendto(ctx, (__u8 *)ip);
+	remember_peer(ctx, (__u8 *)ip, direction);
+}
+
+/* These only observe: 1 = allow, never block or rewrite. */
+SEC("cgroup/sendmsg4")
+int on_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	remember_peer4(ctx, NA_DIR_OUTBOUND);
 	return 1;
 }
 
-/* ---- One message sent (process context, the sending task). ---- */
+SEC("cgroup/sendmsg6")
+int on_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	remember_peer6(ctx, NA_DIR_OUTBOUND);
+	return 1;
+}
+
+SEC("cgroup/recvmsg4")
+int on_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	remember_peer4(ctx, NA_DIR_INBOUND);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int on_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	remember_peer6(ctx, NA_DIR_INBOUND);
+	return 1;
+}
+
+static __always_inline bool is_udp(const struct sock *sk)
+{
+	return sk->sk_protocol == IPPROTO_UDP && sk->sk_type == SOCK_DGRAM;
+}
+
+/* UDP: the series of this datagram — its peer from the cgroup hook
+ * (unconnected) or the socket (connected); the server-side port. */
+static __always_inline void udp_peer(const struct sock *sk, struct na_sock_state *st)
+{
+	__u16 peer_port;
+
+	if (st->has_pending) {
+		__builtin_memcpy(st->daddr, st->pending_addr, 16);
+		peer_port = st->pending_port;
+		st->has_pending = 0;
+	} else {
+		read_peer_addr(sk, st->daddr);
+		peer_port = bpf_ntohs(sk->__sk_common.skc_dport);
+	}
+	st->dport = st->direction == NA_DIR_INBOUND ? sk->__sk_common.skc_num : peer_port;
+}
+
+/* State of a socket for a message event; UDP sockets of target processes
+ * get their state here on their first message. */
+static __always_inline struct na_sock_state *message_state(struct sock *sk, bool udp,
+							   __u8 direction)
+{
+	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, sk, NULL, 0);
+	__u8 comm[NA_COMM_LEN];
+
+	if (st || !udp)
+		return st; /* TCP sockets get state at connect/accept only */
+	if (!current_is_target(comm))
+		return NULL;
+	return own_socket(sk, comm, IPPROTO_UDP, direction);
+}
+
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(on_sock_send_length, struct sock *sk, int ret, int flags)
 {
-	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, sk, NULL, 0);
-	bool udp = sk->sk_protocol == IPPROTO_UDP && sk->sk_type == SOCK_DGRAM;
+	bool udp = is_udp(sk);
+	struct na_sock_state *st = message_state(sk, udp, NA_DIR_OUTBOUND);
+	struct na_flow_stats *fs;
 
-	if (!st) {
-		__u8 comm[NA_COMM_LEN];
-
-		/* TCP sockets get state at connect(); connected UDP sockets here. */
-		if (!udp || !current_is_target(comm))
-			return 0;
-		st = bpf_sk_storage_get(&sock_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!st) {
-			count_lost(NA_LOST_SOCK_STORAGE);
-			return 0;
-		}
-		__builtin_memcpy(st->comm, comm, NA_COMM_LEN);
-		st->proto = IPPROTO_UDP;
-	}
+	if (!st)
+		return 0;
 	if (ret < 0) {
 		st->has_pending = 0;
 		return 0;
 	}
-	if (udp) {
-		if (st->has_pending) {
-			__builtin_memcpy(st->daddr, st->pending_addr, 16);
-			st->dport = st->pending_port;
-			st->has_pending = 0;
-		} else {
-			read_peer(sk, st->daddr, &st->dport); /* connected socket */
-		}
-		count_flow(st);
+	if (udp)
+		udp_peer(sk, st);
+	fs = flow_stats(st);
+	if (fs) {
+		if (udp)
+			fs->connects += 1; /* one datagram */
+		fs->bytes_sent += ret;
 	}
-	if (!st->send_ts)
+	if (st->direction == NA_DIR_OUTBOUND && !st->send_ts)
 		st->send_ts = bpf_ktime_get_ns();
 	return 0;
 }
 
-/* ---- One message received: closes the pending send->recv interval. ---- */
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 {
 	struct na_sock_state *st;
-	__u64 start;
+	struct na_flow_stats *fs;
+	bool udp;
+	__u64 now;
 
+	/* Peeked data is read again later; errors and EOF carry no bytes. */
 	if (ret <= 0 || (flags & MSG_PEEK))
 		return 0;
-	st = bpf_sk_storage_get(&sock_state, sk, NULL, 0);
-	if (!st || !st->send_ts)
+	udp = is_udp(sk);
+	st = message_state(sk, udp, NA_DIR_INBOUND);
+	if (!st)
 		return 0;
-	start = st->send_ts;
-	st->send_ts = 0;
-	observe_duration(st, bpf_ktime_get_ns() - start);
+	if (udp)
+		udp_peer(sk, st);
+	fs = flow_stats(st);
+	if (fs)
+		fs->bytes_received += ret;
+	now = bpf_ktime_get_ns();
+	if (st->send_ts) {
+		observe(st, NA_HIST_TX, now - st->send_ts);
+		st->send_ts = 0;
+	}
+	if (!udp && st->open && now - st->rtt_ts > RTT_SAMPLE_NS) {
+		st->rtt_ts = now;
+		observe_rtt(sk, st);
+	}
 	return 0;
 }

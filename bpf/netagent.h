@@ -8,48 +8,110 @@
 #define NETAGENT_H
 
 #define NA_COMM_LEN 16
-/* Finite histogram bounds; one more bucket (index NA_HIST_BOUNDS) is +Inf.
- * The bound values themselves are written by the agent at load time
- * (rodata `hist_bounds_ns`), so Rust is the single source of truth. */
+/* Finite histogram bounds per histogram; one more bucket (index
+ * NA_HIST_BOUNDS) is +Inf. The bound values are written by the agent at
+ * load time (rodata `hist_bounds_ns`), so Rust is the single source of truth. */
 #define NA_HIST_BOUNDS 16
 
 /* Reasons an event was not counted (index into the `lost` per-CPU array). */
 enum na_lost_reason {
-	NA_LOST_FLOW_MAP_FULL = 0, /* `flows` hash map full: a new series could not be created */
-	NA_LOST_HIST_MAP_FULL = 1, /* `durations` hash map full */
+	NA_LOST_FLOW_MAP_FULL = 0, /* `flows` full: a new series could not be created */
+	NA_LOST_HIST_MAP_FULL = 1, /* `hists` full */
 	NA_LOST_SOCK_STORAGE = 2,  /* per-socket storage could not be allocated */
-	NA_LOST_REASONS = 3,
+	NA_LOST_LISTENER_MAP_FULL = 3, /* `listeners` full: a listener is not attributed */
+	NA_LOST_REASONS = 4,
 };
 
-/* Aggregation key of `flows` (connects / sends) and `durations`.
- * 36 bytes, no implicit padding (hash keys are compared bytewise). */
+/* Who opened the connection, seen from the socket's owner. For UDP: the
+ * direction of the first datagram seen on the socket. */
+enum na_direction {
+	NA_DIR_OUTBOUND = 0, /* connect()ed / sent first: a client */
+	NA_DIR_INBOUND = 1,  /* accepted / received first: a server */
+};
+
+/* Why an outbound TCP connect failed (index into na_flow_stats.failed). */
+enum na_fail_reason {
+	NA_FAIL_REFUSED = 0,     /* RST in reply to the SYN (ECONNREFUSED) */
+	NA_FAIL_TIMEOUT = 1,     /* no answer to the SYNs (ETIMEDOUT) */
+	NA_FAIL_UNREACHABLE = 2, /* ICMP unreachable (EHOSTUNREACH, ENETUNREACH) */
+	NA_FAIL_RESET = 3,       /* ECONNRESET */
+	NA_FAIL_OTHER = 4,       /* closed by the caller, or any other error */
+	NA_FAIL_REASONS = 5,
+};
+
+/* Which histogram a `hists` entry is. */
+enum na_hist_kind {
+	NA_HIST_TX = 0,            /* send -> first recv after it (outbound sockets) */
+	NA_HIST_RTT = 1,           /* smoothed RTT, sampled at close and every 10 s */
+	NA_HIST_CONNECT = 2,       /* SYN sent -> established */
+	NA_HIST_CONN_DURATION = 3, /* established -> closed */
+	NA_HIST_KINDS = 4,
+};
+
+/* Aggregation key of `flows` and `hists`. 48 bytes, no implicit padding
+ * (hash keys are compared bytewise, so every byte must be written). */
 struct na_flow_key {
-	__u8 comm[NA_COMM_LEN]; /* owner of the socket (who connected / sent) */
-	__u8 daddr[16];         /* IPv6, or IPv4 as ::ffff:a.b.c.d; network order */
-	__u16 dport;            /* host order */
+	__u8 comm[NA_COMM_LEN]; /* owner of the socket (who connected / listened / sent) */
+	__u8 daddr[16];         /* peer: IPv6, or IPv4 as ::ffff:a.b.c.d; network order */
+	__u64 cgroup_id;        /* owner's cgroup v2 id (container attribution) */
+	__u16 dport;            /* server-side port: the peer's for outbound, ours for inbound */
 	__u8 proto;             /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 _pad;
+	__u8 direction;         /* enum na_direction */
+	__u8 hist;              /* enum na_hist_kind in `hists`; 0 in `flows` */
+	__u8 _pad[3];
 };
 
-/* Value of `durations`: send->recv latency histogram, per CPU. */
+/* Value of `flows`, per CPU: every counter of one key. */
+struct na_flow_stats {
+	__u64 connects;        /* TCP connect attempts; UDP datagrams sent */
+	__u64 opened;          /* TCP connections established */
+	__u64 closed;          /* established TCP connections closed */
+	__u64 failed[NA_FAIL_REASONS];
+	__u64 retransmits;
+	__u64 resets_sent;
+	__u64 resets_received;
+	__u64 bytes_sent;
+	__u64 bytes_received;
+};
+
+/* Value of `hists`, per CPU. */
 struct na_hist {
 	__u64 buckets[NA_HIST_BOUNDS + 1]; /* non-cumulative; last is +Inf */
 	__u64 sum_ns;
 };
 
 /* Per-socket state (BPF_MAP_TYPE_SK_STORAGE): freed with the socket, so
- * nothing leaks when a socket closes. Remembers who owns the socket, so
- * events in softirq context are never attributed to the current task. */
+ * nothing leaks. Remembers the owner, so events in softirq context are
+ * never attributed to whatever task happens to be current. */
 struct na_sock_state {
 	__u8 comm[NA_COMM_LEN];
-	__u8 daddr[16];        /* destination of the last connect / send */
-	__u8 pending_addr[16]; /* explicit sendto() destination, set by cgroup/sendmsg */
-	__u64 send_ts;         /* ktime of the first send since the last recv; 0 = none */
+	__u8 daddr[16];        /* peer of the last connect / send / receive */
+	__u8 pending_addr[16]; /* explicit sendto()/recvfrom() peer, from cgroup hooks */
+	__u64 cgroup_id;
+	__u64 send_ts;  /* ktime of the first send since the last recv; 0 = none */
+	__u64 syn_ts;   /* ktime of SYN_SENT; 0 once established or failed */
+	__u64 open_ts;  /* ktime of ESTABLISHED */
+	__u64 rtt_ts;   /* ktime of the last RTT sample */
 	__u16 dport;
 	__u16 pending_port;
 	__u8 proto;
 	__u8 has_pending; /* pending_addr/pending_port are valid */
-	__u8 _pad[2];
+	__u8 direction;   /* enum na_direction */
+	__u8 open;        /* counted in `opened`, not yet in `closed` */
+};
+
+/* `listeners` key: a listening TCP port in one network namespace. */
+struct na_listen_key {
+	__u32 netns; /* inode number of the network namespace */
+	__u16 port;  /* host order */
+	__u16 _pad;
+};
+
+/* `listeners` value: the listening socket's owner and address. */
+struct na_listener {
+	__u8 comm[NA_COMM_LEN];
+	__u8 addr[16]; /* IPv6, or IPv4 mapped; :: for a wildcard listener */
+	__u64 cgroup_id;
 };
 
 #endif /* NETAGENT_H */

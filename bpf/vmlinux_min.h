@@ -8,17 +8,40 @@
 #ifndef NETAGENT_VMLINUX_MIN_H
 #define NETAGENT_VMLINUX_MIN_H
 
+struct ns_common {
+	unsigned int inum;
+} __attribute__((preserve_access_index));
+
+struct net {
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
 struct sock_common {
 	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
 	__be16 skc_dport;
+	__u16 skc_num;
 	unsigned short skc_family;
+	possible_net_t skc_net;
 	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
 } __attribute__((preserve_access_index));
 
 struct sock {
 	struct sock_common __sk_common;
+	int sk_err;
 	__u16 sk_type;
 	__u16 sk_protocol;
 } __attribute__((preserve_access_index));
+
+struct tcp_sock {
+	__u32 srtt_us; /* smoothed RTT << 3, in microseconds */
+} __attribute__((preserve_access_index));
+
+struct sk_buff;
 
 #endif

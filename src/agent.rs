@@ -1,20 +1,27 @@
 //! Wires config, kernel programs, collection and the HTTP server together,
 //! and shuts everything down on SIGINT/SIGTERM.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::collect::harvest;
+use crate::collect::{harvest, listeners};
 use crate::config::{kernel_comm, Config};
 use crate::http::{router, Gather};
 use crate::kernel::abi::comm_bytes;
-use crate::kernel::{KernelError, LoadOptions, Probes};
-use crate::model::connections::{self, ProcessNames};
-use crate::model::{bounds_ns, self_metrics, Family, TX_DURATION_BOUNDS};
+use crate::kernel::{cgroup, KernelError, LoadOptions, Probes};
+use crate::model::cardinality::{dropped_family, SeriesLimiter};
+use crate::model::connections;
+use crate::model::containers::CgroupResolver;
+use crate::model::labels::{Labeler, ProcessNames};
+use crate::model::{bounds_ns, self_metrics, tcp, Family};
+
+/// How often cached cgroup -> container mappings are checked for removal.
+const CONTAINER_PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Why the agent stopped with an error; maps to the exit code.
 #[derive(Debug, thiserror::Error)]
@@ -25,33 +32,64 @@ pub enum RunError {
     Other(#[from] anyhow::Error),
 }
 
+/// Container resolution state: the resolver and when it was last pruned.
+struct Containers {
+    resolver: Option<CgroupResolver>,
+    last_prune: Instant,
+}
+
 /// The running agent as the HTTP layer sees it.
 struct Agent {
     probes: Mutex<Probes>,
     names: ProcessNames,
+    containers: Mutex<Containers>,
+    limiter: Mutex<SeriesLimiter>,
     started: Instant,
     targets: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Gather for Agent {
     fn gather(&self) -> anyhow::Result<Vec<Family>> {
         // One collection at a time: concurrent scrapes queue here.
-        let snap = {
-            let probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
-            harvest(&probes.maps).context("reading kernel maps")?
+        let snap = harvest(&lock(&self.probes).maps).context("reading kernel maps")?;
+
+        let mut containers = lock(&self.containers);
+        if containers.last_prune.elapsed() > CONTAINER_PRUNE_EVERY {
+            containers.last_prune = Instant::now();
+            if let Some(r) = containers.resolver.as_mut() {
+                r.prune();
+            }
+        }
+        let resolver = &mut containers.resolver;
+        let mut container_of = |id: u64| {
+            resolver
+                .as_mut()
+                .map(|r| r.container(id))
+                .unwrap_or_default()
         };
-        let mut families = connections::families(&snap, &self.names);
+        let mut labeler = Labeler::new(&self.names, &mut container_of);
+        let resolved = connections::resolve(&snap, &mut labeler);
+        let mut families = connections::families(&resolved);
+        families.push(tcp::listen_family(&snap.listeners, &mut labeler));
+        families.extend(tcp::families(&resolved));
+
+        let mut limiter = lock(&self.limiter);
+        let mut dropped = BTreeMap::new();
+        for f in &mut families {
+            dropped.insert(f.name, limiter.limit(f));
+        }
+        families.push(dropped_family(&dropped));
         families.extend(self_metrics::agent_families(&snap.lost));
         families.extend(self_metrics::process_families());
         Ok(families)
     }
 
     fn health(&self) -> (bool, serde_json::Value) {
-        let udp = self
-            .probes
-            .lock()
-            .map(|p| p.udp_destinations)
-            .unwrap_or(false);
+        let udp = lock(&self.probes).udp_destinations;
         (
             true,
             serde_json::json!({
@@ -76,9 +114,10 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         track_all: cfg.track_all(),
         targets: targets.iter().map(|(c, _)| comm_bytes(c)).collect(),
         max_series: cfg.limits.max_series,
-        hist_bounds_ns: bounds_ns(&TX_DURATION_BOUNDS),
+        max_listeners: cfg.limits.max_listeners,
+        hist_bounds_ns: bounds_ns(),
     };
-    let probes = Probes::load(&opts)?;
+    let mut probes = Probes::load(&opts)?;
     tracing::info!(
         targets = targets.len(),
         track_all = opts.track_all,
@@ -89,9 +128,32 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     } else {
         ProcessNames::targets(targets.iter().copied())
     };
+    let resolver = cgroup::v2_root().map(CgroupResolver::new);
+    // Listeners older than the agent: the kernel side only sees new listen()s.
+    match listeners::seed_existing(
+        &mut probes.maps,
+        |comm| names.tracks(comm),
+        |path| resolver.as_ref().and_then(|r| r.id_of_path(path)),
+    ) {
+        Ok(n) => tracing::info!(
+            listeners = n,
+            "existing listeners of tracked processes recorded"
+        ),
+        Err(e) => tracing::warn!(
+            error = %format!("{e:#}"),
+            "cannot list existing listeners; only listeners opened from now on are attributed"
+        ),
+    }
     let agent = Arc::new(Agent {
         probes: Mutex::new(probes),
         names,
+        containers: Mutex::new(Containers {
+            resolver,
+            last_prune: Instant::now(),
+        }),
+        limiter: Mutex::new(SeriesLimiter::new(
+            cfg.limits.max_series_per_metric as usize,
+        )),
         started: Instant::now(),
         targets: targets.len(),
     });

@@ -77,20 +77,29 @@ impl Default for Otel {
     }
 }
 
-/// Memory bounds of the kernel maps.
+/// Memory and cardinality bounds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Distinct (process, proto, dport, dst_ip) series kept in the kernel per
-    /// metric; events for new series beyond it are counted as lost.
+    /// Distinct (process, container, proto, port, peer) keys kept in the
+    /// kernel maps; events for new keys beyond it are counted as lost.
     #[serde(default = "default_max_series")]
     pub max_series: u32,
+    /// Series exported per metric; beyond it new series fold into `~other`
+    /// and are counted in `netagent_series_dropped_total`.
+    #[serde(default = "default_max_series_per_metric")]
+    pub max_series_per_metric: u32,
+    /// Listening ports of tracked processes remembered by the kernel.
+    #[serde(default = "default_max_listeners")]
+    pub max_listeners: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_series: default_max_series(),
+            max_series_per_metric: default_max_series_per_metric(),
+            max_listeners: default_max_listeners(),
         }
     }
 }
@@ -106,6 +115,12 @@ fn default_true() -> bool {
 }
 fn default_max_series() -> u32 {
     16384
+}
+fn default_max_series_per_metric() -> u32 {
+    5000
+}
+fn default_max_listeners() -> u32 {
+    4096
 }
 fn unspanned<T>(value: T) -> Spanned<T> {
     Spanned::new(
@@ -230,12 +245,21 @@ impl Config {
                 message,
             )
         })?;
-        if self.limits.max_series == 0 {
-            return Err(invalid(
-                "limits.max_series".into(),
-                LineRef(None),
-                "must be at least 1".into(),
-            ));
+        for (key, v) in [
+            ("limits.max_series", self.limits.max_series),
+            (
+                "limits.max_series_per_metric",
+                self.limits.max_series_per_metric,
+            ),
+            ("limits.max_listeners", self.limits.max_listeners),
+        ] {
+            if v == 0 {
+                return Err(invalid(
+                    key.into(),
+                    LineRef(None),
+                    "must be at least 1".into(),
+                ));
+            }
         }
         Ok(warnings)
     }

@@ -252,9 +252,11 @@ fn series_beyond_the_kernel_map_capacity_are_counted_as_lost() {
         .sum();
     assert_eq!(m.series("netagent_connect_total").len(), 2);
     assert_eq!(kept, 6.0, "the two series that fit count exactly");
+    // Each of those 6 connections had 3 counted events (connect attempt,
+    // established, closed), and every one is counted as lost.
     assert_eq!(
         m.get("netagent_events_lost_total", &[("reason", "flow_map_full")]),
-        6.0,
+        18.0,
         "every event of the two series that did not fit is counted as lost"
     );
 }

@@ -47,7 +47,10 @@ fn check_signal_cleans_up(sig: i32, expect_code: Option<i32>) {
         OUR_PROGRAMS.len(),
         "all programs loaded: {ids:?}"
     );
-    assert!(cgroup_attachments().contains("on_sendmsg4"));
+    let cg = cgroup_attachments();
+    for hook in ["on_sendmsg4", "on_sendmsg6", "on_recvmsg4", "on_recvmsg6"] {
+        assert!(cg.contains(hook), "{hook} not attached: {cg}");
+    }
     let status = agent.signal_and_wait(sig);
     assert_eq!(
         status.code(),

@@ -9,20 +9,95 @@ pub const HIST_BOUNDS: usize = 16;
 
 /// `enum na_lost_reason`: why an event was not counted, with the label value
 /// exported in `netagent_events_lost_total{reason}`.
-pub const LOST_REASONS: [&str; 3] = ["flow_map_full", "duration_map_full", "sock_storage_full"];
+pub const LOST_REASONS: [&str; 4] = [
+    "flow_map_full",
+    "histogram_map_full",
+    "sock_storage_full",
+    "listener_map_full",
+];
 
-/// `struct na_flow_key`: aggregation key of the `flows` and `durations` maps.
+/// `enum na_direction`.
+pub const DIR_OUTBOUND: u8 = 0;
+pub const DIR_INBOUND: u8 = 1;
+
+/// `enum na_fail_reason`, as label values of `reason`.
+pub const FAIL_REASONS: [&str; 5] = ["refused", "timeout", "unreachable", "reset", "other"];
+
+/// `enum na_hist_kind`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HistKind {
+    Tx = 0,
+    Rtt = 1,
+    Connect = 2,
+    ConnDuration = 3,
+}
+
+/// Number of histogram kinds (`NA_HIST_KINDS`).
+pub const HIST_KINDS: usize = 4;
+
+impl HistKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Tx),
+            1 => Some(Self::Rtt),
+            2 => Some(Self::Connect),
+            3 => Some(Self::ConnDuration),
+            _ => None,
+        }
+    }
+}
+
+/// `struct na_flow_key`: aggregation key of the `flows` and `hists` maps.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub comm: [u8; COMM_LEN],
-    /// IPv6, or IPv4 mapped to `::ffff:a.b.c.d`; network byte order.
+    /// Peer: IPv6, or IPv4 mapped to `::ffff:a.b.c.d`; network byte order.
     pub daddr: [u8; 16],
-    /// Host byte order.
+    /// Owner's cgroup v2 id.
+    pub cgroup_id: u64,
+    /// Server-side port (the peer's for outbound, ours for inbound); host order.
     pub dport: u16,
     /// `IPPROTO_TCP` or `IPPROTO_UDP`.
     pub proto: u8,
-    pub _pad: u8,
+    /// [`DIR_OUTBOUND`] or [`DIR_INBOUND`].
+    pub direction: u8,
+    /// [`HistKind`] in `hists`; 0 in `flows`.
+    pub hist: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `struct na_flow_stats`: the counters of one key (per CPU in the kernel).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub connects: u64,
+    pub opened: u64,
+    pub closed: u64,
+    pub failed: [u64; FAIL_REASONS.len()],
+    pub retransmits: u64,
+    pub resets_sent: u64,
+    pub resets_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl FlowStats {
+    /// Adds another CPU's (or series') counters.
+    pub fn add(&mut self, o: &FlowStats) {
+        self.connects += o.connects;
+        self.opened += o.opened;
+        self.closed += o.closed;
+        for (a, b) in self.failed.iter_mut().zip(o.failed.iter()) {
+            *a += b;
+        }
+        self.retransmits += o.retransmits;
+        self.resets_sent += o.resets_sent;
+        self.resets_received += o.resets_received;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+    }
 }
 
 /// `struct na_hist`: non-cumulative buckets (last is +Inf) and the sum, in ns.
@@ -33,6 +108,24 @@ pub struct Hist {
     pub sum_ns: u64,
 }
 
+impl Default for Hist {
+    fn default() -> Self {
+        Self {
+            buckets: [0; HIST_BOUNDS + 1],
+            sum_ns: 0,
+        }
+    }
+}
+
+impl Hist {
+    pub fn add(&mut self, o: &Hist) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
+            *a += b;
+        }
+        self.sum_ns += o.sum_ns;
+    }
+}
+
 /// `struct na_sock_state`: per-socket storage. Userspace never reads it; it
 /// is mirrored so the layout test covers every shared struct.
 #[repr(C)]
@@ -41,17 +134,46 @@ pub struct SockState {
     pub comm: [u8; COMM_LEN],
     pub daddr: [u8; 16],
     pub pending_addr: [u8; 16],
+    pub cgroup_id: u64,
     pub send_ts: u64,
+    pub syn_ts: u64,
+    pub open_ts: u64,
+    pub rtt_ts: u64,
     pub dport: u16,
     pub pending_port: u16,
     pub proto: u8,
     pub has_pending: u8,
-    pub _pad: [u8; 2],
+    pub direction: u8,
+    pub open: u8,
+}
+
+/// `struct na_listen_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenKey {
+    /// Inode number of the network namespace.
+    pub netns: u32,
+    /// Host order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// `struct na_listener`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub comm: [u8; COMM_LEN],
+    /// IPv6, or IPv4 mapped; `::` for a wildcard listener.
+    pub addr: [u8; 16],
+    pub cgroup_id: u64,
 }
 
 // SAFETY: plain-old-data `repr(C)` structs without implicit padding.
 unsafe impl aya::Pod for FlowKey {}
+unsafe impl aya::Pod for FlowStats {}
 unsafe impl aya::Pod for Hist {}
+unsafe impl aya::Pod for ListenKey {}
+unsafe impl aya::Pod for Listener {}
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -139,7 +261,26 @@ mod tests {
                 assert_eq!(members, expect, "members of {}", $c);
             }};
         }
-        check!("na_flow_key", FlowKey, [comm, daddr, dport, proto, _pad]);
+        check!(
+            "na_flow_key",
+            FlowKey,
+            [comm, daddr, cgroup_id, dport, proto, direction, hist, _pad]
+        );
+        check!(
+            "na_flow_stats",
+            FlowStats,
+            [
+                connects,
+                opened,
+                closed,
+                failed,
+                retransmits,
+                resets_sent,
+                resets_received,
+                bytes_sent,
+                bytes_received
+            ]
+        );
         check!("na_hist", Hist, [buckets, sum_ns]);
         check!(
             "na_sock_state",
@@ -148,13 +289,20 @@ mod tests {
                 comm,
                 daddr,
                 pending_addr,
+                cgroup_id,
                 send_ts,
+                syn_ts,
+                open_ts,
+                rtt_ts,
                 dport,
                 pending_port,
                 proto,
                 has_pending,
-                _pad
+                direction,
+                open
             ]
         );
+        check!("na_listen_key", ListenKey, [netns, port, _pad]);
+        check!("na_listener", Listener, [comm, addr, cgroup_id]);
     }
 }

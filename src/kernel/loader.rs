@@ -9,7 +9,9 @@ use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, ProgramErro
 use aya::{Btf, Ebpf, EbpfLoader};
 use aya_obj::btf::BtfKind;
 
-use super::abi::{FlowKey, Hist, COMM_LEN, HIST_BOUNDS};
+use super::abi::{
+    FlowKey, FlowStats, Hist, ListenKey, Listener, COMM_LEN, HIST_BOUNDS, HIST_KINDS,
+};
 use super::privileges::{self, MissingCapability};
 
 /// The compiled kernel programs (see build.rs).
@@ -22,10 +24,12 @@ pub struct LoadOptions {
     pub track_all: bool,
     /// Kernel comm names of the processes to track.
     pub targets: Vec<[u8; COMM_LEN]>,
-    /// Series capacity of the `flows` and `durations` maps.
+    /// Series capacity of the `flows` and `hists` maps.
     pub max_series: u32,
-    /// Histogram upper bounds in nanoseconds.
-    pub hist_bounds_ns: [u64; HIST_BOUNDS],
+    /// Capacity of the `listeners` map.
+    pub max_listeners: u32,
+    /// Histogram upper bounds in nanoseconds, per [`super::abi::HistKind`].
+    pub hist_bounds_ns: [[u64; HIST_BOUNDS]; HIST_KINDS],
 }
 
 /// Why the kernel side could not start. Each message names what is missing.
@@ -64,34 +68,53 @@ struct Tracepoint {
     needed_for: &'static str,
 }
 
-const TRACEPOINTS: [Tracepoint; 3] = [
+const TRACEPOINTS: [Tracepoint; 6] = [
     Tracepoint {
         program: "on_inet_sock_set_state",
         category: "sock",
         event: "inet_sock_set_state",
-        needed_for: "TCP connect counting",
+        needed_for: "TCP connects, connection lifecycle and listeners",
+    },
+    Tracepoint {
+        program: "on_tcp_retransmit_skb",
+        category: "tcp",
+        event: "tcp_retransmit_skb",
+        needed_for: "TCP retransmits",
+    },
+    Tracepoint {
+        program: "on_tcp_send_reset",
+        category: "tcp",
+        event: "tcp_send_reset",
+        needed_for: "TCP resets sent",
+    },
+    Tracepoint {
+        program: "on_tcp_receive_reset",
+        category: "tcp",
+        event: "tcp_receive_reset",
+        needed_for: "TCP resets received",
     },
     Tracepoint {
         program: "on_sock_send_length",
         category: "sock",
         event: "sock_send_length",
-        needed_for: "UDP send counting and send->recv durations",
+        needed_for: "UDP datagrams, bytes sent and send->recv durations",
     },
     Tracepoint {
         program: "on_sock_recv_length",
         category: "sock",
         event: "sock_recv_length",
-        needed_for: "send->recv durations",
+        needed_for: "bytes received and send->recv durations",
     },
 ];
 
-/// Socket-address hooks that see the destination of unconnected UDP sends.
-const SENDMSG_HOOKS: [&str; 2] = ["on_sendmsg4", "on_sendmsg6"];
+/// Socket-address hooks that see the peer of unconnected UDP sends/receives.
+const SOCK_ADDR_HOOKS: [&str; 4] = ["on_sendmsg4", "on_sendmsg6", "on_recvmsg4", "on_recvmsg6"];
 
-/// The aggregation maps the collector reads.
+/// The maps the collector reads (and, for `listeners`, seeds).
 pub struct KernelMaps {
-    pub flows: PerCpuHashMap<MapData, FlowKey, u64>,
-    pub durations: PerCpuHashMap<MapData, FlowKey, Hist>,
+    pub flows: PerCpuHashMap<MapData, FlowKey, FlowStats>,
+    pub hists: PerCpuHashMap<MapData, FlowKey, Hist>,
+    pub listeners: HashMap<MapData, ListenKey, Listener>,
     pub lost: PerCpuArray<MapData, u64>,
 }
 
@@ -101,7 +124,7 @@ pub struct Probes {
     _ebpf: Ebpf,
     pub maps: KernelMaps,
     /// False when no cgroup v2 hierarchy was found: unconnected UDP sends
-    /// are then counted without a destination.
+    /// and receives are then counted without a peer.
     pub udp_destinations: bool,
 }
 
@@ -132,7 +155,8 @@ impl Probes {
             .override_global("track_all", &track_all, true)
             .override_global("hist_bounds_ns", &opts.hist_bounds_ns, true)
             .map_max_entries("flows", opts.max_series)
-            .map_max_entries("durations", opts.max_series)
+            .map_max_entries("hists", opts.max_series)
+            .map_max_entries("listeners", opts.max_listeners)
             .load(OBJECT)
             .map_err(|e| KernelError::Object(e.to_string()))?;
 
@@ -164,7 +188,7 @@ impl Probes {
                         root.display()
                     ))
                 })?;
-                for name in SENDMSG_HOOKS {
+                for name in SOCK_ADDR_HOOKS {
                     let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
                     prog.load().map_err(|e| load_error(name, e))?;
                     // Kernel links coexist with other programs on the cgroup
@@ -181,7 +205,7 @@ impl Probes {
             }
             None => {
                 tracing::warn!(
-                    "no cgroup v2 hierarchy mounted: UDP sendto() destinations are unknown \
+                    "no cgroup v2 hierarchy mounted: peers of unconnected UDP sockets are unknown \
                      (counted with dst_ip=\"::\"); TCP and connected UDP are unaffected"
                 );
                 false
@@ -191,7 +215,9 @@ impl Probes {
         let maps = KernelMaps {
             flows: PerCpuHashMap::try_from(take_map(&mut ebpf, "flows")?)
                 .map_err(|e| KernelError::Object(e.to_string()))?,
-            durations: PerCpuHashMap::try_from(take_map(&mut ebpf, "durations")?)
+            hists: PerCpuHashMap::try_from(take_map(&mut ebpf, "hists")?)
+                .map_err(|e| KernelError::Object(e.to_string()))?,
+            listeners: HashMap::try_from(take_map(&mut ebpf, "listeners")?)
                 .map_err(|e| KernelError::Object(e.to_string()))?,
             lost: PerCpuArray::try_from(take_map(&mut ebpf, "lost")?)
                 .map_err(|e| KernelError::Object(e.to_string()))?,

@@ -374,10 +374,15 @@ pub fn our_prog_ids() -> Vec<u64> {
 }
 
 /// Program names in bpf/netagent.bpf.c.
-pub const OUR_PROGRAMS: [&str; 5] = [
+pub const OUR_PROGRAMS: [&str; 10] = [
     "on_inet_sock_set_state",
+    "on_tcp_retransmit_skb",
+    "on_tcp_send_reset",
+    "on_tcp_receive_reset",
     "on_sock_send_length",
     "on_sock_recv_length",
     "on_sendmsg4",
     "on_sendmsg6",
+    "on_recvmsg4",
+    "on_recvmsg6",
 ];

@@ -1,0 +1,156 @@
+//! Label values of a kernel flow key: process name, container, protocol,
+//! port, peer address, direction.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::kernel::abi::{
+    comm_bytes, comm_str, FlowKey, COMM_LEN, DIR_INBOUND, IPPROTO_TCP, IPPROTO_UDP,
+};
+
+/// Maps a socket owner's kernel comm to the `process` label.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessNames {
+    /// comm -> configured target name; empty means "label by comm".
+    by_comm: HashMap<[u8; COMM_LEN], String>,
+}
+
+impl ProcessNames {
+    /// Every process, labelled by its comm.
+    pub fn by_comm() -> Self {
+        Self::default()
+    }
+
+    /// Configured targets: (kernel comm, label).
+    pub fn targets<'a>(targets: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            by_comm: targets
+                .into_iter()
+                .map(|(comm, name)| (comm_bytes(comm), name.to_string()))
+                .collect(),
+        }
+    }
+
+    /// The label for a comm; None for a comm that is not a target (the
+    /// kernel already filters those, this is a second guard).
+    pub fn label(&self, comm: &[u8; COMM_LEN]) -> Option<String> {
+        if self.by_comm.is_empty() {
+            return Some(comm_str(comm));
+        }
+        self.by_comm.get(comm).cloned()
+    }
+
+    /// Whether a process with this comm is tracked.
+    pub fn tracks(&self, comm: &str) -> bool {
+        self.by_comm.is_empty() || self.by_comm.contains_key(&comm_bytes(comm))
+    }
+}
+
+/// `dst_ip`/`listen_addr` label: IPv4-mapped IPv6 is shown as IPv4.
+pub fn format_addr(bytes: [u8; 16]) -> String {
+    let v6 = Ipv6Addr::from(bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4).to_string(),
+        None => v6.to_string(),
+    }
+}
+
+pub fn proto_name(proto: u8) -> &'static str {
+    match proto {
+        IPPROTO_TCP => "tcp",
+        IPPROTO_UDP => "udp",
+        _ => "other",
+    }
+}
+
+pub fn direction_name(direction: u8) -> &'static str {
+    if direction == DIR_INBOUND {
+        "inbound"
+    } else {
+        "outbound"
+    }
+}
+
+/// Resolved label values of one flow key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLabels {
+    pub process: String,
+    pub container: String,
+    pub proto: &'static str,
+    pub dport: String,
+    pub dst_ip: String,
+    pub direction: &'static str,
+}
+
+/// Resolves flow keys to labels; container ids are looked up once per
+/// cgroup per scrape.
+pub struct Labeler<'a> {
+    names: &'a ProcessNames,
+    container_of: &'a mut dyn FnMut(u64) -> String,
+    containers: HashMap<u64, String>,
+}
+
+impl<'a> Labeler<'a> {
+    pub fn new(names: &'a ProcessNames, container_of: &'a mut dyn FnMut(u64) -> String) -> Self {
+        Self {
+            names,
+            container_of,
+            containers: HashMap::new(),
+        }
+    }
+
+    pub fn container(&mut self, cgroup_id: u64) -> String {
+        if cgroup_id == 0 {
+            return String::new();
+        }
+        let resolve = &mut self.container_of;
+        self.containers
+            .entry(cgroup_id)
+            .or_insert_with(|| resolve(cgroup_id))
+            .clone()
+    }
+
+    pub fn process(&self, comm: &[u8; COMM_LEN]) -> Option<String> {
+        self.names.label(comm)
+    }
+
+    /// None when the owner is not a target.
+    pub fn key(&mut self, k: &FlowKey) -> Option<KeyLabels> {
+        Some(KeyLabels {
+            process: self.process(&k.comm)?,
+            container: self.container(k.cgroup_id),
+            proto: proto_name(k.proto),
+            dport: k.dport.to_string(),
+            dst_ip: format_addr(k.daddr),
+            direction: direction_name(k.direction),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_render_v4_mapped_as_v4() {
+        let mut b = [0u8; 16];
+        b[10] = 0xff;
+        b[11] = 0xff;
+        b[12..].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(format_addr(b), "127.0.0.1");
+        assert_eq!(format_addr(Ipv6Addr::LOCALHOST.octets()), "::1");
+        assert_eq!(format_addr([0; 16]), "::");
+    }
+
+    #[test]
+    fn names_filter_and_label() {
+        let n = ProcessNames::targets([("curl", "web-client")]);
+        assert_eq!(n.label(&comm_bytes("curl")).as_deref(), Some("web-client"));
+        assert_eq!(n.label(&comm_bytes("wget")), None);
+        assert!(n.tracks("curl") && !n.tracks("wget"));
+        assert_eq!(
+            ProcessNames::by_comm().label(&comm_bytes("x")).as_deref(),
+            Some("x")
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Connection lifecycle and health: listeners, open/active/closed
+//! connections, failed connects, resets, retransmits, RTT, bytes and
+//! durations — per process, container and peer.
+
+use std::collections::BTreeMap;
+
+use super::connections::Resolved;
+use super::labels::{format_addr, KeyLabels, Labeler};
+use super::{add_hist, histogram_family, scalar_family, Family, Kind, Labels};
+use crate::kernel::abi::{HistKind, ListenKey, Listener, FAIL_REASONS};
+
+fn owner(l: &KeyLabels) -> Labels {
+    vec![
+        ("process", l.process.clone()),
+        ("container", l.container.clone()),
+    ]
+}
+
+fn with(mut labels: Labels, more: &[(&'static str, &str)]) -> Labels {
+    labels.extend(more.iter().map(|(k, v)| (*k, v.to_string())));
+    labels
+}
+
+fn peer(l: &KeyLabels) -> Labels {
+    with(owner(l), &[("dport", &l.dport), ("dst_ip", &l.dst_ip)])
+}
+
+/// `netagent_tcp_listen_info` from the kernel's listener map.
+pub fn listen_family(listeners: &[(ListenKey, Listener)], labeler: &mut Labeler) -> Family {
+    let mut series = BTreeMap::new();
+    for (k, l) in listeners {
+        let Some(process) = labeler.process(&l.comm) else {
+            continue;
+        };
+        let labels = vec![
+            ("process", process),
+            ("container", labeler.container(l.cgroup_id)),
+            ("listen_addr", format_addr(l.addr)),
+            ("port", k.port.to_string()),
+        ];
+        series.insert(labels, 1.0);
+    }
+    scalar_family(
+        "netagent_tcp_listen_info",
+        "A listening TCP socket of a tracked process; the value is always 1.",
+        Kind::Gauge,
+        series,
+    )
+}
+
+/// Every lifecycle and health family except the listener one.
+pub fn families(r: &Resolved) -> Vec<Family> {
+    let mut active = BTreeMap::new();
+    let mut opened = BTreeMap::new();
+    let mut closed = BTreeMap::new();
+    let mut accepted = BTreeMap::new();
+    let mut failed = BTreeMap::new();
+    let mut resets = BTreeMap::new();
+    let mut retransmits = BTreeMap::new();
+    let mut bytes_sent = BTreeMap::new();
+    let mut bytes_received = BTreeMap::new();
+
+    for (l, s) in &r.flows {
+        if s.bytes_sent > 0 || s.bytes_received > 0 {
+            let labels = with(
+                owner(l),
+                &[
+                    ("proto", l.proto),
+                    ("dport", &l.dport),
+                    ("dst_ip", &l.dst_ip),
+                    ("direction", l.direction),
+                ],
+            );
+            *bytes_sent.entry(labels.clone()).or_insert(0.0) += s.bytes_sent as f64;
+            *bytes_received.entry(labels).or_insert(0.0) += s.bytes_received as f64;
+        }
+        if l.proto != "tcp" {
+            continue;
+        }
+        for (reason, n) in FAIL_REASONS.iter().zip(s.failed.iter()) {
+            if *n > 0 {
+                *failed
+                    .entry(with(peer(l), &[("reason", reason)]))
+                    .or_insert(0.0) += *n as f64;
+            }
+        }
+        for (dir, n) in [("sent", s.resets_sent), ("received", s.resets_received)] {
+            if n > 0 {
+                *resets
+                    .entry(with(owner(l), &[("direction", dir)]))
+                    .or_insert(0.0) += n as f64;
+            }
+        }
+        if s.opened > 0 || s.retransmits > 0 {
+            *retransmits.entry(peer(l)).or_insert(0.0) += s.retransmits as f64;
+        }
+        if s.opened > 0 {
+            let by_dir = with(owner(l), &[("direction", l.direction)]);
+            *opened.entry(by_dir.clone()).or_insert(0.0) += s.opened as f64;
+            *closed.entry(by_dir.clone()).or_insert(0.0) += s.closed as f64;
+            *active.entry(by_dir).or_insert(0.0) += s.opened.saturating_sub(s.closed) as f64;
+            if l.direction == "inbound" {
+                // For inbound keys dport is our own (listening) port.
+                *accepted
+                    .entry(with(owner(l), &[("port", &l.dport)]))
+                    .or_insert(0.0) += s.opened as f64;
+            }
+        }
+    }
+
+    let mut rtt = BTreeMap::new();
+    let mut connect = BTreeMap::new();
+    let mut lifetime = BTreeMap::new();
+    for (l, kind, h) in &r.hists {
+        match kind {
+            HistKind::Rtt => add_hist(&mut rtt, peer(l), *kind, h),
+            HistKind::Connect => add_hist(&mut connect, peer(l), *kind, h),
+            HistKind::ConnDuration => add_hist(
+                &mut lifetime,
+                with(owner(l), &[("direction", l.direction)]),
+                *kind,
+                h,
+            ),
+            HistKind::Tx => {}
+        }
+    }
+
+    vec![
+        scalar_family(
+            "netagent_tcp_connections_active",
+            "TCP connections currently established (opened while the agent ran, not yet closed).",
+            Kind::Gauge,
+            active,
+        ),
+        scalar_family(
+            "netagent_tcp_connections_opened",
+            "TCP connections that reached ESTABLISHED.",
+            Kind::Counter,
+            opened,
+        ),
+        scalar_family(
+            "netagent_tcp_connections_closed",
+            "Established TCP connections that closed.",
+            Kind::Counter,
+            closed,
+        ),
+        scalar_family(
+            "netagent_tcp_connections_accepted",
+            "Inbound TCP connections accepted, per listening process and port.",
+            Kind::Counter,
+            accepted,
+        ),
+        scalar_family(
+            "netagent_tcp_connect_failed",
+            "Outbound TCP connects that failed, by reason (refused, timeout, unreachable, reset, other).",
+            Kind::Counter,
+            failed,
+        ),
+        scalar_family(
+            "netagent_tcp_resets",
+            "TCP resets sent and received on tracked connections.",
+            Kind::Counter,
+            resets,
+        ),
+        scalar_family(
+            "netagent_tcp_retransmits",
+            "TCP segments retransmitted.",
+            Kind::Counter,
+            retransmits,
+        ),
+        histogram_family(
+            "netagent_tcp_rtt_seconds",
+            "Smoothed TCP round-trip time, sampled at close and every 10 s of a connection's reads.",
+            rtt,
+        ),
+        histogram_family(
+            "netagent_tcp_connect_duration_seconds",
+            "TCP handshake time: SYN sent to connection established.",
+            connect,
+        ),
+        histogram_family(
+            "netagent_connection_duration_seconds",
+            "TCP connection lifetime: established to closed.",
+            lifetime,
+        ),
+        scalar_family(
+            "netagent_bytes_sent",
+            "Payload bytes sent (TCP and UDP), per process, peer and direction.",
+            Kind::Counter,
+            bytes_sent,
+        ),
+        scalar_family(
+            "netagent_bytes_received",
+            "Payload bytes received (TCP and UDP), per process, peer and direction.",
+            Kind::Counter,
+            bytes_received,
+        ),
+    ]
+}
