@@ -331,7 +331,9 @@ static __always_inline void on_established_in(const struct sock *sk)
 	mark_open(st, bpf_ktime_get_ns());
 }
 
-/* CLOSE -> LISTEN runs in the task calling listen(). */
+/* CLOSE -> LISTEN runs in the task calling listen(). The port is also
+ * kept in the listener's socket state: by the time LISTEN -> CLOSE fires,
+ * the kernel may already have released the port (skc_num = 0). */
 static __always_inline void on_listen(const struct sock *sk)
 {
 	struct na_listen_key lk = {
@@ -339,10 +341,15 @@ static __always_inline void on_listen(const struct sock *sk)
 		.port = sk->__sk_common.skc_num,
 	};
 	struct na_listener l = {};
+	struct na_sock_state *st;
 
 	if (!current_is_target(l.comm))
 		return;
-	l.cgroup_id = bpf_get_current_cgroup_id();
+	st = own_socket((void *)sk, l.comm, IPPROTO_TCP, NA_DIR_INBOUND);
+	if (!st)
+		return;
+	st->dport = lk.port;
+	l.cgroup_id = st->cgroup_id;
 	if (sk->__sk_common.skc_family == AF_INET6)
 		__builtin_memcpy(l.addr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
 	else
@@ -351,13 +358,18 @@ static __always_inline void on_listen(const struct sock *sk)
 		count_lost(NA_LOST_LISTENER_MAP_FULL);
 }
 
+/* LISTEN -> CLOSE. Listeners older than the agent have no socket state;
+ * the agent removes those itself when sock_diag no longer lists them. */
 static __always_inline void on_unlisten(const struct sock *sk)
 {
+	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, 0);
 	struct na_listen_key lk = {
 		.netns = netns_of(sk),
-		.port = sk->__sk_common.skc_num,
 	};
 
+	if (!st)
+		return;
+	lk.port = st->dport;
 	bpf_map_delete_elem(&listeners, &lk);
 }
 

@@ -55,7 +55,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Gather for Agent {
     fn gather(&self) -> anyhow::Result<Vec<Family>> {
         // One collection at a time: concurrent scrapes queue here.
-        let snap = harvest(&lock(&self.probes).maps).context("reading kernel maps")?;
+        let snap = {
+            let mut probes = lock(&self.probes);
+            let mut snap = harvest(&probes.maps).context("reading kernel maps")?;
+            match listeners::prune_closed(&mut probes.maps, &snap.listeners) {
+                Ok(gone) => snap.listeners.retain(|(k, _)| !gone.contains(k)),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot check listeners"),
+            }
+            snap
+        };
 
         let mut containers = lock(&self.containers);
         if containers.last_prune.elapsed() > CONTAINER_PRUNE_EVERY {

@@ -8,8 +8,9 @@
 //! Subcommands:
 //! * `serve`  – TCP/UDP echo servers on loopback (or given bind addresses); prints
 //!   the bound ports as one JSON line, then serves until killed or `--max-seconds`.
-//! * `client` – a known number of TCP connects, UDP datagrams and timed
-//!   request/response exchanges; prints one JSON summary line.
+//!   `--sink` discards instead of echoing; `--abort` resets every TCP connection.
+//! * `client` – a known number of TCP connects, UDP datagrams, bulk transfers and
+//!   timed request/response exchanges; prints one JSON summary line.
 //! * `load`   – paced TCP connection churn (SO_LINGER 0, so no TIME_WAIT) for
 //!   benchmarks; prints one JSON summary line.
 //!
@@ -19,10 +20,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::{CStr, CString};
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle};
@@ -51,6 +52,14 @@ const HANDLER_STACK: usize = 128 * 1024;
 const UDP_ECHO_QUEUE: usize = 1024;
 /// An idle pooled TCP echo thread exits after this long without a connection.
 const WORKER_IDLE: Duration = Duration::from_secs(2);
+/// Write size of `client --bulk`.
+const BULK_CHUNK: usize = 64 * 1024;
+/// How often the `--bulk` reader looks whether the writer has finished.
+const BULK_POLL: Duration = Duration::from_millis(200);
+/// Payload of each `client --sends` datagram; `--size` repeats or cuts it.
+const SEND_PAYLOAD: &[u8; 32] = b"ntgen-send-datagram-0123456789ab";
+/// Largest UDP payload `--size` accepts (the IPv4 limit; also fine for IPv6).
+const MAX_UDP_PAYLOAD: u16 = 65_507;
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +109,14 @@ struct ServeArgs {
     /// IPv6 address to bind.
     #[arg(long, value_name = "ADDR", default_value_t = Ipv6Addr::LOCALHOST)]
     bind6: Ipv6Addr,
+    /// Discard instead of echoing: TCP connections are read until EOF, UDP
+    /// datagrams are dropped. Nothing is sent back.
+    #[arg(long, conflicts_with = "abort")]
+    sink: bool,
+    /// Close every accepted TCP connection at once with SO_LINGER {on, 0}, which
+    /// sends RST (UDP still echoes). The count goes to stderr at `--max-seconds`.
+    #[arg(long)]
+    abort: bool,
     /// Exit (status 0) after this many seconds.
     #[arg(long, value_name = "S", default_value_t = 300)]
     max_seconds: u64,
@@ -128,6 +145,32 @@ struct ClientArgs {
     /// Timed request/response exchanges per target, on one extra connection/socket.
     #[arg(long, value_name = "E", default_value_t = 0)]
     exchanges: u64,
+    /// Payload bytes of each `--sends` datagram.
+    #[arg(long, value_name = "S", default_value_t = SEND_PAYLOAD.len() as u16,
+          value_parser = clap::value_parser!(u16).range(..=MAX_UDP_PAYLOAD as i64))]
+    size: u16,
+    /// Per TCP target, one more connection that writes exactly BYTES bytes, shuts
+    /// down its write side and waits until the server closes (anything the server
+    /// sends meanwhile is read and discarded).
+    #[arg(long, value_name = "BYTES")]
+    bulk: Option<u64>,
+    /// Set TCP_SYNCNT on TCP sockets before connect: SYN retransmissions before
+    /// connect() gives up with ETIMEDOUT (1 = about 3 s).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=127))]
+    syn_retries: Option<u8>,
+    /// After each `--connects` connect, read until the peer closes the connection;
+    /// a reset counts in `resets`, a normal close in `eofs` (no close within 5 s
+    /// counts in `wait_failed`).
+    #[arg(long)]
+    wait_reset: bool,
+    /// Report TCP_INFO's smoothed RTT of the `--exchanges` connection, read just
+    /// before closing it, as `tcpi_rtt_us`.
+    #[arg(long)]
+    tcp_info: bool,
+    /// Source address for TCP and UDP sockets (repeatable: at most one IPv4 and
+    /// one IPv6 address; each applies to targets of its family).
+    #[arg(long, value_name = "ADDR")]
+    bind: Vec<IpAddr>,
 }
 
 #[derive(Args)]
@@ -228,7 +271,7 @@ where
 // ---------------------------------------------------------------------------
 // helpers
 
-/// Symbolic name for an errno, for the `load` error map.
+/// Symbolic name for an errno, for the `load` and `client` error maps.
 fn errno_name(e: &io::Error) -> String {
     let Some(code) = e.raw_os_error() else {
         return format!("{:?}", e.kind());
@@ -253,6 +296,13 @@ fn errno_name(e: &io::Error) -> String {
         libc::EACCES => "EACCES",
         libc::EINVAL => "EINVAL",
         libc::EPIPE => "EPIPE",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::EISCONN => "EISCONN",
+        libc::EALREADY => "EALREADY",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EPROTO => "EPROTO",
         _ => return format!("errno {code}"),
     };
     name.to_string()
@@ -307,12 +357,33 @@ struct ServeReady {
     pid: u32,
 }
 
+/// What the TCP server does with an accepted connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TcpMode {
+    /// Echo every read back (after the delay).
+    Echo,
+    /// Read until EOF and discard.
+    Sink,
+    /// Close at once with RST.
+    Abort,
+}
+
+/// Connections closed by `serve --abort`.
+static ABORTED: AtomicU64 = AtomicU64::new(0);
+
 fn serve(args: ServeArgs) -> Result<ExitCode> {
     ensure!(
         args.tcp4.is_some() || args.tcp6.is_some() || args.udp4.is_some() || args.udp6.is_some(),
         "serve: nothing to serve; give at least one of --tcp4/--tcp6/--udp4/--udp6"
     );
     let delay = Duration::from_millis(args.delay_ms);
+    let mode = if args.abort {
+        TcpMode::Abort
+    } else if args.sink {
+        TcpMode::Sink
+    } else {
+        TcpMode::Echo
+    };
     let addr4 = |port| SocketAddr::from((args.bind4, port));
     let addr6 = |port| SocketAddr::from((args.bind6, port));
 
@@ -341,17 +412,27 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
 
     for listener in [tcp4, tcp6].into_iter().flatten() {
-        spawn_named(None, move || accept_loop(listener, delay))
+        spawn_named(None, move || accept_loop(listener, delay, mode))
             .context("spawning accept thread")?;
     }
     for socket in [udp4, udp6].into_iter().flatten() {
-        start_udp_echo(socket, delay)?;
+        if args.sink {
+            spawn_named(None, move || udp_sink(socket)).context("spawning UDP thread")?;
+        } else {
+            start_udp_echo(socket, delay)?;
+        }
     }
 
     print_json(&ready)?;
 
     // Serving threads block forever; the process ends here (or when killed).
     thread::sleep(Duration::from_secs(args.max_seconds));
+    if mode == TcpMode::Abort {
+        eprintln!(
+            "netagent-testgen: aborted {} TCP connections",
+            ABORTED.load(Ordering::Relaxed)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -382,6 +463,8 @@ struct EchoPool {
     state: Mutex<PoolState>,
     ready: Condvar,
     delay: Duration,
+    /// Discard instead of echoing (`serve --sink`).
+    sink: bool,
 }
 
 struct PoolState {
@@ -416,7 +499,11 @@ impl EchoPool {
         let mut buf = vec![0u8; BUF_SIZE];
         let mut next = Some(first);
         while let Some(stream) = next.take() {
-            echo_tcp(stream, &mut buf, self.delay);
+            if self.sink {
+                sink_tcp(stream, &mut buf);
+            } else {
+                echo_tcp(stream, &mut buf, self.delay);
+            }
             let deadline = Instant::now() + WORKER_IDLE;
             let mut st = self.lock();
             st.idle += 1;
@@ -442,7 +529,7 @@ impl EchoPool {
     }
 }
 
-fn accept_loop(listener: TcpListener, delay: Duration) {
+fn accept_loop(listener: TcpListener, delay: Duration, mode: TcpMode) {
     let pool = Arc::new(EchoPool {
         state: Mutex::new(PoolState {
             queue: VecDeque::new(),
@@ -450,9 +537,11 @@ fn accept_loop(listener: TcpListener, delay: Duration) {
         }),
         ready: Condvar::new(),
         delay,
+        sink: mode == TcpMode::Sink,
     });
     loop {
         match listener.accept() {
+            Ok((stream, _)) if mode == TcpMode::Abort => abort_tcp(stream),
             Ok((stream, _)) => pool.dispatch(stream),
             // Out of fds/memory: back off briefly instead of spinning.
             Err(e)
@@ -486,6 +575,37 @@ fn echo_tcp(mut stream: TcpStream, buf: &mut [u8], delay: Duration) {
         if stream.write_all(&buf[..n]).is_err() {
             return;
         }
+    }
+}
+
+/// Reads until EOF (or an error such as a reset) and drops the data.
+fn sink_tcp(mut stream: TcpStream, buf: &mut [u8]) {
+    loop {
+        match stream.read(buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Closes with RST (`serve --abort`).
+fn abort_tcp(stream: TcpStream) {
+    match set_linger_zero(&stream) {
+        Ok(()) => {
+            ABORTED.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => eprintln!("netagent-testgen: SO_LINGER on accepted connection: {e}"),
+    }
+    drop(stream);
+}
+
+fn udp_sink(socket: UdpSocket) {
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        // Errors (e.g. ICMP-reported ones) concern one peer; keep serving.
+        let _ = socket.recv_from(&mut buf);
     }
 }
 
@@ -555,6 +675,24 @@ struct TcpClientStats {
     connects_ok: u64,
     connects_failed: u64,
     exchanges: u64,
+    /// Payload bytes written to this target: `--bulk` plus exchange requests.
+    bytes_sent: u64,
+    /// Failed connect() calls to this target by errno name: the `--connects`
+    /// loop (also counted in `connects_failed`), the `--bulk` connection and
+    /// the `--exchanges` connection.
+    connect_errors: BTreeMap<String, u64>,
+    /// `--wait-reset`: connections the peer closed with RST.
+    resets: u64,
+    /// `--wait-reset`: connections the peer closed normally (FIN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eofs: Option<u64>,
+    /// `--wait-reset`: connections not closed by the peer in time, or another
+    /// read error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wait_failed: Option<u64>,
+    /// `--tcp-info`: smoothed RTT of the exchange connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcpi_rtt_us: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -562,6 +700,8 @@ struct UdpClientStats {
     sends_ok: u64,
     sends_failed: u64,
     exchanges: u64,
+    /// Payload bytes sent to this target: `--sends` datagrams plus exchange requests.
+    bytes_sent: u64,
 }
 
 #[derive(Serialize)]
@@ -597,18 +737,69 @@ impl Timings {
     }
 }
 
+/// How client sockets are set up before connect/send.
+#[derive(Clone, Copy, Default)]
+struct SocketOpts {
+    syn_retries: Option<u8>,
+    bind4: Option<Ipv4Addr>,
+    bind6: Option<Ipv6Addr>,
+}
+
+impl SocketOpts {
+    fn from_args(args: &ClientArgs) -> Result<Self> {
+        let mut opts = SocketOpts {
+            syn_retries: args.syn_retries,
+            ..SocketOpts::default()
+        };
+        for ip in &args.bind {
+            match *ip {
+                IpAddr::V4(v4) => {
+                    ensure!(opts.bind4.is_none(), "--bind: more than one IPv4 address");
+                    opts.bind4 = Some(v4);
+                }
+                IpAddr::V6(v6) => {
+                    ensure!(opts.bind6.is_none(), "--bind: more than one IPv6 address");
+                    opts.bind6 = Some(v6);
+                }
+            }
+        }
+        Ok(opts)
+    }
+
+    /// Source address for sockets talking to `target` (`None`: let the kernel choose).
+    fn source(&self, target: SocketAddr) -> Option<IpAddr> {
+        match target {
+            SocketAddr::V4(_) => self.bind4.map(IpAddr::V4),
+            SocketAddr::V6(_) => self.bind6.map(IpAddr::V6),
+        }
+    }
+
+    /// Local address for a UDP socket talking to `target`.
+    fn udp_local(&self, target: SocketAddr) -> SocketAddr {
+        match self.source(target) {
+            Some(ip) => SocketAddr::new(ip, 0),
+            None => unspecified_like(target),
+        }
+    }
+}
+
 fn client(args: ClientArgs) -> Result<ExitCode> {
     ensure!(
         args.tcp4.is_some() || args.tcp6.is_some() || args.udp4.is_some() || args.udp6.is_some(),
         "client: no target; give at least one of --tcp4/--tcp6/--udp4/--udp6"
     );
+    ensure!(
+        !args.tcp_info || args.exchanges > 0,
+        "client: --tcp-info reads the exchange connection; give --exchanges too"
+    );
+    let opts = SocketOpts::from_args(&args)?;
     let mut timings = Timings::default();
     let mut failed = false;
 
     let mut run_tcp = |target: Option<SocketAddr>, timings: &mut Timings| {
         target.map(|addr| {
-            let stats = tcp_client(addr, args.connects, args.exchanges, timings);
-            failed |= stats.connects_failed > 0 || stats.exchanges < args.exchanges;
+            let (stats, ok) = tcp_client(addr, &args, &opts, timings);
+            failed |= !ok;
             stats
         })
     };
@@ -618,7 +809,7 @@ fn client(args: ClientArgs) -> Result<ExitCode> {
     let mut run_udp = |target: Option<SocketAddr>, timings: &mut Timings| {
         target
             .map(|addr| -> Result<UdpClientStats> {
-                let stats = udp_client(addr, args.sends, args.exchanges, timings)?;
+                let stats = udp_client(addr, &args, &opts, timings)?;
                 failed |= stats.sends_failed > 0 || stats.exchanges < args.exchanges;
                 Ok(stats)
             })
@@ -644,42 +835,374 @@ fn client(args: ClientArgs) -> Result<ExitCode> {
     })
 }
 
-/// `connects` connect+close cycles, then `exchanges` timed echoes on one extra
-/// connection. Connects are plain blocking `connect()` calls, bounded by the
-/// kernel's SYN retries.
+fn setsockopt_int(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: valid fd; the option value points to a c_int that lives for the
+    // duration of the call, and its size is passed along.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `addr` as a C socket address (std does not expose its conversion).
+fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero bytes are a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for any
+            // socket address type, and was zeroed above.
+            let sin = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above.
+            let sin6 = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// A blocking TCP connect like `TcpStream::connect`, with `opts` (TCP_SYNCNT,
+/// source address) applied to the socket first.
+fn tcp_connect(addr: SocketAddr, opts: &SocketOpts) -> io::Result<TcpStream> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain syscall; the result is checked before use.
+    let raw = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh socket that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    if let Some(n) = opts.syn_retries {
+        setsockopt_int(&fd, libc::IPPROTO_TCP, libc::TCP_SYNCNT, n.into())?;
+    }
+    if let Some(ip) = opts.source(addr) {
+        // Pick the source port at connect() time, when the whole 4-tuple is
+        // known, so many connects from one address do not exhaust ports.
+        // Best effort: without it bind() just picks the port itself.
+        let _ = setsockopt_int(&fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1);
+        let (sa, len) = to_sockaddr(SocketAddr::new(ip, 0));
+        // SAFETY: `sa` is a valid socket address of `len` bytes.
+        if unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let (sa, len) = to_sockaddr(addr);
+    loop {
+        // SAFETY: `sa` is a valid socket address of `len` bytes.
+        let rc = unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // A blocking connect interrupted by a signal goes on in the
+            // background; calling connect() again waits for it.
+            Some(libc::EINTR) => continue,
+            Some(libc::EISCONN) => break,
+            _ => return Err(e),
+        }
+    }
+    Ok(TcpStream::from(fd))
+}
+
+/// Smoothed RTT (µs) from TCP_INFO.
+fn tcp_rtt_us(stream: &TcpStream) -> io::Result<u32> {
+    // SAFETY: all-zero bytes are a valid tcp_info.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: valid fd; `info` is writable for `len` bytes and outlives the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The kernel copies min(len, its struct size); older kernels' struct may
+    // end before tcpi_rtt.
+    let rtt_end = std::mem::offset_of!(libc::tcp_info, tcpi_rtt) + std::mem::size_of::<u32>();
+    if (len as usize) < rtt_end {
+        return Err(io::Error::other(format!(
+            "TCP_INFO returned {len} bytes, too short for tcpi_rtt"
+        )));
+    }
+    Ok(info.tcpi_rtt)
+}
+
+/// Per-target TCP work: `--connects` connect(+wait)+close cycles, the `--bulk`
+/// transfer, then `--exchanges` timed echoes on one extra connection. Connects
+/// are plain blocking `connect()` calls, bounded by the SYN retries. Returns the
+/// stats and whether everything asked for succeeded.
 fn tcp_client(
     addr: SocketAddr,
-    connects: u64,
-    exchanges: u64,
+    args: &ClientArgs,
+    opts: &SocketOpts,
     timings: &mut Timings,
-) -> TcpClientStats {
+) -> (TcpClientStats, bool) {
     let mut stats = TcpClientStats {
         connects_ok: 0,
         connects_failed: 0,
         exchanges: 0,
+        bytes_sent: 0,
+        connect_errors: BTreeMap::new(),
+        resets: 0,
+        eofs: args.wait_reset.then_some(0),
+        wait_failed: args.wait_reset.then_some(0),
+        tcpi_rtt_us: None,
     };
-    for _ in 0..connects {
-        match TcpStream::connect(addr) {
+    let mut ok = true;
+    let connect = |stats: &mut TcpClientStats| {
+        tcp_connect(addr, opts).inspect_err(|e| {
+            *stats.connect_errors.entry(errno_name(e)).or_default() += 1;
+            eprintln!("netagent-testgen: connect {addr}: {e}");
+        })
+    };
+
+    for _ in 0..args.connects {
+        match connect(&mut stats) {
             Ok(stream) => {
                 stats.connects_ok += 1;
+                if args.wait_reset {
+                    match wait_peer_close(&stream) {
+                        Ok(PeerClose::Reset) => stats.resets += 1,
+                        Ok(PeerClose::Eof) => *stats.eofs.get_or_insert(0) += 1,
+                        Err(e) => {
+                            *stats.wait_failed.get_or_insert(0) += 1;
+                            ok = false;
+                            eprintln!("netagent-testgen: waiting for {addr} to close: {e:#}");
+                        }
+                    }
+                }
                 drop(stream);
             }
-            Err(e) => {
+            Err(_) => {
                 stats.connects_failed += 1;
-                eprintln!("netagent-testgen: connect {addr}: {e}");
+                ok = false;
             }
         }
     }
-    if exchanges > 0 {
-        match tcp_exchanges(addr, exchanges, timings) {
-            Ok(n) => stats.exchanges = n,
-            Err((n, e)) => {
-                stats.exchanges = n;
-                eprintln!("netagent-testgen: TCP exchange with {addr}: {e:#}");
+
+    if let Some(bytes) = args.bulk {
+        match connect(&mut stats) {
+            Ok(stream) => {
+                let (sent, result) = tcp_bulk(stream, bytes);
+                stats.bytes_sent += sent;
+                if let Err(e) = result {
+                    ok = false;
+                    eprintln!("netagent-testgen: bulk transfer to {addr} ({sent} of {bytes} bytes sent): {e:#}");
+                }
             }
+            Err(_) => ok = false,
         }
     }
-    stats
+
+    if args.exchanges > 0 {
+        if let Ok(mut stream) = connect(&mut stats) {
+            match tcp_exchanges(&mut stream, args.exchanges, timings, &mut stats.bytes_sent) {
+                Ok(n) => stats.exchanges = n,
+                Err((n, e)) => {
+                    stats.exchanges = n;
+                    eprintln!("netagent-testgen: TCP exchange with {addr}: {e:#}");
+                }
+            }
+            if args.tcp_info {
+                match tcp_rtt_us(&stream) {
+                    Ok(rtt) => stats.tcpi_rtt_us = Some(rtt),
+                    Err(e) => {
+                        ok = false;
+                        eprintln!("netagent-testgen: TCP_INFO on {addr}: {e}");
+                    }
+                }
+            }
+        }
+        ok &= stats.exchanges == args.exchanges;
+    }
+    (stats, ok)
+}
+
+/// How the peer ended a connection.
+enum PeerClose {
+    Eof,
+    Reset,
+}
+
+/// Reads (and discards) until the peer closes; bounded by [`IO_TIMEOUT`].
+fn wait_peer_close(mut stream: &TcpStream) -> Result<PeerClose> {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut buf = [0u8; 4096];
+    loop {
+        let now = Instant::now();
+        ensure!(now < deadline, "peer did not close within {IO_TIMEOUT:?}");
+        stream
+            .set_read_timeout(Some(deadline - now))
+            .context("setting read timeout")?;
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(PeerClose::Eof),
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(PeerClose::Reset),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The read timeout fired; the loop head reports it.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("reading")),
+        }
+    }
+}
+
+/// Sets a flag when dropped, also when unwinding.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Writes exactly `bytes` bytes, shuts down the write side and waits until the
+/// server closes. A second thread reads (and discards) meanwhile, so an echoing
+/// server cannot block the transfer. Returns the bytes written, and the error
+/// that stopped the transfer.
+fn tcp_bulk(stream: TcpStream, bytes: u64) -> (u64, Result<()>) {
+    let setup = || -> io::Result<TcpStream> {
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_read_timeout(Some(BULK_POLL))?;
+        stream.try_clone()
+    };
+    let reader = match setup() {
+        Ok(r) => r,
+        Err(e) => return (0, Err(anyhow::Error::new(e).context("configuring socket"))),
+    };
+    let writer_done = Arc::new(AtomicBool::new(false));
+    let done = Arc::clone(&writer_done);
+    let drain = match spawn_named(None, move || drain_until_close(reader, &done)) {
+        Ok(h) => h,
+        Err(e) => {
+            return (
+                0,
+                Err(anyhow::Error::new(e).context("spawning reader thread")),
+            )
+        }
+    };
+
+    let mut sent = 0u64;
+    let written = {
+        let _done = SetOnDrop(&writer_done);
+        let chunk: Vec<u8> = SEND_PAYLOAD
+            .iter()
+            .copied()
+            .cycle()
+            .take(BULK_CHUNK)
+            .collect();
+        let mut w = &stream;
+        let mut result = Ok(());
+        while sent < bytes {
+            let n = (bytes - sent).min(BULK_CHUNK as u64) as usize;
+            match w.write(&chunk[..n]) {
+                Ok(0) => {
+                    result = Err(anyhow::anyhow!("write returned 0"));
+                    break;
+                }
+                Ok(n) => sent += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(anyhow::Error::new(e).context("writing"));
+                    break;
+                }
+            }
+        }
+        result.and_then(|()| {
+            stream
+                .shutdown(std::net::Shutdown::Write)
+                .context("shutting down the write side")
+        })
+    };
+    let drained = drain
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("reader thread panicked")));
+    (sent, written.and(drained))
+}
+
+/// Reads and discards until EOF; fails on a read error, or when the peer has
+/// not closed [`IO_TIMEOUT`] after `writer_done` was set.
+fn drain_until_close(mut stream: TcpStream, writer_done: &AtomicBool) -> Result<()> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut deadline: Option<Instant> = None;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("reading until the server closes")),
+        }
+        // Each read waits at most BULK_POLL, so this runs at least that often.
+        if writer_done.load(Ordering::Acquire) {
+            let d = *deadline.get_or_insert_with(|| Instant::now() + IO_TIMEOUT);
+            ensure!(
+                Instant::now() < d,
+                "server did not close within {IO_TIMEOUT:?} after the transfer"
+            );
+        }
+    }
 }
 
 /// A request whose content identifies the exchange, so stale or foreign replies
@@ -694,13 +1217,11 @@ fn exchange_payload(seq: u64) -> [u8; EXCHANGE_LEN] {
 
 /// Returns the number of completed exchanges, plus the error that stopped them.
 fn tcp_exchanges(
-    addr: SocketAddr,
+    stream: &mut TcpStream,
     count: u64,
     timings: &mut Timings,
+    bytes_sent: &mut u64,
 ) -> Result<u64, (u64, anyhow::Error)> {
-    let mut stream = TcpStream::connect(addr)
-        .with_context(|| format!("connecting to {addr}"))
-        .map_err(|e| (0, e))?;
     let setup = || -> io::Result<()> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -714,6 +1235,7 @@ fn tcp_exchanges(
         let result = stream
             .write_all(&request)
             .context("writing request")
+            .inspect(|()| *bytes_sent += EXCHANGE_LEN as u64)
             // read_exact loops until the whole echo arrived (it may come in pieces).
             .and_then(|()| stream.read_exact(&mut reply).context("reading echo"))
             .and_then(|()| {
@@ -738,21 +1260,32 @@ fn unspecified_like(addr: SocketAddr) -> SocketAddr {
 
 fn udp_client(
     addr: SocketAddr,
-    sends: u64,
-    exchanges: u64,
+    args: &ClientArgs,
+    opts: &SocketOpts,
     timings: &mut Timings,
 ) -> Result<UdpClientStats> {
     let mut stats = UdpClientStats {
         sends_ok: 0,
         sends_failed: 0,
         exchanges: 0,
+        bytes_sent: 0,
     };
+    let local = opts.udp_local(addr);
     // One unconnected socket for all plain sends (sendto each time).
-    let send_socket = UdpSocket::bind(unspecified_like(addr)).context("binding UDP send socket")?;
-    let payload = *b"ntgen-send-datagram-0123456789ab";
-    for _ in 0..sends {
+    let send_socket =
+        UdpSocket::bind(local).with_context(|| format!("binding UDP send socket to {local}"))?;
+    let payload: Vec<u8> = SEND_PAYLOAD
+        .iter()
+        .copied()
+        .cycle()
+        .take(args.size.into())
+        .collect();
+    for _ in 0..args.sends {
         match send_socket.send_to(&payload, addr) {
-            Ok(_) => stats.sends_ok += 1,
+            Ok(n) => {
+                stats.sends_ok += 1;
+                stats.bytes_sent += n as u64;
+            }
             Err(e) => {
                 stats.sends_failed += 1;
                 eprintln!("netagent-testgen: sendto {addr}: {e}");
@@ -762,8 +1295,8 @@ fn udp_client(
 
     // Exchanges use their own socket so echoes of the sends above cannot be
     // mistaken for replies.
-    if exchanges > 0 {
-        match udp_exchanges(addr, exchanges, timings) {
+    if args.exchanges > 0 {
+        match udp_exchanges(addr, local, args.exchanges, timings, &mut stats.bytes_sent) {
             Ok(n) => stats.exchanges = n,
             Err((n, e)) => {
                 stats.exchanges = n;
@@ -775,7 +1308,7 @@ fn udp_client(
     // Drain whatever echoes already arrived, then close; late ones are discarded
     // by the kernel.
     if send_socket.set_nonblocking(true).is_ok() {
-        let mut buf = [0u8; 2048];
+        let mut buf = vec![0u8; BUF_SIZE];
         while send_socket.recv_from(&mut buf).is_ok() {}
     }
     drop(send_socket);
@@ -784,19 +1317,22 @@ fn udp_client(
 
 fn udp_exchanges(
     addr: SocketAddr,
+    local: SocketAddr,
     count: u64,
     timings: &mut Timings,
+    bytes_sent: &mut u64,
 ) -> Result<u64, (u64, anyhow::Error)> {
-    let socket = UdpSocket::bind(unspecified_like(addr))
-        .context("binding UDP exchange socket")
+    let socket = UdpSocket::bind(local)
+        .with_context(|| format!("binding UDP exchange socket to {local}"))
         .map_err(|e| (0, e))?;
     let mut buf = [0u8; 2048];
     for seq in 0..count {
         let request = exchange_payload(seq);
         let start = Instant::now();
         let deadline = start + IO_TIMEOUT;
-        if let Err(e) = socket.send_to(&request, addr) {
-            return Err((seq, anyhow::Error::new(e).context("sendto")));
+        match socket.send_to(&request, addr) {
+            Ok(n) => *bytes_sent += n as u64,
+            Err(e) => return Err((seq, anyhow::Error::new(e).context("sendto"))),
         }
         // Skip anything that is not this exchange's echo from the target
         // (e.g. a late echo of an earlier, timed-out exchange).

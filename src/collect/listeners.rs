@@ -77,3 +77,35 @@ pub fn seed_existing(
     }
     Ok(added)
 }
+
+/// Removes listeners of this network namespace that sock_diag no longer
+/// lists. The kernel side removes the listeners it saw start; the ones
+/// seeded at start have no socket state there, so they are checked here.
+/// `seen` must come from a map read taken *before* this call, so a listener
+/// that starts meanwhile is never removed. Returns the keys removed.
+pub fn prune_closed(
+    maps: &mut KernelMaps,
+    seen: &[(ListenKey, Listener)],
+) -> anyhow::Result<Vec<ListenKey>> {
+    let netns = own_netns()?;
+    let open: HashSet<u16> = tcp_listeners()
+        .context("listing TCP listeners (sock_diag)")?
+        .iter()
+        .map(|s| s.port)
+        .collect();
+    let mut removed = Vec::new();
+    for (key, _) in seen {
+        if key.netns == netns && !open.contains(&key.port) {
+            match maps.listeners.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => removed.push(*key),
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+                {
+                    removed.push(*key)
+                }
+                Err(e) => return Err(e).context("pruning the listeners map"),
+            }
+        }
+    }
+    Ok(removed)
+}

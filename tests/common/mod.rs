@@ -3,6 +3,8 @@
 //! the real HTTP endpoint, and check what the kernel has loaded.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;

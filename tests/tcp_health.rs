@@ -1,0 +1,399 @@
+//! Connection lifecycle and TCP health with real traffic: failed connects by
+//! reason, resets, retransmits, RTT, bytes, listeners, containers and the
+//! series cap. Remote hosts are network namespaces the tests create.
+
+mod common;
+use common::netns::{cleanup_stale, testgen_in, NetnsPair, NsServer};
+use common::*;
+use std::time::Duration;
+
+const CLIENT: &str = "nettest-cli";
+const SERVER: &str = "nettest-srv";
+const TARGETS: &[(&str, &str)] = &[("cli", CLIENT), ("srv", SERVER)];
+
+fn labels<'a>(pairs: &'a [(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pairs.to_vec()
+}
+
+#[test]
+fn refused_and_timed_out_connects_are_counted_by_reason() {
+    let _g = serial();
+    if !require_bpf() || !require(have("nft"), "nft (Debian package nftables) not installed") {
+        return;
+    }
+    cleanup_stale();
+    let agent = Agent::start(TARGETS);
+
+    // Refused: a loopback port nobody listens on.
+    let closed = free_port();
+    let (code, out) = testgen_in_host(&[
+        "client",
+        "--tcp4",
+        &format!("127.0.0.1:{closed}"),
+        "--connects",
+        "3",
+    ]);
+    assert_eq!(code, 1, "{out}");
+
+    // Timeout: a netns host whose firewall drops SYNs to the port.
+    let net = NetnsPair::new("tmo");
+    let srv = NsServer::start(
+        &net,
+        &net.b,
+        SERVER,
+        &["--tcp4", "0", "--bind4", &net.b_ip.to_string()],
+    );
+    let port = srv.port("tcp4");
+    net.nft(
+        &net.b,
+        &format!("table inet na {{ chain input {{ type filter hook input priority 0; tcp dport {port} tcp flags & (syn|ack) == syn drop;\n}}\n}}"),
+    );
+    let (code, out) = testgen_in(
+        &net,
+        &net.a,
+        CLIENT,
+        &[
+            "client",
+            "--tcp4",
+            &format!("{}:{port}", net.b_ip),
+            "--connects",
+            "2",
+            "--syn-retries",
+            "1",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["tcp4"]["connect_errors"]["ETIMEDOUT"], 2, "{out}");
+
+    let m = agent.metrics();
+    let failed = |dport: &str, ip: &str, reason: &str| {
+        m.get(
+            "netagent_tcp_connect_failed_total",
+            &labels(&[
+                ("process", "cli"),
+                ("container", ""),
+                ("dport", dport),
+                ("dst_ip", ip),
+                ("reason", reason),
+            ]),
+        )
+    };
+    assert_eq!(failed(&closed.to_string(), "127.0.0.1", "refused"), 3.0);
+    assert_eq!(
+        failed(&port.to_string(), &net.b_ip.to_string(), "timeout"),
+        2.0
+    );
+    let total: f64 = m
+        .series("netagent_tcp_connect_failed_total")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        total,
+        5.0,
+        "{:?}",
+        m.series("netagent_tcp_connect_failed_total")
+    );
+}
+
+/// testgen in the host namespace, not asserting success.
+fn testgen_in_host(args: &[&str]) -> (i32, serde_json::Value) {
+    let out = std::process::Command::new(TESTGEN)
+        .args(["--comm", CLIENT])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap_or_default();
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[test]
+fn aborting_server_resets_are_sent_and_received() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let agent = Agent::start(TARGETS);
+    let srv = Server::start(SERVER, &["--tcp4", "0", "--abort"]);
+    let port = srv.port("tcp4");
+    let n = 7;
+    let r = testgen(
+        CLIENT,
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{port}"),
+            "--connects",
+            &n.to_string(),
+            "--wait-reset",
+        ],
+    );
+    assert_eq!(r["tcp4"]["resets"], n, "{r}");
+    let m = agent.metrics();
+    let resets = |p: &str, dir: &str| {
+        m.get(
+            "netagent_tcp_resets_total",
+            &labels(&[("process", p), ("container", ""), ("direction", dir)]),
+        )
+    };
+    assert_eq!(resets("cli", "received"), n as f64);
+    assert_eq!(resets("srv", "sent"), n as f64);
+    assert_eq!(resets("cli", "sent"), 0.0);
+    assert_eq!(resets("srv", "received"), 0.0);
+    // The server's accepted sockets were attributed to it although on
+    // loopback their handshake runs in the client's syscall (softirq).
+    let accepted = m.get(
+        "netagent_tcp_connections_accepted_total",
+        &labels(&[
+            ("process", "srv"),
+            ("container", ""),
+            ("port", &port.to_string()),
+        ]),
+    );
+    assert_eq!(accepted, n as f64);
+}
+
+#[test]
+fn retransmits_show_on_a_lossy_edge_and_not_on_a_clean_one() {
+    let _g = serial();
+    if !require_bpf() || !require(have("nft"), "nft (Debian package nftables) not installed") {
+        return;
+    }
+    cleanup_stale();
+    let agent = Agent::start(TARGETS);
+    let net = NetnsPair::new("rtx");
+    let lossy = NsServer::start(
+        &net,
+        &net.b,
+        SERVER,
+        &["--tcp4", "0", "--sink", "--bind4", &net.b_ip.to_string()],
+    );
+    let lport = lossy.port("tcp4");
+    // Drop about 1 in 10 data segments arriving at the server.
+    net.nft(
+        &net.b,
+        &format!("table inet na {{ chain input {{ type filter hook input priority 0; tcp dport {lport} numgen random mod 10 == 0 drop;\n}}\n}}"),
+    );
+    let clean = Server::start(SERVER, &["--tcp4", "0", "--sink"]);
+    let cport = clean.port("tcp4");
+    let bytes = (2 * 1024 * 1024).to_string();
+    let (code, out) = testgen_in(
+        &net,
+        &net.a,
+        CLIENT,
+        &[
+            "client",
+            "--tcp4",
+            &format!("{}:{lport}", net.b_ip),
+            "--bulk",
+            &bytes,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    testgen(
+        CLIENT,
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{cport}"),
+            "--bulk",
+            &bytes,
+        ],
+    );
+
+    let m = agent.metrics();
+    let rtx = |port: u16, ip: &str| {
+        m.get(
+            "netagent_tcp_retransmits_total",
+            &labels(&[
+                ("process", "cli"),
+                ("container", ""),
+                ("dport", &port.to_string()),
+                ("dst_ip", ip),
+            ]),
+        )
+    };
+    let lossy_rtx = rtx(lport, &net.b_ip.to_string());
+    assert!(lossy_rtx > 0.0, "no retransmits on the lossy edge");
+    let clean_series = m
+        .series("netagent_tcp_retransmits_total")
+        .into_iter()
+        .find(|(l, _)| l["dport"] == cport.to_string() && l["process"] == "cli");
+    assert_eq!(
+        clean_series.map(|(_, v)| v),
+        Some(0.0),
+        "clean edge: present and 0"
+    );
+}
+
+#[test]
+fn rtt_agrees_with_the_kernels_tcp_info() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let agent = Agent::start(TARGETS);
+    let srv = Server::start(SERVER, &["--tcp4", "0"]);
+    let port = srv.port("tcp4");
+    let r = testgen(
+        CLIENT,
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{port}"),
+            "--exchanges",
+            "20",
+            "--tcp-info",
+        ],
+    );
+    let tcpi_rtt = r["tcp4"]["tcpi_rtt_us"].as_f64().unwrap() / 1e6;
+    let l = [
+        ("process", "cli"),
+        ("container", ""),
+        ("dport", &*port.to_string()),
+        ("dst_ip", "127.0.0.1"),
+    ];
+    let m = agent.metrics();
+    let count = m.get("netagent_tcp_rtt_seconds_count", &labels(&l));
+    let sum = m.get("netagent_tcp_rtt_seconds_sum", &labels(&l));
+    assert_eq!(count, 1.0, "one connection, sampled once at close");
+    let ratio = sum / tcpi_rtt;
+    assert!(
+        (0.8..=1.2).contains(&ratio),
+        "agent RTT {sum} s vs TCP_INFO {tcpi_rtt} s"
+    );
+}
+
+#[test]
+fn bytes_are_counted_exactly_on_both_ends() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let agent = Agent::start(TARGETS);
+    let srv = Server::start(SERVER, &["--tcp4", "0", "--udp6", "0", "--sink"]);
+    let (t4, u6) = (srv.port("tcp4"), srv.port("udp6"));
+    let tcp_bytes: u64 = 1_234_567;
+    let (k, size) = (50u64, 700u64);
+    testgen(
+        CLIENT,
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{t4}"),
+            "--bulk",
+            &tcp_bytes.to_string(),
+        ],
+    );
+    testgen(
+        CLIENT,
+        &[
+            "client",
+            "--udp6",
+            &format!("[::1]:{u6}"),
+            "--sends",
+            &k.to_string(),
+            "--size",
+            &size.to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300)); // let the sink read the last datagrams
+    let m = agent.metrics();
+    let sum = |name: &str, process: &str, proto: &str, port: u16| -> f64 {
+        m.series(name)
+            .iter()
+            .filter(|(l, _)| {
+                l["process"] == process && l["proto"] == proto && l["dport"] == port.to_string()
+            })
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(
+        sum("netagent_bytes_sent_total", "cli", "tcp", t4),
+        tcp_bytes as f64
+    );
+    assert_eq!(
+        sum("netagent_bytes_received_total", "srv", "tcp", t4),
+        tcp_bytes as f64
+    );
+    assert_eq!(
+        sum("netagent_bytes_sent_total", "cli", "udp", u6),
+        (k * size) as f64
+    );
+    assert_eq!(
+        sum("netagent_bytes_received_total", "srv", "udp", u6),
+        (k * size) as f64
+    );
+    // The receiver's UDP peer is the client's address, from the recvmsg hook.
+    let srv_udp = m
+        .series("netagent_bytes_received_total")
+        .into_iter()
+        .find(|(l, _)| l["process"] == "srv" && l["proto"] == "udp")
+        .unwrap();
+    assert_eq!(srv_udp.0["dst_ip"], "::1");
+    assert_eq!(srv_udp.0["direction"], "inbound");
+}
+
+#[test]
+fn listeners_before_and_after_start_are_listed_and_removed_on_close() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let early = Server::start(SERVER, &["--tcp4", "0"]);
+    let agent = Agent::start(TARGETS);
+    let late = Server::start(SERVER, &["--tcp6", "0"]);
+    let (ep, lp) = (early.port("tcp4"), late.port("tcp6"));
+    let info = |m: &Metrics, addr: &str, port: u16| {
+        m.get(
+            "netagent_tcp_listen_info",
+            &labels(&[
+                ("process", "srv"),
+                ("container", ""),
+                ("listen_addr", addr),
+                ("port", &port.to_string()),
+            ]),
+        )
+    };
+    let m = agent.metrics();
+    assert_eq!(
+        info(&m, "127.0.0.1", ep),
+        1.0,
+        "listener opened before the agent"
+    );
+    assert_eq!(info(&m, "::1", lp), 1.0, "listener opened after the agent");
+    drop(late);
+    let m = agent.metrics();
+    assert_eq!(info(&m, "::1", lp), 0.0, "closed listener still listed");
+    assert_eq!(info(&m, "127.0.0.1", ep), 1.0);
+    // Connections accepted by the early listener are attributed to it.
+    testgen(
+        CLIENT,
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{ep}"),
+            "--connects",
+            "4",
+        ],
+    );
+    let m = agent.metrics();
+    let accepted = m.get(
+        "netagent_tcp_connections_accepted_total",
+        &labels(&[
+            ("process", "srv"),
+            ("container", ""),
+            ("port", &ep.to_string()),
+        ]),
+    );
+    assert_eq!(accepted, 4.0);
+    // A listener older than the agent disappears too once it closes.
+    drop(early);
+    let m = agent.metrics();
+    assert_eq!(
+        info(&m, "127.0.0.1", ep),
+        0.0,
+        "closed pre-existing listener still listed"
+    );
+}
