@@ -397,3 +397,41 @@ fn listeners_before_and_after_start_are_listed_and_removed_on_close() {
         "closed pre-existing listener still listed"
     );
 }
+
+#[test]
+fn connections_older_than_the_agent_are_ignored_not_misattributed() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    let srv = Server::start(SERVER, &["--tcp4", "0"]);
+    let port = srv.port("tcp4");
+    // A target's connection opened before the agent starts...
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let client = std::thread::Builder::new()
+        .name(CLIENT.into())
+        .spawn(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            go_rx.recv().unwrap();
+            s.write_all(b"ping").unwrap();
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).unwrap();
+            drop(s); // ...and closed while it runs.
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let agent = Agent::start(TARGETS);
+    go_tx.send(()).unwrap();
+    client.join().unwrap();
+    let m = agent.metrics();
+    for name in [
+        "netagent_tcp_connections_closed_total",
+        "netagent_tcp_connections_active",
+        "netagent_connection_duration_seconds_count",
+        "netagent_bytes_sent_total",
+    ] {
+        assert!(m.series(name).is_empty(), "{name}: {:?}", m.series(name));
+    }
+}
