@@ -114,4 +114,23 @@ struct na_listener {
 	__u64 cgroup_id;
 };
 
+/* ---- per-interface traffic (iface.bpf.c) ---- */
+
+enum na_iface_direction {
+	NA_IFACE_INGRESS = 0,
+	NA_IFACE_EGRESS = 1,
+};
+
+/* `iface_stats` key. */
+struct na_iface_key {
+	__u32 ifindex;
+	__u32 direction; /* enum na_iface_direction */
+};
+
+/* `iface_stats` value, per CPU. */
+struct na_iface_counters {
+	__u64 packets;
+	__u64 bytes; /* skb->len: the whole frame as TC sees it, L2 header included */
+};
+
 #endif /* NETAGENT_H */

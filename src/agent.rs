@@ -3,22 +3,28 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::collect::{harvest, listeners};
+use crate::collect::interfaces::{InterfaceFilter, InterfaceSnapshot, InterfaceWatcher};
+use crate::collect::{harvest, listeners, KernelSnapshot};
 use crate::config::{kernel_comm, Config};
 use crate::http::{router, Gather};
 use crate::kernel::abi::comm_bytes;
+use crate::kernel::iface::IfaceProbes;
+use crate::kernel::links::links_of;
 use crate::kernel::{cgroup, KernelError, LoadOptions, Probes};
+use crate::model::bpf_self::BpfSelfCollector;
 use crate::model::cardinality::{dropped_family, SeriesLimiter};
 use crate::model::connections;
 use crate::model::containers::CgroupResolver;
+use crate::model::graph::{self, RateState};
 use crate::model::labels::{Labeler, ProcessNames};
-use crate::model::{bounds_ns, self_metrics, tcp, Family};
+use crate::model::{bounds_ns, interfaces, scalar_family, self_metrics, tcp, Family, Kind};
 
 /// How often cached cgroup -> container mappings are checked for removal.
 const CONTAINER_PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -38,13 +44,34 @@ struct Containers {
     last_prune: Instant,
 }
 
+/// The interface collector's output, shared with its thread.
+#[derive(Default)]
+struct InterfaceState {
+    snapshot: InterfaceSnapshot,
+    /// TC program ids and attached interfaces, for health.
+    program_ids: Vec<u32>,
+    attached: Vec<(u32, String)>,
+}
+
+/// One probe's state for `/health` and `netagent_probe_up`.
+struct ProbeStatus {
+    name: String,
+    attached: bool,
+    required: bool,
+}
+
 /// The running agent as the HTTP layer sees it.
 struct Agent {
     probes: Mutex<Probes>,
     names: ProcessNames,
     containers: Mutex<Containers>,
     limiter: Mutex<SeriesLimiter>,
+    interfaces: Arc<Mutex<InterfaceState>>,
+    active_only: bool,
+    graph_rates: Mutex<RateState>,
+    bpf_self: BpfSelfCollector,
     started: Instant,
+    last_scrape: Mutex<Option<SystemTime>>,
     targets: usize,
 }
 
@@ -52,19 +79,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Gather for Agent {
-    fn gather(&self) -> anyhow::Result<Vec<Family>> {
-        // One collection at a time: concurrent scrapes queue here.
-        let snap = {
-            let mut probes = lock(&self.probes);
-            let mut snap = harvest(&probes.maps).context("reading kernel maps")?;
-            match listeners::prune_closed(&mut probes.maps, &snap.listeners) {
-                Ok(gone) => snap.listeners.retain(|(k, _)| !gone.contains(k)),
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot check listeners"),
-            }
-            snap
-        };
+fn unix(t: Option<SystemTime>) -> Option<f64> {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs_f64())
+}
 
+impl Agent {
+    /// Reads the kernel maps, dropping listeners that closed unseen.
+    fn snapshot(&self) -> anyhow::Result<KernelSnapshot> {
+        let mut probes = lock(&self.probes);
+        let mut snap = harvest(&probes.maps).context("reading kernel maps")?;
+        match listeners::prune_closed(&mut probes.maps, &snap.listeners) {
+            Ok(gone) => snap.listeners.retain(|(k, _)| !gone.contains(k)),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot check listeners"),
+        }
+        Ok(snap)
+    }
+
+    /// Runs `f` with a labeler whose container lookups share the cache.
+    fn with_labeler<R>(&self, f: impl FnOnce(&mut Labeler) -> R) -> R {
         let mut containers = lock(&self.containers);
         if containers.last_prune.elapsed() > CONTAINER_PRUNE_EVERY {
             containers.last_prune = Instant::now();
@@ -80,35 +113,152 @@ impl Gather for Agent {
                 .unwrap_or_default()
         };
         let mut labeler = Labeler::new(&self.names, &mut container_of);
-        let resolved = connections::resolve(&snap, &mut labeler);
-        let mut families = connections::families(&resolved);
-        families.push(tcp::listen_family(&snap.listeners, &mut labeler));
-        families.extend(tcp::families(&resolved));
+        f(&mut labeler)
+    }
+
+    /// Every probe, attached or not. Tracepoints are attached while their
+    /// link exists; cgroup and TC links also need their target.
+    fn probe_status(&self) -> Vec<ProbeStatus> {
+        let probes = lock(&self.probes).probes.clone();
+        let ifs = lock(&self.interfaces);
+        let mut ids: Vec<u32> = probes.iter().map(|p| p.prog_id).collect();
+        ids.extend(&ifs.program_ids);
+        let links = links_of(&ids);
+        let mut out: Vec<ProbeStatus> = probes
+            .iter()
+            .map(|p| ProbeStatus {
+                name: p.name.clone(),
+                attached: links.iter().any(|l| {
+                    l.prog_id == p.prog_id && (!p.has_target || l.target.unwrap_or(0) != 0)
+                }),
+                required: true,
+            })
+            .collect();
+        for (ifindex, name) in &ifs.attached {
+            let n = links
+                .iter()
+                .filter(|l| {
+                    ifs.program_ids.contains(&l.prog_id) && l.target == Some(*ifindex as u64)
+                })
+                .count();
+            out.push(ProbeStatus {
+                name: format!("tc/{name}"),
+                attached: n == 2, // ingress and egress
+                required: false,
+            });
+        }
+        out
+    }
+}
+
+impl Gather for Agent {
+    fn gather(&self) -> anyhow::Result<Vec<Family>> {
+        // One collection at a time: concurrent scrapes queue on the locks.
+        let snap = self.snapshot()?;
+        let mut families = self.with_labeler(|labeler| {
+            let resolved = connections::resolve(&snap, labeler);
+            let mut f = connections::families(&resolved);
+            f.push(tcp::listen_family(&snap.listeners, labeler));
+            f.extend(tcp::families(&resolved));
+            f
+        });
+        let ifs = lock(&self.interfaces);
+        families.extend(interfaces::families(&ifs.snapshot, self.active_only));
+        let iface_lost = ifs.snapshot.lost;
+        drop(ifs);
 
         let mut limiter = lock(&self.limiter);
         let mut dropped = BTreeMap::new();
         for f in &mut families {
             dropped.insert(f.name, limiter.limit(f));
         }
+        drop(limiter);
         families.push(dropped_family(&dropped));
-        families.extend(self_metrics::agent_families(&snap.lost));
+        families.extend(self_metrics::agent_families(&snap.lost, iface_lost));
+        let up = self
+            .probe_status()
+            .into_iter()
+            .map(|p| (vec![("probe", p.name)], if p.attached { 1.0 } else { 0.0 }))
+            .collect();
+        families.push(scalar_family(
+            "netagent_probe_up",
+            "1 while the kernel program behind a probe is attached.",
+            Kind::Gauge,
+            up,
+        ));
+        families.extend(self.bpf_self.families());
         families.extend(self_metrics::process_families());
+        *lock(&self.last_scrape) = Some(SystemTime::now());
         Ok(families)
     }
 
     fn health(&self) -> (bool, serde_json::Value) {
-        let udp = lock(&self.probes).udp_destinations;
-        (
-            true,
-            serde_json::json!({
-                "status": "ok",
-                "version": env!("CARGO_PKG_VERSION"),
-                "uptime_seconds": self.started.elapsed().as_secs_f64(),
-                "targets": self.targets,
-                "udp_sendto_destinations": udp,
-            }),
-        )
+        let probes = self.probe_status();
+        let ok = probes.iter().all(|p| p.attached || !p.required);
+        let lost: u64 = self.snapshot().map(|s| s.lost.iter().sum()).unwrap_or(0)
+            + lock(&self.interfaces).snapshot.lost;
+        let ifs = lock(&self.interfaces);
+        let doc = serde_json::json!({
+            "status": if ok { "ok" } else { "degraded" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "targets": self.targets,
+            "probes": probes.iter().map(|p| serde_json::json!({
+                "name": p.name, "attached": p.attached, "required": p.required,
+            })).collect::<Vec<_>>(),
+            "last_scrape_unix": unix(*lock(&self.last_scrape)),
+            "last_interface_collection_unix": unix(ifs.snapshot.collected_at),
+            "interfaces_failed": ifs.snapshot.failed,
+            "events_lost": lost,
+            "udp_peers": lock(&self.probes).udp_destinations,
+        });
+        (ok, doc)
     }
+
+    fn graph(&self) -> anyhow::Result<serde_json::Value> {
+        let snap = self.snapshot()?;
+        let g = self.with_labeler(|labeler| {
+            let resolved = connections::resolve(&snap, labeler);
+            let ifs = lock(&self.interfaces);
+            graph::build(&resolved, &ifs.snapshot, &mut lock(&self.graph_rates))
+        });
+        Ok(serde_json::to_value(g)?)
+    }
+}
+
+/// Runs the interface collector every `interval` until `stop` is set.
+fn spawn_interface_thread(
+    mut watcher: InterfaceWatcher,
+    state: Arc<Mutex<InterfaceState>>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("netagent-iface".into())
+        .spawn(move || {
+            let program_ids = watcher
+                .program_ids()
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect();
+            lock(&state).program_ids = program_ids;
+            while !stop.load(Ordering::Relaxed) {
+                let snap = watcher.tick();
+                let attached = watcher.attached();
+                {
+                    let mut s = lock(&state);
+                    s.snapshot = snap;
+                    s.attached = attached;
+                }
+                // Sleep in short steps so shutdown is prompt.
+                let until = Instant::now() + interval;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50).min(interval));
+                }
+            }
+            // Dropping the watcher detaches every TC program.
+        })
+        .expect("spawn interface thread")
 }
 
 /// Loads the kernel side, serves HTTP until a signal, then detaches.
@@ -152,6 +302,28 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             "cannot list existing listeners; only listeners opened from now on are attributed"
         ),
     }
+
+    let iface_state = Arc::new(Mutex::new(InterfaceState::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut iface_thread = None;
+    if cfg.interface_stats.enabled {
+        let patterns: Vec<String> = cfg.interfaces.iter().map(|p| p.value.clone()).collect();
+        let filter =
+            InterfaceFilter::new(&patterns).map_err(|e| anyhow::anyhow!("interfaces: {e}"))?;
+        let iface_probes = IfaceProbes::load(cfg.interface_stats.max_interfaces)?;
+        iface_thread = Some(spawn_interface_thread(
+            InterfaceWatcher::new(iface_probes, filter),
+            iface_state.clone(),
+            Duration::from_secs_f64(cfg.interface_stats.interval_seconds),
+            stop.clone(),
+        ));
+        // Serve only once interfaces are attached: readiness means counting.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&iface_state).snapshot.collected_at.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     let agent = Arc::new(Agent {
         probes: Mutex::new(probes),
         names,
@@ -162,20 +334,34 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         limiter: Mutex::new(SeriesLimiter::new(
             cfg.limits.max_series_per_metric as usize,
         )),
+        interfaces: iface_state,
+        active_only: cfg.interface_stats.active_only,
+        graph_rates: Mutex::new(RateState::default()),
+        bpf_self: BpfSelfCollector::new(cfg.bpf_self.clone()),
         started: Instant::now(),
+        last_scrape: Mutex::new(None),
         targets: targets.len(),
     });
 
+    let served = serve(&cfg, agent.clone()).await;
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = iface_thread {
+        let _ = t.join();
+    }
+    tracing::info!("shutting down; detaching kernel programs");
+    drop(agent);
+    served
+}
+
+async fn serve(cfg: &Config, agent: Arc<Agent>) -> Result<(), RunError> {
     let addr = cfg.listen_addr().map_err(anyhow::Error::msg)?;
     let listener = bind(addr).await?;
     let local = listener.local_addr().context("listener address")?;
     tracing::info!(addr = %local, "serving /metrics");
-    axum::serve(listener, router(agent.clone()))
+    axum::serve(listener, router(agent))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("HTTP server failed")?;
-    tracing::info!("shutting down; detaching kernel programs");
-    drop(agent);
     Ok(())
 }
 

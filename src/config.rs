@@ -17,9 +17,12 @@ use crate::kernel::abi::COMM_LEN;
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Interfaces for per-interface traffic (used by the interface collector).
+    /// Interfaces for per-interface traffic: names or glob patterns
+    /// (`eth*`); empty means every interface except loopback.
     #[serde(default)]
-    pub interfaces: Vec<String>,
+    pub interfaces: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub interface_stats: InterfaceStats,
     /// Processes to track; empty means every process, labelled by comm.
     #[serde(default)]
     pub targets: Vec<Target>,
@@ -29,6 +32,9 @@ pub struct Config {
     pub otel: Otel,
     #[serde(default)]
     pub limits: Limits,
+    /// Self-observability of every BPF program and map on the host.
+    #[serde(default)]
+    pub bpf_self: crate::model::bpf_self::BpfSelfConfig,
 }
 
 /// One tracked process.
@@ -39,6 +45,42 @@ pub struct Target {
     pub name: Spanned<String>,
     /// Exact `/proc/<pid>/comm` to match (the kernel keeps 15 bytes).
     pub match_comm: Spanned<String>,
+}
+
+/// Per-interface traffic counting (TC programs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceStats {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Seconds between collections: rates are computed over it, and new
+    /// interfaces are attached within it.
+    #[serde(default = "default_interval")]
+    pub interval_seconds: f64,
+    /// Export only interfaces that carried traffic in the last interval.
+    #[serde(default)]
+    pub active_only: bool,
+    /// Interfaces the kernel map has room for.
+    #[serde(default = "default_max_interfaces")]
+    pub max_interfaces: u32,
+}
+
+impl Default for InterfaceStats {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_seconds: default_interval(),
+            active_only: false,
+            max_interfaces: default_max_interfaces(),
+        }
+    }
+}
+
+fn default_interval() -> f64 {
+    5.0
+}
+fn default_max_interfaces() -> u32 {
+    512
 }
 
 /// Prometheus endpoint.
@@ -238,6 +280,23 @@ impl Config {
             }
             seen.push((kc, t.match_comm.referenced.line()));
         }
+        for (i, pattern) in self.interfaces.iter().enumerate() {
+            if let Err(e) = glob::Pattern::new(&pattern.value) {
+                return Err(invalid(
+                    format!("interfaces[{i}]"),
+                    line_of(pattern),
+                    format!("bad pattern: {e}"),
+                ));
+            }
+        }
+        let iv = self.interface_stats.interval_seconds;
+        if !(0.1..=3600.0).contains(&iv) {
+            return Err(invalid(
+                "interface_stats.interval_seconds".into(),
+                LineRef(None),
+                format!("{iv} is outside 0.1..=3600"),
+            ));
+        }
         self.listen_addr().map_err(|message| {
             invalid(
                 "export.listen_addr".into(),
@@ -340,7 +399,7 @@ otel:
         .unwrap();
         assert_eq!(c.targets.len(), 1);
         assert_eq!(c.targets[0].name.value, "nginx");
-        assert_eq!(c.interfaces, vec!["eth0"]);
+        assert_eq!(c.interfaces[0].value, "eth0");
         assert_eq!(c.listen_addr().unwrap(), "[::]:9102".parse().unwrap());
         assert!(!c.track_all());
     }

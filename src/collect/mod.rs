@@ -2,6 +2,8 @@
 //! kernel; this runs only when someone scrapes), and finds what the kernel
 //! cannot see by itself: listeners older than the agent.
 
+pub mod bpf_objects;
+pub mod interfaces;
 pub mod listeners;
 pub mod sockdiag;
 pub mod socket_owners;

@@ -1,6 +1,7 @@
-//! HTTP surface: `/metrics` (Prometheus text or OpenMetrics, negotiated),
-//! `/health` (JSON) and `/` (an index page). It knows nothing about BPF: it
-//! asks a [`Gather`] for families and renders them.
+//! HTTP surface: `/metrics` (Prometheus text or OpenMetrics, negotiated;
+//! gzip when accepted), `/health` (JSON), `/api/v1/graph` (the service map
+//! as JSON, see docs/API.md) and `/` (the live service-map page, assets
+//! embedded). It knows nothing about BPF: it asks a [`Gather`].
 
 use std::sync::Arc;
 
@@ -19,6 +20,8 @@ pub trait Gather: Send + Sync + 'static {
     fn gather(&self) -> anyhow::Result<Vec<Family>>;
     /// Health document served at `/health`; `ok == false` gives HTTP 503.
     fn health(&self) -> (bool, serde_json::Value);
+    /// The service map served at `/api/v1/graph`.
+    fn graph(&self) -> anyhow::Result<serde_json::Value>;
 }
 
 /// The router with all endpoints.
@@ -26,7 +29,11 @@ pub fn router(source: Arc<dyn Gather>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/api/v1/graph", get(graph))
         .route("/", get(index))
+        .route("/ui/app.js", get(app_js))
+        .route("/ui/style.css", get(style_css))
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(source)
 }
 
@@ -75,12 +82,42 @@ async fn health(State(source): State<Arc<dyn Gather>>) -> Response {
         .into_response()
 }
 
+async fn graph(State(source): State<Arc<dyn Gather>>) -> Response {
+    match tokio::task::spawn_blocking(move || source.graph()).await {
+        Ok(Ok(doc)) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            doc.to_string(),
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("graph failed: {e:#}\n"),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("graph panicked: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
 async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>netagent</title></head><body>",
-        "<h1>netagent ",
-        env!("CARGO_PKG_VERSION"),
-        "</h1><ul><li><a href=\"/metrics\">/metrics</a> — Prometheus / OpenMetrics</li>",
-        "<li><a href=\"/health\">/health</a> — JSON health</li></ul></body></html>"
-    ))
+    Html(include_str!("ui/index.html"))
+}
+
+async fn app_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("ui/app.js"),
+    )
+        .into_response()
+}
+
+async fn style_css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("ui/style.css"),
+    )
+        .into_response()
 }

@@ -168,12 +168,35 @@ pub struct Listener {
     pub cgroup_id: u64,
 }
 
+/// `enum na_iface_direction`.
+pub const IFACE_INGRESS: u32 = 0;
+pub const IFACE_EGRESS: u32 = 1;
+
+/// `struct na_iface_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IfaceKey {
+    pub ifindex: u32,
+    pub direction: u32,
+}
+
+/// `struct na_iface_counters`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceCounters {
+    pub packets: u64,
+    /// Whole frames as TC sees them (L2 header included).
+    pub bytes: u64,
+}
+
 // SAFETY: plain-old-data `repr(C)` structs without implicit padding.
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowStats {}
 unsafe impl aya::Pod for Hist {}
 unsafe impl aya::Pod for ListenKey {}
 unsafe impl aya::Pod for Listener {}
+unsafe impl aya::Pod for IfaceKey {}
+unsafe impl aya::Pod for IfaceCounters {}
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -208,9 +231,9 @@ mod tests {
 
     /// Types in the embedded object's BTF, as dumped by bpftool (None when
     /// bpftool is not installed).
-    fn object_btf_types() -> Option<Vec<serde_json::Value>> {
+    fn object_btf_types(object: &[u8]) -> Option<Vec<serde_json::Value>> {
         let path = std::env::temp_dir().join(format!("netagent-abi-{}.o", std::process::id()));
-        std::fs::write(&path, crate::kernel::loader::OBJECT).unwrap();
+        std::fs::write(&path, object).unwrap();
         let out = std::process::Command::new("bpftool")
             .args(["-j", "btf", "dump", "file"])
             .arg(&path)
@@ -248,13 +271,13 @@ mod tests {
     /// compare sizes and member offsets with the Rust mirrors.
     #[test]
     fn layouts_match_the_c_header() {
-        let Some(types) = object_btf_types() else {
+        let Some(types) = object_btf_types(crate::kernel::loader::OBJECT) else {
             crate::test_support::skip_or_fail("bpftool not found; cannot dump the object's BTF");
             return;
         };
         macro_rules! check {
-            ($c:literal, $rust:ty, [$($field:ident),*]) => {{
-                let (size, members) = btf_struct(&types, $c);
+            ($types:expr, $c:literal, $rust:ty, [$($field:ident),*]) => {{
+                let (size, members) = btf_struct($types, $c);
                 assert_eq!(size, size_of::<$rust>(), "size of {}", $c);
                 let expect: Vec<(String, usize)> =
                     vec![$((stringify!($field).to_string(), offset_of!($rust, $field))),*];
@@ -262,11 +285,13 @@ mod tests {
             }};
         }
         check!(
+            &types,
             "na_flow_key",
             FlowKey,
             [comm, daddr, cgroup_id, dport, proto, direction, hist, _pad]
         );
         check!(
+            &types,
             "na_flow_stats",
             FlowStats,
             [
@@ -281,8 +306,9 @@ mod tests {
                 bytes_received
             ]
         );
-        check!("na_hist", Hist, [buckets, sum_ns]);
+        check!(&types, "na_hist", Hist, [buckets, sum_ns]);
         check!(
+            &types,
             "na_sock_state",
             SockState,
             [
@@ -302,7 +328,10 @@ mod tests {
                 open
             ]
         );
-        check!("na_listen_key", ListenKey, [netns, port, _pad]);
-        check!("na_listener", Listener, [comm, addr, cgroup_id]);
+        check!(&types, "na_listen_key", ListenKey, [netns, port, _pad]);
+        check!(&types, "na_listener", Listener, [comm, addr, cgroup_id]);
+        let iface = object_btf_types(crate::kernel::iface::OBJECT).unwrap();
+        check!(&iface, "na_iface_key", IfaceKey, [ifindex, direction]);
+        check!(&iface, "na_iface_counters", IfaceCounters, [packets, bytes]);
     }
 }

@@ -118,8 +118,20 @@ pub struct KernelMaps {
     pub lost: PerCpuArray<MapData, u64>,
 }
 
+/// One attached program, for health checks.
+#[derive(Debug, Clone)]
+pub struct ProbeInfo {
+    /// e.g. `tracepoint/sock:inet_sock_set_state`, `cgroup/sendmsg4`.
+    pub name: String,
+    pub prog_id: u32,
+    /// Attached to a target (cgroup) that can be detached from outside.
+    pub has_target: bool,
+}
+
 /// Loaded and attached kernel programs. Drop to detach.
 pub struct Probes {
+    /// What is attached, for `/health` and `netagent_probe_up`.
+    pub probes: Vec<ProbeInfo>,
     /// Owns the programs and their links.
     _ebpf: Ebpf,
     pub maps: KernelMaps,
@@ -169,6 +181,7 @@ impl Probes {
                 .map_err(|e| KernelError::Object(format!("targets map: {e}")))?;
         }
 
+        let mut probes = Vec::new();
         for tp in &TRACEPOINTS {
             let prog: &mut BtfTracePoint = program(&mut ebpf, tp.program)?;
             prog.load(tp.event, &btf)
@@ -178,6 +191,11 @@ impl Probes {
                 hook: format!("tracepoint {}", tracepoint_name(tp)),
                 source,
             })?;
+            probes.push(ProbeInfo {
+                name: format!("tracepoint/{}", tracepoint_name(tp)),
+                prog_id: prog.info().map(|i| i.id()).unwrap_or(0),
+                has_target: false,
+            });
         }
 
         let udp_destinations = match super::cgroup::v2_root() {
@@ -200,6 +218,11 @@ impl Probes {
                             hook: format!("cgroup {}", root.display()),
                             source,
                         })?;
+                    probes.push(ProbeInfo {
+                        name: format!("cgroup/{}", name.trim_start_matches("on_")),
+                        prog_id: prog.info().map(|i| i.id()).unwrap_or(0),
+                        has_target: true,
+                    });
                 }
                 true
             }
@@ -223,6 +246,7 @@ impl Probes {
                 .map_err(|e| KernelError::Object(e.to_string()))?,
         };
         Ok(Self {
+            probes,
             _ebpf: ebpf,
             maps,
             udp_destinations,

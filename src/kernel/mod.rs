@@ -2,6 +2,8 @@
 
 pub mod abi;
 pub mod cgroup;
+pub mod iface;
+pub mod links;
 pub mod loader;
 pub mod privileges;
 

@@ -2,10 +2,13 @@
 //! containers, address formatting, histogram bounds and cardinality caps.
 //! Exporters only ever see [`Family`].
 
+pub mod bpf_self;
 pub mod cardinality;
 pub mod connections;
 pub mod containers;
 pub mod family;
+pub mod graph;
+pub mod interfaces;
 pub mod labels;
 pub mod self_metrics;
 pub mod tcp;

@@ -3,8 +3,9 @@
 use super::{Family, Kind, Value};
 use crate::kernel::abi::LOST_REASONS;
 
-/// `netagent_build_info` and `netagent_events_lost_total`.
-pub fn agent_families(lost: &[u64; LOST_REASONS.len()]) -> Vec<Family> {
+/// `netagent_build_info` and `netagent_events_lost_total` (kernel map
+/// reasons plus packets the interface programs could not count).
+pub fn agent_families(lost: &[u64; LOST_REASONS.len()], iface_lost: u64) -> Vec<Family> {
     let mut info = Family::new(
         "netagent_build_info",
         "Build information of the running agent; the value is always 1.",
@@ -33,6 +34,10 @@ pub fn agent_families(lost: &[u64; LOST_REASONS.len()]) -> Vec<Family> {
             Value::Counter(*n as f64),
         );
     }
+    lost_f.push(
+        vec![("reason", "interface_map_full".to_string())],
+        Value::Counter(iface_lost as f64),
+    );
     vec![info, lost_f]
 }
 

@@ -3,6 +3,7 @@
 //! the real HTTP endpoint, and check what the kernel has loaded.
 #![allow(dead_code)]
 
+pub mod hostlink;
 pub mod netns;
 
 use std::collections::BTreeMap;
@@ -375,8 +376,10 @@ pub fn our_prog_ids() -> Vec<u64> {
         .unwrap_or_default()
 }
 
-/// Program names in bpf/netagent.bpf.c.
-pub const OUR_PROGRAMS: [&str; 10] = [
+/// Program names in bpf/netagent.bpf.c and bpf/iface.bpf.c.
+pub const OUR_PROGRAMS: [&str; 12] = [
+    "on_tc_ingress",
+    "on_tc_egress",
     "on_inet_sock_set_state",
     "on_tcp_retransmit_skb",
     "on_tcp_send_reset",

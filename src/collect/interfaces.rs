@@ -1,0 +1,220 @@
+//! Keeps the TC counters attached to the interfaces the config selects —
+//! including ones that appear later — and turns counter readings into
+//! totals and per-second rates once per collection interval.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use crate::kernel::abi::{IfaceCounters, IfaceKey, IFACE_EGRESS, IFACE_INGRESS};
+use crate::kernel::iface::IfaceProbes;
+
+/// Which interfaces to watch: glob patterns (`eth*`, `veth*`), or every
+/// interface but loopback when there are none.
+#[derive(Debug, Clone)]
+pub struct InterfaceFilter(Vec<glob::Pattern>);
+
+impl InterfaceFilter {
+    pub fn new(patterns: &[String]) -> Result<Self, glob::PatternError> {
+        patterns
+            .iter()
+            .map(|p| glob::Pattern::new(p))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        if self.0.is_empty() {
+            return name != "lo";
+        }
+        self.0.iter().any(|p| p.matches(name))
+    }
+}
+
+/// Interfaces of this network namespace: name -> ifindex, from /sys/class/net.
+pub fn list_interfaces() -> std::io::Result<BTreeMap<String, u32>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir("/sys/class/net")? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // An interface can vanish between readdir and this read.
+        if let Ok(idx) = std::fs::read_to_string(entry.path().join("ifindex")) {
+            if let Ok(idx) = idx.trim().parse() {
+                out.insert(name, idx);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One interface at the last collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterfaceSample {
+    pub name: String,
+    pub ifindex: u32,
+    pub ingress: IfaceCounters,
+    pub egress: IfaceCounters,
+    pub ingress_pps: f64,
+    pub egress_pps: f64,
+    pub ingress_bps: f64,
+    pub egress_bps: f64,
+    /// Carried traffic during the last interval.
+    pub active: bool,
+}
+
+/// What the last collection saw.
+#[derive(Debug, Clone, Default)]
+pub struct InterfaceSnapshot {
+    pub interfaces: Vec<InterfaceSample>,
+    /// Packets the kernel could not count (interface map full).
+    pub lost: u64,
+    /// Interfaces that could not be attached, with the reason.
+    pub failed: BTreeMap<String, String>,
+    pub collected_at: Option<std::time::SystemTime>,
+    pub interval_seconds: f64,
+}
+
+/// Attaches, detaches and samples; call [`Self::tick`] once per interval.
+pub struct InterfaceWatcher {
+    probes: IfaceProbes,
+    filter: InterfaceFilter,
+    previous: HashMap<IfaceKey, IfaceCounters>,
+    previous_at: Option<Instant>,
+}
+
+impl InterfaceWatcher {
+    pub fn new(probes: IfaceProbes, filter: InterfaceFilter) -> Self {
+        Self {
+            probes,
+            filter,
+            previous: HashMap::new(),
+            previous_at: None,
+        }
+    }
+
+    /// Reconciles attachments with the interfaces present now, then reads
+    /// the counters.
+    pub fn tick(&mut self) -> InterfaceSnapshot {
+        let mut snap = InterfaceSnapshot::default();
+        let present = match list_interfaces() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list interfaces");
+                return snap;
+            }
+        };
+        let by_index: HashMap<u32, &str> = present.iter().map(|(n, i)| (*i, n.as_str())).collect();
+        let gone: Vec<u32> = self
+            .probes
+            .attached()
+            .filter(|(idx, name)| by_index.get(idx) != Some(name))
+            .map(|(idx, _)| idx)
+            .collect();
+        for idx in gone {
+            tracing::info!(ifindex = idx, "interface gone; detached");
+            self.probes.detach(idx);
+        }
+        for (name, idx) in &present {
+            if !self.filter.matches(name) || self.probes.attached().any(|(i, _)| i == *idx) {
+                continue;
+            }
+            match self.probes.attach(name, *idx) {
+                Ok(()) => {
+                    tracing::info!(interface = %name, ifindex = idx, "counting interface traffic")
+                }
+                Err(e) => {
+                    tracing::warn!(interface = %name, error = %format!("{e:#}"), "cannot attach TC programs");
+                    snap.failed.insert(name.clone(), e.to_string());
+                }
+            }
+        }
+
+        let now = Instant::now();
+        let dt = self
+            .previous_at
+            .map(|t| now.duration_since(t).as_secs_f64());
+        let counters: HashMap<IfaceKey, IfaceCounters> = match self.probes.read() {
+            Ok(c) => c.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read interface counters");
+                return snap;
+            }
+        };
+        for (idx, name) in self.probes.attached() {
+            let get = |direction| {
+                counters
+                    .get(&IfaceKey {
+                        ifindex: idx,
+                        direction,
+                    })
+                    .copied()
+                    .unwrap_or_default()
+            };
+            let prev = |direction| {
+                self.previous
+                    .get(&IfaceKey {
+                        ifindex: idx,
+                        direction,
+                    })
+                    .copied()
+                    .unwrap_or_default()
+            };
+            let (ingress, egress) = (get(IFACE_INGRESS), get(IFACE_EGRESS));
+            let (pin, peg) = (prev(IFACE_INGRESS), prev(IFACE_EGRESS));
+            let rate = |now: u64, before: u64| match dt {
+                Some(dt) if dt > 0.0 => now.saturating_sub(before) as f64 / dt,
+                _ => 0.0,
+            };
+            snap.interfaces.push(InterfaceSample {
+                name: name.to_string(),
+                ifindex: idx,
+                ingress,
+                egress,
+                ingress_pps: rate(ingress.packets, pin.packets),
+                egress_pps: rate(egress.packets, peg.packets),
+                ingress_bps: rate(ingress.bytes, pin.bytes),
+                egress_bps: rate(egress.bytes, peg.bytes),
+                active: ingress.packets != pin.packets || egress.packets != peg.packets,
+            });
+        }
+        snap.interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+        snap.lost = self.probes.lost();
+        snap.collected_at = Some(std::time::SystemTime::now());
+        snap.interval_seconds = dt.unwrap_or(0.0);
+        self.previous = counters;
+        self.previous_at = Some(now);
+        snap
+    }
+
+    /// Kernel ids of the TC programs.
+    pub fn program_ids(&self) -> Vec<(&'static str, u32)> {
+        self.probes.program_ids()
+    }
+
+    /// Attached interfaces (ifindex, name).
+    pub fn attached(&self) -> Vec<(u32, String)> {
+        self.probes
+            .attached()
+            .map(|(i, n)| (i, n.to_string()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_filter_is_everything_but_loopback() {
+        let f = InterfaceFilter::new(&[]).unwrap();
+        assert!(f.matches("eth0") && f.matches("veth1") && !f.matches("lo"));
+        let f = InterfaceFilter::new(&["eth*".into(), "wg0".into()]).unwrap();
+        assert!(f.matches("eth12") && f.matches("wg0") && !f.matches("veth0"));
+        assert!(InterfaceFilter::new(&["[".into()]).is_err());
+    }
+
+    #[test]
+    fn lists_loopback() {
+        let all = list_interfaces().unwrap();
+        assert_eq!(all.get("lo"), Some(&1));
+    }
+}

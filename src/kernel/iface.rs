@@ -1,0 +1,176 @@
+//! TC programs counting packets and bytes per interface and direction.
+//! On kernels with TCX (6.6+) every attachment is a link owned by a file
+//! descriptor: it coexists with other TC programs, and it is gone when the
+//! agent exits, however it exits. Older kernels get a clsact qdisc.
+
+use std::collections::HashMap;
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
+use aya::programs::SchedClassifier;
+use aya::util::KernelVersion;
+use aya::{Ebpf, EbpfLoader};
+
+use super::abi::{IfaceCounters, IfaceKey};
+use super::KernelError;
+
+/// The compiled TC programs (see build.rs).
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/iface.bpf.o"));
+
+const INGRESS: &str = "on_tc_ingress";
+const EGRESS: &str = "on_tc_egress";
+
+/// One attached interface.
+#[derive(Debug)]
+struct Attachment {
+    name: String,
+    ingress: SchedClassifierLinkId,
+    egress: SchedClassifierLinkId,
+}
+
+/// Loaded TC programs and their attachments.
+pub struct IfaceProbes {
+    ebpf: Ebpf,
+    stats: PerCpuHashMap<MapData, IfaceKey, IfaceCounters>,
+    lost: PerCpuArray<MapData, u64>,
+    attached: HashMap<u32, Attachment>,
+}
+
+impl IfaceProbes {
+    /// Loads both programs (not attached anywhere yet).
+    pub fn load(max_interfaces: u32) -> Result<Self, KernelError> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("iface_stats", max_interfaces.saturating_mul(2))
+            .load(OBJECT)
+            .map_err(|e| KernelError::Object(e.to_string()))?;
+        for name in [INGRESS, EGRESS] {
+            let prog: &mut SchedClassifier = classifier(&mut ebpf, name)?;
+            prog.load().map_err(|e| KernelError::Load {
+                program: name,
+                detail: e.to_string(),
+            })?;
+        }
+        let stats = ebpf
+            .take_map("iface_stats")
+            .ok_or_else(|| KernelError::Object("map iface_stats not found".into()))?;
+        let lost = ebpf
+            .take_map("iface_lost")
+            .ok_or_else(|| KernelError::Object("map iface_lost not found".into()))?;
+        Ok(Self {
+            ebpf,
+            stats: PerCpuHashMap::try_from(stats)
+                .map_err(|e| KernelError::Object(e.to_string()))?,
+            lost: PerCpuArray::try_from(lost).map_err(|e| KernelError::Object(e.to_string()))?,
+            attached: HashMap::new(),
+        })
+    }
+
+    /// Attaches ingress and egress counting to an interface.
+    pub fn attach(&mut self, name: &str, ifindex: u32) -> Result<(), KernelError> {
+        if self.attached.contains_key(&ifindex) {
+            return Ok(());
+        }
+        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        if !tcx {
+            // Without TCX, classifiers hang off a clsact qdisc. EEXIST is fine:
+            // we never delete a qdisc, it may be someone else's.
+            let _ = tc::qdisc_add_clsact(name);
+        }
+        let attach = |ebpf: &mut Ebpf, prog: &'static str, at: TcAttachType| {
+            classifier(ebpf, prog)?
+                .attach(name, at)
+                .map_err(|source| KernelError::Attach {
+                    program: prog,
+                    hook: format!("tc {name} {at:?}"),
+                    source,
+                })
+        };
+        let ingress = attach(&mut self.ebpf, INGRESS, TcAttachType::Ingress)?;
+        let egress = match attach(&mut self.ebpf, EGRESS, TcAttachType::Egress) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = classifier(&mut self.ebpf, INGRESS).map(|p| p.detach(ingress));
+                return Err(e);
+            }
+        };
+        self.attached.insert(
+            ifindex,
+            Attachment {
+                name: name.to_string(),
+                ingress,
+                egress,
+            },
+        );
+        Ok(())
+    }
+
+    /// Detaches from an interface (which may be gone already) and forgets
+    /// its counters, so its series disappear.
+    pub fn detach(&mut self, ifindex: u32) {
+        if let Some(a) = self.attached.remove(&ifindex) {
+            // Errors are expected when the interface vanished: the kernel
+            // already released the link.
+            if let Ok(p) = classifier(&mut self.ebpf, INGRESS) {
+                let _ = p.detach(a.ingress);
+            }
+            if let Ok(p) = classifier(&mut self.ebpf, EGRESS) {
+                let _ = p.detach(a.egress);
+            }
+        }
+        for direction in [super::abi::IFACE_INGRESS, super::abi::IFACE_EGRESS] {
+            let _ = self.stats.remove(&IfaceKey { ifindex, direction });
+        }
+    }
+
+    /// Attached interfaces: ifindex -> name at attach time.
+    pub fn attached(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.attached.iter().map(|(i, a)| (*i, a.name.as_str()))
+    }
+
+    /// Counters per interface and direction, summed over CPUs.
+    pub fn read(&self) -> Result<Vec<(IfaceKey, IfaceCounters)>, aya::maps::MapError> {
+        let mut out = Vec::new();
+        for entry in self.stats.iter() {
+            let (k, per_cpu) = match entry {
+                Ok(kv) => kv,
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let mut total = IfaceCounters::default();
+            for c in per_cpu.iter() {
+                total.packets += c.packets;
+                total.bytes += c.bytes;
+            }
+            out.push((k, total));
+        }
+        Ok(out)
+    }
+
+    /// Packets not counted because the map was full.
+    pub fn lost(&self) -> u64 {
+        self.lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+
+    /// Kernel ids of the two programs (for health checks).
+    pub fn program_ids(&self) -> Vec<(&'static str, u32)> {
+        [INGRESS, EGRESS]
+            .into_iter()
+            .filter_map(|name| {
+                let p: &SchedClassifier = self.ebpf.program(name)?.try_into().ok()?;
+                Some((name, p.info().ok()?.id()))
+            })
+            .collect()
+    }
+}
+
+fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, KernelError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| KernelError::Object(format!("program {name} not found")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| {
+            KernelError::Object(format!("program {name}: {e}"))
+        })
+}

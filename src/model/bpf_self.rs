@@ -1,0 +1,899 @@
+//! BPF self-observability: every BPF program and map on the host (the
+//! agent's and everyone else's), their kernel memory and run statistics.
+//!
+//! Families:
+//! - `netagent_bpf_programs`, `netagent_bpf_maps` (gauges): objects whose
+//!   name matches `name_prefix`.
+//! - `netagent_bpf_programs_memory_bytes`, `netagent_bpf_maps_memory_bytes`
+//!   (gauges): sum of the kernel's memlock accounting over those objects.
+//! - with `per_object: true`, at most `max_objects` per kind (lowest ids
+//!   first): `netagent_bpf_program_memory_bytes{id,name,type}`,
+//!   `netagent_bpf_program_run_seconds_total{id,name,type}`,
+//!   `netagent_bpf_program_runs_total{id,name,type}` and
+//!   `netagent_bpf_map_memory_bytes{id,name,type,key_size,value_size,max_entries}`.
+//!   The totals always cover every matching object, so
+//!   `netagent_bpf_programs - count(netagent_bpf_program_memory_bytes)` is
+//!   how many programs the cap left out.
+//! - `netagent_bpf_collection_duration_seconds` (histogram): one
+//!   observation per walk over the kernel's objects.
+//! - `netagent_bpf_collection_errors_total`: failures other than an object
+//!   vanishing mid-walk (details at debug level).
+//!
+//! Run statistics only advance while `kernel.bpf_stats_enabled` is on; the
+//! collector can hold it on for its lifetime (`enable_stats: true`).
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::collect::bpf_objects::{self, name_matches, BpfObjects, MapObject, ProgramObject};
+use crate::model::{Family, Histogram, Kind, Value};
+
+/// `bpf_self:` config section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BpfSelfConfig {
+    /// Export the `netagent_bpf_*` families at all (default true).
+    pub enabled: bool,
+    /// Also export one series per program and map (default false: the `id`
+    /// label churns whenever programs are reloaded).
+    pub per_object: bool,
+    /// Only objects whose name starts with this; empty (default) = all.
+    /// Applies to the totals as well as to the per-object series. The
+    /// kernel keeps only the first 15 bytes of a name.
+    pub name_prefix: String,
+    /// Per-object series per kind (programs, maps), lowest ids first
+    /// (default 1000). The totals still cover every matching object.
+    pub max_objects: usize,
+    /// Minimum seconds between two walks over the kernel's objects
+    /// (default 10); scrapes in between reuse the last result. Fractions
+    /// are allowed; 0 walks on every scrape (concurrent scrapes still
+    /// share one walk). Negative or non-finite values fall back to 10.
+    pub interval_seconds: f64,
+    /// Turn on kernel BPF run-time statistics (`BPF_ENABLE_STATS`) while
+    /// the agent runs, so the run counters advance (default false: it adds
+    /// a little overhead to every BPF program run on the host).
+    pub enable_stats: bool,
+}
+
+impl Default for BpfSelfConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_object: false,
+            name_prefix: String::new(),
+            max_objects: 1000,
+            interval_seconds: DEFAULT_INTERVAL_SECONDS,
+            enable_stats: false,
+        }
+    }
+}
+
+const DEFAULT_INTERVAL_SECONDS: f64 = 10.0;
+
+/// Upper bounds (seconds) of `netagent_bpf_collection_duration_seconds`:
+/// 100 µs … 10 s (an idle host walks in well under a millisecond, one
+/// with thousands of objects in tens of milliseconds).
+pub const COLLECTION_BOUNDS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+type Enumerate = Box<dyn Fn(&str) -> BpfObjects + Send + Sync>;
+
+/// The collector the agent keeps for its lifetime.
+pub struct BpfSelfCollector {
+    cfg: BpfSelfConfig,
+    interval: Duration,
+    enumerate: Enumerate,
+    /// Walks finished so far. Read before taking the lock so that a caller
+    /// that waited for someone else's walk can tell and reuse its result
+    /// even when `interval` is 0.
+    completed: AtomicU64,
+    /// Held for the whole walk: that is what makes it single-flight.
+    state: Mutex<State>,
+    /// Keeps run-time stats on; closing it (on drop) turns them back off.
+    _stats: Option<OwnedFd>,
+}
+
+struct State {
+    last: Option<(Instant, Vec<Family>)>,
+    duration: Histogram,
+    errors: u64,
+}
+
+impl BpfSelfCollector {
+    /// A collector for `cfg`; turns run-time stats on if configured.
+    pub fn new(cfg: BpfSelfConfig) -> Self {
+        let stats = if cfg.enabled && cfg.enable_stats {
+            enable_run_stats()
+        } else {
+            None
+        };
+        Self::with_enumerator(cfg, Box::new(bpf_objects::enumerate), stats)
+    }
+
+    fn with_enumerator(cfg: BpfSelfConfig, enumerate: Enumerate, stats: Option<OwnedFd>) -> Self {
+        let interval = match Duration::try_from_secs_f64(cfg.interval_seconds) {
+            Ok(d) => d,
+            Err(_) => {
+                tracing::warn!(
+                    "bpf_self.interval_seconds = {} is not a valid duration; using {DEFAULT_INTERVAL_SECONDS}",
+                    cfg.interval_seconds
+                );
+                Duration::from_secs_f64(DEFAULT_INTERVAL_SECONDS)
+            }
+        };
+        Self {
+            cfg,
+            interval,
+            enumerate,
+            completed: AtomicU64::new(0),
+            state: Mutex::new(State {
+                last: None,
+                duration: Histogram {
+                    bounds: &COLLECTION_BOUNDS,
+                    buckets: vec![0; COLLECTION_BOUNDS.len() + 1],
+                    sum: 0.0,
+                },
+                errors: 0,
+            }),
+            _stats: stats,
+        }
+    }
+
+    /// Families for one scrape (cached per interval, single-flight).
+    /// Empty when disabled. Blocks for the duration of a walk, so call it
+    /// from a blocking context.
+    pub fn families(&self) -> Vec<Family> {
+        if !self.cfg.enabled {
+            return Vec::new();
+        }
+        let seen = self.completed.load(Ordering::Acquire);
+        let mut st = lock(&self.state);
+        if let Some((at, families)) = &st.last {
+            let shared = self.completed.load(Ordering::Acquire) > seen;
+            if shared || at.elapsed() < self.interval {
+                return families.clone();
+            }
+        }
+        let start = Instant::now();
+        let objects = (self.enumerate)(&self.cfg.name_prefix);
+        observe(&mut st.duration, start.elapsed().as_secs_f64());
+        st.errors += objects.errors;
+        let families = build_families(&objects, &self.cfg, &st.duration, st.errors);
+        // Freshness counts from the end of the walk, so `interval` is the
+        // minimum idle time between walks even when a walk is slow.
+        st.last = Some((Instant::now(), families.clone()));
+        self.completed.fetch_add(1, Ordering::Release);
+        families
+    }
+}
+
+/// A panicking walk must not disable the collector for good.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn enable_run_stats() -> Option<OwnedFd> {
+    match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            let missing = match e.io_error.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => "CAP_SYS_ADMIN",
+                Some(libc::EINVAL) => "kernel support for BPF_ENABLE_STATS (Linux 5.8+)",
+                _ => "BPF_ENABLE_STATS",
+            };
+            tracing::warn!(
+                "bpf_self.enable_stats: cannot enable BPF run-time stats ({e}); missing {missing}. \
+                 netagent_bpf_program_run_seconds_total and netagent_bpf_program_runs_total \
+                 only advance while sysctl kernel.bpf_stats_enabled=1"
+            );
+            None
+        }
+    }
+}
+
+fn observe(h: &mut Histogram, v: f64) {
+    let i = h
+        .bounds
+        .iter()
+        .position(|b| v <= *b)
+        .unwrap_or(h.bounds.len());
+    h.buckets[i] += 1;
+    h.sum += v;
+}
+
+fn gauge(name: &'static str, help: &'static str, v: f64) -> Family {
+    let mut f = Family::new(name, help, Kind::Gauge);
+    f.push(Vec::new(), Value::Gauge(v));
+    f
+}
+
+/// The families of one walk. The name filter is applied again here (the
+/// walk applies it only to save syscalls) so that any object list gives
+/// the documented result.
+pub fn build_families(
+    objects: &BpfObjects,
+    cfg: &BpfSelfConfig,
+    duration: &Histogram,
+    errors: u64,
+) -> Vec<Family> {
+    let mut progs: Vec<&ProgramObject> = objects
+        .programs
+        .iter()
+        .filter(|p| name_matches(&p.name, &cfg.name_prefix))
+        .collect();
+    let mut maps: Vec<&MapObject> = objects
+        .maps
+        .iter()
+        .filter(|m| name_matches(&m.name, &cfg.name_prefix))
+        .collect();
+    // Sorted so that the cap keeps the same (oldest) objects every time.
+    progs.sort_by_key(|p| p.id);
+    maps.sort_by_key(|m| m.id);
+
+    let mut out = vec![
+        gauge(
+            "netagent_bpf_programs",
+            "BPF programs loaded on the host (matching bpf_self.name_prefix).",
+            progs.len() as f64,
+        ),
+        gauge(
+            "netagent_bpf_maps",
+            "BPF maps on the host (matching bpf_self.name_prefix).",
+            maps.len() as f64,
+        ),
+        gauge(
+            "netagent_bpf_programs_memory_bytes",
+            "Kernel memory locked by those BPF programs (sum of memlock).",
+            progs.iter().map(|p| p.memlock_bytes as f64).sum(),
+        ),
+        gauge(
+            "netagent_bpf_maps_memory_bytes",
+            "Kernel memory locked by those BPF maps (sum of memlock).",
+            maps.iter().map(|m| m.memlock_bytes as f64).sum(),
+        ),
+    ];
+
+    if cfg.per_object {
+        let mut mem = Family::new(
+            "netagent_bpf_program_memory_bytes",
+            "Kernel memory locked by one BPF program (memlock).",
+            Kind::Gauge,
+        );
+        let mut run_time = Family::new(
+            "netagent_bpf_program_run_seconds",
+            "Time spent running one BPF program; advances only while kernel.bpf_stats_enabled is on.",
+            Kind::Counter,
+        );
+        let mut runs = Family::new(
+            "netagent_bpf_program_runs",
+            "Runs of one BPF program; advances only while kernel.bpf_stats_enabled is on.",
+            Kind::Counter,
+        );
+        for p in progs.iter().take(cfg.max_objects) {
+            let labels = vec![
+                ("id", p.id.to_string()),
+                ("name", p.name.clone()),
+                ("type", p.type_name.clone()),
+            ];
+            mem.push(labels.clone(), Value::Gauge(p.memlock_bytes as f64));
+            run_time.push(labels.clone(), Value::Counter(p.run_time_ns as f64 / 1e9));
+            runs.push(labels, Value::Counter(p.run_count as f64));
+        }
+        let mut map_mem = Family::new(
+            "netagent_bpf_map_memory_bytes",
+            "Kernel memory locked by one BPF map (memlock).",
+            Kind::Gauge,
+        );
+        for m in maps.iter().take(cfg.max_objects) {
+            map_mem.push(
+                vec![
+                    ("id", m.id.to_string()),
+                    ("name", m.name.clone()),
+                    ("type", m.type_name.clone()),
+                    ("key_size", m.key_size.to_string()),
+                    ("value_size", m.value_size.to_string()),
+                    ("max_entries", m.max_entries.to_string()),
+                ],
+                Value::Gauge(m.memlock_bytes as f64),
+            );
+        }
+        out.extend([mem, run_time, runs, map_mem]);
+    }
+
+    let mut dur = Family::new(
+        "netagent_bpf_collection_duration_seconds",
+        "Time taken by one walk over the host's BPF programs and maps.",
+        Kind::Histogram,
+    );
+    dur.push(Vec::new(), Value::Histogram(duration.clone()));
+    let mut err = Family::new(
+        "netagent_bpf_collection_errors",
+        "Failures while reading BPF programs and maps (objects unloaded mid-walk are not errors).",
+        Kind::Counter,
+    );
+    err.push(Vec::new(), Value::Counter(errors as f64));
+    out.extend([dur, err]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Series;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::{Arc, Barrier};
+
+    fn prog(id: u32, name: &str, memlock: u64) -> ProgramObject {
+        ProgramObject {
+            id,
+            name: name.to_string(),
+            type_name: "tracing".to_string(),
+            memlock_bytes: memlock,
+            run_time_ns: 1_500_000_000,
+            run_count: 42,
+        }
+    }
+
+    fn map(id: u32, name: &str, memlock: u64) -> MapObject {
+        MapObject {
+            id,
+            name: name.to_string(),
+            type_name: "percpu_hash".to_string(),
+            key_size: 4,
+            value_size: 8,
+            max_entries: 1024,
+            memlock_bytes: memlock,
+        }
+    }
+
+    fn sample() -> BpfObjects {
+        BpfObjects {
+            programs: vec![
+                prog(3, "netagent_tx", 4096),
+                prog(1, "other_prog", 8192),
+                prog(2, "netagent_rx", 4096),
+            ],
+            maps: vec![
+                map(10, "netagent_flows", 100_000),
+                map(11, "other_map", 5_000),
+            ],
+            errors: 0,
+        }
+    }
+
+    fn empty_hist() -> Histogram {
+        Histogram {
+            bounds: &COLLECTION_BOUNDS,
+            buckets: vec![0; COLLECTION_BOUNDS.len() + 1],
+            sum: 0.0,
+        }
+    }
+
+    fn family<'a>(fams: &'a [Family], name: &str) -> Option<&'a Family> {
+        fams.iter().find(|f| f.name == name)
+    }
+
+    fn scalar(fams: &[Family], name: &str) -> f64 {
+        match family(fams, name).map(|f| &f.series[0].value) {
+            Some(Value::Gauge(v)) | Some(Value::Counter(v)) => *v,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn series_by_id<'a>(fams: &'a [Family], name: &str, id: u32) -> Option<&'a Series> {
+        family(fams, name)?.series.iter().find(|s| {
+            s.labels
+                .iter()
+                .any(|(k, v)| *k == "id" && *v == id.to_string())
+        })
+    }
+
+    fn value(s: &Series) -> f64 {
+        match &s.value {
+            Value::Gauge(v) | Value::Counter(v) => *v,
+            Value::Histogram(_) => panic!("histogram"),
+        }
+    }
+
+    fn duration_count(fams: &[Family]) -> u64 {
+        match family(fams, "netagent_bpf_collection_duration_seconds").map(|f| &f.series[0].value) {
+            Some(Value::Histogram(h)) => h.count(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn totals_cover_all_objects() {
+        let cfg = BpfSelfConfig::default();
+        let fams = build_families(&sample(), &cfg, &empty_hist(), 7);
+        assert_eq!(scalar(&fams, "netagent_bpf_programs"), 3.0);
+        assert_eq!(scalar(&fams, "netagent_bpf_maps"), 2.0);
+        assert_eq!(scalar(&fams, "netagent_bpf_programs_memory_bytes"), 16384.0);
+        assert_eq!(scalar(&fams, "netagent_bpf_maps_memory_bytes"), 105_000.0);
+        assert_eq!(scalar(&fams, "netagent_bpf_collection_errors"), 7.0);
+        // per_object is off by default.
+        assert!(family(&fams, "netagent_bpf_program_memory_bytes").is_none());
+        assert!(family(&fams, "netagent_bpf_map_memory_bytes").is_none());
+        let kinds: Vec<_> = fams.iter().map(|f| (f.name, f.kind)).collect();
+        assert!(kinds.contains(&("netagent_bpf_collection_errors", Kind::Counter)));
+        assert!(kinds.contains(&("netagent_bpf_collection_duration_seconds", Kind::Histogram)));
+    }
+
+    #[test]
+    fn per_object_labels() {
+        let cfg = BpfSelfConfig {
+            per_object: true,
+            ..Default::default()
+        };
+        let fams = build_families(&sample(), &cfg, &empty_hist(), 0);
+        let s = series_by_id(&fams, "netagent_bpf_program_memory_bytes", 2).expect("prog 2");
+        assert_eq!(
+            s.labels,
+            vec![
+                ("id", "2".to_string()),
+                ("name", "netagent_rx".to_string()),
+                ("type", "tracing".to_string()),
+            ]
+        );
+        assert_eq!(value(s), 4096.0);
+        let rt = series_by_id(&fams, "netagent_bpf_program_run_seconds", 2).expect("run time");
+        assert_eq!(rt.value, Value::Counter(1.5));
+        let runs = series_by_id(&fams, "netagent_bpf_program_runs", 2).expect("runs");
+        assert_eq!(runs.value, Value::Counter(42.0));
+        let m = series_by_id(&fams, "netagent_bpf_map_memory_bytes", 10).expect("map 10");
+        assert_eq!(
+            m.labels,
+            vec![
+                ("id", "10".to_string()),
+                ("name", "netagent_flows".to_string()),
+                ("type", "percpu_hash".to_string()),
+                ("key_size", "4".to_string()),
+                ("value_size", "8".to_string()),
+                ("max_entries", "1024".to_string()),
+            ]
+        );
+        assert_eq!(value(m), 100_000.0);
+        // Ascending ids, whatever the input order.
+        let ids: Vec<_> = family(&fams, "netagent_bpf_program_memory_bytes")
+            .map(|f| f.series.iter().map(|s| s.labels[0].1.clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(ids, ["1", "2", "3"]);
+    }
+
+    #[test]
+    fn prefix_filter_applies_to_totals_and_series() {
+        let cfg = BpfSelfConfig {
+            per_object: true,
+            name_prefix: "netagent_".to_string(),
+            ..Default::default()
+        };
+        let fams = build_families(&sample(), &cfg, &empty_hist(), 0);
+        assert_eq!(scalar(&fams, "netagent_bpf_programs"), 2.0);
+        assert_eq!(scalar(&fams, "netagent_bpf_programs_memory_bytes"), 8192.0);
+        assert_eq!(scalar(&fams, "netagent_bpf_maps"), 1.0);
+        assert_eq!(scalar(&fams, "netagent_bpf_maps_memory_bytes"), 100_000.0);
+        assert!(series_by_id(&fams, "netagent_bpf_program_memory_bytes", 1).is_none());
+        assert!(series_by_id(&fams, "netagent_bpf_map_memory_bytes", 11).is_none());
+        assert_eq!(
+            family(&fams, "netagent_bpf_program_runs").map(|f| f.series.len()),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn cap_limits_series_not_totals() {
+        let cfg = BpfSelfConfig {
+            per_object: true,
+            max_objects: 2,
+            ..Default::default()
+        };
+        let mut objects = sample();
+        objects.maps.push(map(12, "third_map", 1));
+        let fams = build_families(&objects, &cfg, &empty_hist(), 0);
+        assert_eq!(scalar(&fams, "netagent_bpf_programs"), 3.0);
+        assert_eq!(scalar(&fams, "netagent_bpf_programs_memory_bytes"), 16384.0);
+        assert_eq!(scalar(&fams, "netagent_bpf_maps"), 3.0);
+        for name in [
+            "netagent_bpf_program_memory_bytes",
+            "netagent_bpf_program_run_seconds",
+            "netagent_bpf_program_runs",
+            "netagent_bpf_map_memory_bytes",
+        ] {
+            assert_eq!(
+                family(&fams, name).map(|f| f.series.len()),
+                Some(2),
+                "{name}"
+            );
+        }
+        // The lowest ids are kept.
+        assert!(series_by_id(&fams, "netagent_bpf_program_memory_bytes", 3).is_none());
+        assert!(series_by_id(&fams, "netagent_bpf_map_memory_bytes", 12).is_none());
+        let none = BpfSelfConfig {
+            max_objects: 0,
+            ..cfg
+        };
+        let fams = build_families(&objects, &none, &empty_hist(), 0);
+        assert_eq!(
+            family(&fams, "netagent_bpf_map_memory_bytes").map(|f| f.series.len()),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn histogram_buckets() {
+        let mut h = empty_hist();
+        observe(&mut h, 0.00005);
+        observe(&mut h, 0.003);
+        observe(&mut h, 100.0);
+        assert_eq!(h.buckets[0], 1);
+        assert_eq!(h.buckets[5], 1); // (0.0025, 0.005]
+        assert_eq!(h.buckets[COLLECTION_BOUNDS.len()], 1); // +Inf
+        assert_eq!(h.count(), 3);
+    }
+
+    #[test]
+    fn config_yaml() {
+        let cfg: BpfSelfConfig = serde_saphyr::from_str(
+            "enabled: true\nper_object: true\nname_prefix: \"netagent_\"\n\
+             max_objects: 50\ninterval_seconds: 2.5\nenable_stats: false\n",
+        )
+        .expect("parses");
+        assert!(cfg.per_object);
+        assert_eq!(cfg.name_prefix, "netagent_");
+        assert_eq!(cfg.max_objects, 50);
+        assert_eq!(cfg.interval_seconds, 2.5);
+        let partial: BpfSelfConfig = serde_saphyr::from_str("per_object: true\n").expect("parses");
+        assert!(partial.enabled);
+        assert_eq!(partial.max_objects, 1000);
+        assert_eq!(partial.interval_seconds, 10.0);
+        let integer: BpfSelfConfig =
+            serde_saphyr::from_str("interval_seconds: 30\n").expect("integer seconds");
+        assert_eq!(integer.interval_seconds, 30.0);
+        assert!(serde_saphyr::from_str::<BpfSelfConfig>("per_objects: true\n").is_err());
+    }
+
+    #[test]
+    fn bad_interval_falls_back() {
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let cfg = BpfSelfConfig {
+                interval_seconds: bad,
+                ..Default::default()
+            };
+            let c =
+                BpfSelfCollector::with_enumerator(cfg, Box::new(|_| BpfObjects::default()), None);
+            assert_eq!(c.interval, Duration::from_secs(10));
+        }
+    }
+
+    #[test]
+    fn disabled_exports_nothing() {
+        let cfg = BpfSelfConfig {
+            enabled: false,
+            ..Default::default()
+        };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let c = BpfSelfCollector::with_enumerator(
+            cfg,
+            Box::new(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                BpfObjects::default()
+            }),
+            None,
+        );
+        assert!(c.families().is_empty());
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn interval_caches_and_errors_accumulate() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let enumerate = move |_: &str| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            BpfObjects {
+                errors: 2,
+                ..BpfObjects::default()
+            }
+        };
+        let cached = BpfSelfCollector::with_enumerator(
+            BpfSelfConfig::default(),
+            Box::new(enumerate.clone()),
+            None,
+        );
+        let a = cached.families();
+        let b = cached.families();
+        assert_eq!(a, b);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(duration_count(&b), 1);
+
+        let every = BpfSelfCollector::with_enumerator(
+            BpfSelfConfig {
+                interval_seconds: 0.0,
+                ..Default::default()
+            },
+            Box::new(enumerate),
+            None,
+        );
+        every.families();
+        let fams = every.families();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(duration_count(&fams), 2);
+        assert_eq!(scalar(&fams, "netagent_bpf_collection_errors"), 4.0);
+    }
+
+    /// Many concurrent scrapes: one walk, everyone gets its result. With
+    /// interval 0 too, since waiters reuse the walk they waited for.
+    #[test]
+    fn single_flight() {
+        const THREADS: usize = 16;
+        for interval_seconds in [10.0, 0.0] {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let arrived = Arc::new(AtomicUsize::new(0));
+            let (counted, all_in) = (calls.clone(), arrived.clone());
+            let collector = Arc::new(BpfSelfCollector::with_enumerator(
+                BpfSelfConfig {
+                    interval_seconds,
+                    ..Default::default()
+                },
+                Box::new(move |_| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    // Stay busy until every caller is queued behind us.
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while all_in.load(Ordering::SeqCst) < THREADS && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                    BpfObjects {
+                        programs: vec![prog(1, "p", 1)],
+                        ..Default::default()
+                    }
+                }),
+                None,
+            ));
+            let barrier = Arc::new(Barrier::new(THREADS));
+            let handles: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let (c, b, a) = (collector.clone(), barrier.clone(), arrived.clone());
+                    std::thread::spawn(move || {
+                        b.wait();
+                        a.fetch_add(1, Ordering::SeqCst);
+                        c.families()
+                    })
+                })
+                .collect();
+            let results: Vec<_> = handles
+                .into_iter()
+                .map(|h| h.join().expect("scrape thread"))
+                .collect();
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                1,
+                "interval {interval_seconds}"
+            );
+            for r in &results {
+                assert_eq!(duration_count(r), 1);
+                assert_eq!(scalar(r, "netagent_bpf_programs"), 1.0);
+            }
+        }
+    }
+
+    #[test]
+    fn collector_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<BpfSelfCollector>();
+    }
+
+    // ---- against the real kernel ----
+
+    fn tool(name: &str) -> bool {
+        Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn run(cmd: &mut Command) -> String {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn bpftool_json(args: &[&str]) -> serde_json::Value {
+        let text = run(Command::new("bpftool").arg("-j").args(args));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bpftool {args:?}: {e}: {text}"))
+    }
+
+    fn prog_ids() -> Vec<u64> {
+        bpftool_json(&["prog", "show"])
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Self-contained (no libbpf headers needed): a socket filter that uses
+    /// its map, so the map lives as long as the pinned program.
+    const SELFTEST_C: &str = r#"
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+#define SEC(n) __attribute__((section(n), used))
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) typeof(val) *name
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+struct {
+    __uint(type, 1); /* BPF_MAP_TYPE_HASH */
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, __u64);
+} na_selftest_map SEC(".maps");
+SEC("socket") int na_selftest_prog(void *ctx) {
+    __u32 k = 0;
+    __u64 *v = bpf_map_lookup_elem(&na_selftest_map, &k);
+    return v ? 1 : 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"#;
+
+    /// The test's pinned program; unpins (which unloads the program and,
+    /// with it, its map) on drop, even when the test fails.
+    struct Pinned {
+        dir: PathBuf,
+        pin: PathBuf,
+    }
+
+    impl Pinned {
+        fn unpin(&self) {
+            let _ = std::fs::remove_file(&self.pin);
+        }
+    }
+
+    impl Drop for Pinned {
+        fn drop(&mut self) {
+            self.unpin();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn bpffs_mounted(at: &Path) -> bool {
+        std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
+            m.lines().any(|l| {
+                let f: Vec<_> = l.split_whitespace().collect();
+                f.len() > 2 && Path::new(f[1]) == at && f[2] == "bpf"
+            })
+        })
+    }
+
+    fn load_selftest() -> Pinned {
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("na_selftest_{pid}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let bpffs = Path::new("/sys/fs/bpf");
+        if !bpffs_mounted(bpffs) {
+            run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(bpffs));
+        }
+        let guard = Pinned {
+            pin: bpffs.join(format!("na_selftest_{pid}")),
+            dir,
+        };
+        let src = guard.dir.join("selftest.bpf.c");
+        let obj = guard.dir.join("selftest.bpf.o");
+        std::fs::write(&src, SELFTEST_C).expect("write C");
+        run(Command::new("clang")
+            .args([
+                "-O2",
+                "-g",
+                "-target",
+                "bpf",
+                "-I/usr/include/x86_64-linux-gnu",
+                "-c",
+            ])
+            .arg(&src)
+            .arg("-o")
+            .arg(&obj));
+        guard.unpin(); // leftover of a crashed run with the same pid
+        run(Command::new("bpftool")
+            .args(["prog", "load"])
+            .arg(&obj)
+            .arg(&guard.pin)
+            .args(["type", "socket"]));
+        guard
+    }
+
+    #[test]
+    fn reports_real_program_and_map() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            crate::test_support::skip_or_fail("bpf_self real test needs root");
+            return;
+        }
+        if !tool("clang") || !tool("bpftool") {
+            crate::test_support::skip_or_fail("bpf_self real test needs clang and bpftool");
+            return;
+        }
+        let pinned = load_selftest();
+        let pin = pinned.pin.to_string_lossy().into_owned();
+        let shown = bpftool_json(&["prog", "show", "pinned", &pin]);
+        let prog_id = shown["id"].as_u64().expect("prog id") as u32;
+        let prog_memlock = shown["bytes_memlock"].as_u64().expect("prog memlock");
+        let map_id = shown["map_ids"][0].as_u64().expect("map id") as u32;
+        let map_shown = bpftool_json(&["map", "show", "id", &map_id.to_string()]);
+        let map_memlock = map_shown["bytes_memlock"].as_u64().expect("map memlock");
+
+        let collector = BpfSelfCollector::new(BpfSelfConfig {
+            per_object: true,
+            name_prefix: "na_selftest".to_string(),
+            interval_seconds: 0.0,
+            enable_stats: true,
+            ..Default::default()
+        });
+        // Run stats are on now (held by the collector's fd; the sysctl
+        // file shows only what was written to it), so test runs count.
+        assert!(collector._stats.is_some(), "enable_stats failed as root");
+        let data = pinned.dir.join("packet");
+        std::fs::write(&data, [0u8; 64]).expect("packet");
+        run(Command::new("bpftool")
+            .args(["prog", "run", "pinned", &pin, "data_in"])
+            .arg(&data)
+            .args(["repeat", "3"]));
+
+        let fams = collector.families();
+        let p = series_by_id(&fams, "netagent_bpf_program_memory_bytes", prog_id)
+            .unwrap_or_else(|| panic!("program {prog_id} missing: {fams:#?}"));
+        assert!(p.labels[1].1.starts_with("na_selftest"), "{:?}", p.labels);
+        assert_eq!(p.labels[2], ("type", "socket_filter".to_string()));
+        assert_eq!(value(p), prog_memlock as f64);
+        let runs = series_by_id(&fams, "netagent_bpf_program_runs", prog_id).expect("runs");
+        assert!(value(runs) >= 3.0, "runs {runs:?}");
+        let rt = series_by_id(&fams, "netagent_bpf_program_run_seconds", prog_id).expect("time");
+        assert!(value(rt) > 0.0, "run time {rt:?}");
+
+        let m = series_by_id(&fams, "netagent_bpf_map_memory_bytes", map_id)
+            .unwrap_or_else(|| panic!("map {map_id} missing: {fams:#?}"));
+        assert_eq!(
+            m.labels[1..],
+            [
+                ("name", "na_selftest_map".to_string()),
+                ("type", "hash".to_string()),
+                ("key_size", "4".to_string()),
+                ("value_size", "8".to_string()),
+                ("max_entries", "64".to_string()),
+            ]
+        );
+        assert_eq!(value(m), map_memlock as f64);
+
+        // Totals include at least our objects (a concurrent run of this
+        // test may add its own).
+        assert!(scalar(&fams, "netagent_bpf_programs") >= 1.0);
+        assert!(scalar(&fams, "netagent_bpf_maps") >= 1.0);
+        assert!(scalar(&fams, "netagent_bpf_programs_memory_bytes") >= prog_memlock as f64);
+        assert!(scalar(&fams, "netagent_bpf_maps_memory_bytes") >= map_memlock as f64);
+        assert_eq!(scalar(&fams, "netagent_bpf_collection_errors"), 0.0);
+        assert_eq!(duration_count(&fams), 1);
+
+        // Unpinning must unload the program (the kernel frees it once the
+        // last reference goes; allow it a moment).
+        pinned.unpin();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while prog_ids().contains(&u64::from(prog_id)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !prog_ids().contains(&u64::from(prog_id)),
+            "program {prog_id} still loaded after unpinning"
+        );
+        let fams = collector.families();
+        assert!(series_by_id(&fams, "netagent_bpf_program_memory_bytes", prog_id).is_none());
+    }
+}

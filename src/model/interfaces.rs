@@ -1,0 +1,76 @@
+//! Per-interface traffic families from the interface collector's snapshot.
+
+use std::collections::BTreeMap;
+
+use super::{scalar_family, Family, Kind, Labels};
+use crate::collect::interfaces::InterfaceSnapshot;
+
+fn iface(name: &str, ifindex: u32) -> Labels {
+    vec![
+        ("interface", name.to_string()),
+        ("ifindex", ifindex.to_string()),
+    ]
+}
+
+fn dir(mut l: Labels, direction: &str) -> Labels {
+    l.push(("direction", direction.to_string()));
+    l
+}
+
+/// Totals, rates and activity per interface; `active_only` leaves out
+/// interfaces that carried nothing in the last interval.
+pub fn families(snap: &InterfaceSnapshot, active_only: bool) -> Vec<Family> {
+    let mut packets = BTreeMap::new();
+    let mut bytes = BTreeMap::new();
+    let mut pps = BTreeMap::new();
+    let mut bps = BTreeMap::new();
+    let mut active = BTreeMap::new();
+    for s in &snap.interfaces {
+        if active_only && !s.active {
+            continue;
+        }
+        let l = iface(&s.name, s.ifindex);
+        for (d, c, p, b) in [
+            ("ingress", s.ingress, s.ingress_pps, s.ingress_bps),
+            ("egress", s.egress, s.egress_pps, s.egress_bps),
+        ] {
+            packets.insert(dir(l.clone(), d), c.packets as f64);
+            bytes.insert(dir(l.clone(), d), c.bytes as f64);
+            pps.insert(dir(l.clone(), d), p);
+            bps.insert(dir(l.clone(), d), b);
+        }
+        active.insert(l, if s.active { 1.0 } else { 0.0 });
+    }
+    vec![
+        scalar_family(
+            "netagent_interface_packets",
+            "Packets seen by TC on the interface, by direction (ingress, egress).",
+            Kind::Counter,
+            packets,
+        ),
+        scalar_family(
+            "netagent_interface_bytes",
+            "Bytes seen by TC on the interface (whole frames, L2 header included), by direction.",
+            Kind::Counter,
+            bytes,
+        ),
+        scalar_family(
+            "netagent_interface_packets_per_second",
+            "Packet rate over the last collection interval.",
+            Kind::Gauge,
+            pps,
+        ),
+        scalar_family(
+            "netagent_interface_bytes_per_second",
+            "Byte rate over the last collection interval.",
+            Kind::Gauge,
+            bps,
+        ),
+        scalar_family(
+            "netagent_interface_active",
+            "1 if the interface carried traffic during the last collection interval.",
+            Kind::Gauge,
+            active,
+        ),
+    ]
+}

@@ -1,0 +1,267 @@
+//! The HTTP surface: /health reflecting a probe detached from outside,
+//! gzip and OpenMetrics negotiation on /metrics (validated by promtool and
+//! the OpenMetrics parser), and the graph API.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// GET with headers; returns (status line, headers, raw body bytes).
+fn get_raw(port: u16, path: &str, headers: &[(&str, &str)]) -> (String, String, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    let status = head.lines().next().unwrap().to_string();
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+}
+
+fn gunzip(b: &[u8]) -> String {
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn metrics_honour_gzip_and_openmetrics_negotiation() {
+    let _g = serial();
+    if !require_bpf() || !require(have("promtool"), "promtool not installed") {
+        return;
+    }
+    let agent = Agent::start(&[("cli", "nettest-cli")]);
+    let srv = Server::start("nettest-srv", &["--tcp4", "0"]);
+    testgen(
+        "nettest-cli",
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{}", srv.port("tcp4")),
+            "--connects",
+            "3",
+            "--exchanges",
+            "2",
+        ],
+    );
+
+    let (status, head, body) = get_raw(agent.port, "/metrics", &[("Accept-Encoding", "gzip")]);
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "{head}"
+    );
+    let text = gunzip(&body);
+    assert!(text.contains("netagent_connect_total{process=\"cli\""));
+    promtool_check(&text);
+
+    let (_, head, body) = get_raw(
+        agent.port,
+        "/metrics",
+        &[
+            ("Accept-Encoding", "gzip"),
+            ("Accept", "application/openmetrics-text; version=1.0.0"),
+        ],
+    );
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let om = gunzip(&body);
+    assert!(om.ends_with("# EOF\n"));
+    openmetrics_parser::openmetrics::parse_openmetrics(&om).unwrap_or_else(|e| panic!("{e:?}"));
+
+    // Without Accept-Encoding: plain text.
+    let (_, head, body) = get_raw(agent.port, "/metrics", &[]);
+    assert!(
+        !head.to_ascii_lowercase().contains("content-encoding"),
+        "{head}"
+    );
+    promtool_check(&String::from_utf8(body).unwrap());
+}
+
+/// bpftool's JSON for all links, and the id of the link of program `name`.
+fn link_of_program(name: &str) -> Option<u64> {
+    let progs: serde_json::Value = serde_json::from_slice(
+        &Command::new("bpftool")
+            .args(["-j", "prog", "show"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let prog_id = progs.as_array()?.iter().find(|p| p["name"] == name)?["id"].as_u64()?;
+    let links: serde_json::Value = serde_json::from_slice(
+        &Command::new("bpftool")
+            .args(["-j", "link", "show"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    links.as_array()?.iter().find(|l| l["prog_id"] == prog_id)?["id"].as_u64()
+}
+
+#[test]
+fn health_reports_a_probe_detached_from_outside() {
+    let _g = serial();
+    if !require_bpf() || !require(have("bpftool"), "bpftool not installed") {
+        return;
+    }
+    let agent = Agent::start(&[("cli", "nettest-cli")]);
+    let (status, _, body) = get_raw(agent.port, "/health", &[]);
+    assert!(status.contains("200"), "{status}");
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    for key in [
+        "version",
+        "uptime_seconds",
+        "probes",
+        "events_lost",
+        "last_interface_collection_unix",
+    ] {
+        assert!(!health[key].is_null(), "{key} missing: {health}");
+    }
+
+    let link = link_of_program("on_sendmsg4").expect("link of on_sendmsg4");
+    let out = Command::new("bpftool")
+        .args(["link", "detach", "id", &link.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (status, _, body) = get_raw(agent.port, "/health", &[]);
+    assert!(status.contains("503"), "{status}");
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["status"], "degraded");
+    let probe = health["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cgroup/sendmsg4")
+        .unwrap();
+    assert_eq!(probe["attached"], false);
+    let others_ok = health["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] != "cgroup/sendmsg4")
+        .all(|p| p["attached"] == true);
+    assert!(others_ok, "{health}");
+    let m = agent.metrics();
+    assert_eq!(
+        m.get("netagent_probe_up", &[("probe", "cgroup/sendmsg4")]),
+        0.0
+    );
+    assert_eq!(
+        m.get("netagent_probe_up", &[("probe", "cgroup/sendmsg6")]),
+        1.0
+    );
+}
+
+#[test]
+fn graph_api_lists_processes_peers_and_edges() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let agent = Agent::start(&[("graph-cli", "nettest-cli")]);
+    let srv = Server::start("nettest-srv", &["--tcp4", "0", "--delay-ms", "20"]);
+    let port = srv.port("tcp4");
+    testgen(
+        "nettest-cli",
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{port}"),
+            "--connects",
+            "4",
+            "--exchanges",
+            "5",
+        ],
+    );
+    let g: serde_json::Value =
+        serde_json::from_str(&http_get(agent.port, "/api/v1/graph", None).unwrap()).unwrap();
+    let peer = format!("peer:tcp/127.0.0.1:{port}");
+    let nodes = g["nodes"].as_array().unwrap();
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n["id"] == "process:graph-cli" && n["kind"] == "process"),
+        "{g}"
+    );
+    assert!(
+        nodes.iter().any(|n| n["id"] == peer && n["kind"] == "peer"),
+        "{g}"
+    );
+    let edge = g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["source"] == "process:graph-cli" && e["target"] == peer)
+        .unwrap_or_else(|| panic!("edge missing: {g}"));
+    assert_eq!(
+        edge["connects_total"], 5,
+        "4 connects + the exchange connection"
+    );
+    let p95 = edge["p95_seconds"].as_f64().unwrap();
+    assert!((0.01..=0.025).contains(&p95), "p95 {p95}");
+    assert_eq!(edge["errors_total"], 0);
+}

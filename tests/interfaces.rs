@@ -1,0 +1,291 @@
+//! Per-interface traffic from the TC programs: exact counts on both ends of
+//! a veth, interfaces appearing and vanishing while the agent runs, and
+//! coexistence with TC filters that are not ours.
+
+mod common;
+use common::hostlink::{HostLink, RootVeth};
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INTERVAL: &str = "interface_stats:\n  interval_seconds: 0.3\n";
+
+/// The agent inside a namespace, scraped with curl from inside it (so the
+/// scrape itself never crosses the veth being measured).
+struct NsAgent {
+    child: Child,
+    ns: String,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl NsAgent {
+    fn start(ns: &str) -> NsAgent {
+        let dir = TempDir::new("nsagent");
+        let port = free_port();
+        let cfg = dir.0.join("config.yaml");
+        std::fs::write(
+            &cfg,
+            format!("targets: []\n{INTERVAL}export:\n  listen_addr: \"127.0.0.1:{port}\"\n"),
+        )
+        .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, AGENT, "--config"])
+            .arg(&cfg)
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let a = NsAgent {
+            child,
+            ns: ns.to_string(),
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while a.get("/health").is_none() {
+            assert!(Instant::now() < deadline, "agent in {ns} not ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        a
+    }
+
+    fn get(&self, path: &str) -> Option<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "curl", "-sf", "--max-time", "5"])
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn metrics(&self) -> Metrics {
+        Metrics::parse(&self.get("/metrics").expect("scrape agent in namespace"))
+    }
+}
+
+impl Drop for NsAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn iface_counts(m: &Metrics, iface: &str) -> [f64; 4] {
+    let get = |name: &str, dir: &str| {
+        m.series(name)
+            .iter()
+            .find(|(l, _)| l["interface"] == iface && l["direction"] == dir)
+            .map(|(_, v)| *v)
+            .unwrap_or(f64::NAN)
+    };
+    [
+        get("netagent_interface_packets_total", "ingress"),
+        get("netagent_interface_bytes_total", "ingress"),
+        get("netagent_interface_packets_total", "egress"),
+        get("netagent_interface_bytes_total", "egress"),
+    ]
+}
+
+fn delta(after: [f64; 4], before: [f64; 4]) -> [f64; 4] {
+    [0, 1, 2, 3].map(|i| after[i] - before[i])
+}
+
+#[test]
+fn packets_and_bytes_across_a_veth_are_exact_on_both_ends() {
+    let _g = serial();
+    if !require_bpf() || !require(have("curl"), "curl not installed") {
+        return;
+    }
+    let link = HostLink::new("ifc");
+    let host = Agent::start_with_yaml(&format!(
+        "targets: []\ninterfaces: [\"{}\"]\n{INTERVAL}",
+        link.host_if
+    ));
+    let inside = NsAgent::start(&link.ns);
+    // Sinks (no replies, so nothing else crosses the link).
+    let host_sink = Server::start(
+        "nettest-srv",
+        &[
+            "--udp4",
+            "0",
+            "--sink",
+            "--bind4",
+            &link.host_ip.to_string(),
+        ],
+    );
+    let mut ns_sink_cmd = link.exec();
+    ns_sink_cmd.extend([
+        TESTGEN.to_string(),
+        "--comm".into(),
+        "nettest-srv".into(),
+        "serve".into(),
+        "--udp4".into(),
+        "0".into(),
+        "--sink".into(),
+        "--bind4".into(),
+        link.ns_ip.to_string(),
+        "--max-seconds".into(),
+        "60".into(),
+    ]);
+    let mut ns_sink = Command::new(&ns_sink_cmd[0])
+        .args(&ns_sink_cmd[1..])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(ns_sink.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let ns_port: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let ns_port = ns_port["udp4"].as_u64().unwrap();
+
+    std::thread::sleep(Duration::from_millis(800)); // two collections
+    let before_host = iface_counts(&host.metrics(), &link.host_if);
+    let before_ns = iface_counts(&inside.metrics(), &link.ns_if);
+
+    // Root -> namespace: p datagrams of s bytes; namespace -> root: q of t.
+    let (p, s, q, t) = (37.0, 300.0, 23.0, 1000.0);
+    testgen(
+        "nettest-cli",
+        &[
+            "client",
+            "--udp4",
+            &format!("{}:{ns_port}", link.ns_ip),
+            "--sends",
+            "37",
+            "--size",
+            "300",
+        ],
+    );
+    let mut cmd = link.exec();
+    cmd.extend([
+        TESTGEN.to_string(),
+        "--comm".into(),
+        "nettest-cli".into(),
+        "client".into(),
+        "--udp4".into(),
+        format!("{}:{}", link.host_ip, host_sink.port("udp4")),
+        "--sends".into(),
+        "23".into(),
+        "--size".into(),
+        "1000".into(),
+    ]);
+    assert!(Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .status()
+        .unwrap()
+        .success());
+
+    std::thread::sleep(Duration::from_millis(800));
+    // Ethernet 14 + IPv4 20 + UDP 8 bytes around each payload.
+    let frame = |payload: f64| payload + 42.0;
+    let host_d = delta(iface_counts(&host.metrics(), &link.host_if), before_host);
+    let ns_d = delta(iface_counts(&inside.metrics(), &link.ns_if), before_ns);
+    assert_eq!(
+        host_d,
+        [q, q * frame(t), p, p * frame(s)],
+        "root end: [in pkts, in bytes, out pkts, out bytes]"
+    );
+    assert_eq!(ns_d, [p, p * frame(s), q, q * frame(t)], "namespace end");
+    let _ = ns_sink.kill();
+    let _ = ns_sink.wait();
+}
+
+fn tc_filters(dev: &str) -> String {
+    let out = Command::new("tc")
+        .args(["filter", "show", "dev", dev, "ingress"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether any of our TC programs is loaded (bpftool 7.1 cannot list TCX
+/// attachments per device, so after exit we check the programs are gone).
+fn tc_programs_loaded() -> bool {
+    let out = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.contains("on_tc_ingress") || text.contains("on_tc_egress")
+}
+
+/// The agent's own view: `tc/<dev>` attached (link present with its ifindex).
+fn attached_per_health(port: u16, dev: &str) -> bool {
+    let health: serde_json::Value =
+        serde_json::from_str(&http_get(port, "/health", None).unwrap()).unwrap();
+    health["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == format!("tc/{dev}") && p["attached"] == true)
+}
+
+#[test]
+fn new_interfaces_are_attached_vanished_ones_dropped_and_foreign_filters_kept() {
+    let _g = serial();
+    if !require_bpf() || !require(have("tc"), "tc (iproute2) not installed") {
+        return;
+    }
+    // An interface with a TC filter that is not ours, before the agent starts.
+    let old = RootVeth::new('o');
+    assert!(Command::new("sh")
+        .arg("-c")
+        .arg(format!("tc qdisc add dev {0} clsact && tc filter add dev {0} ingress protocol all prio 10 u32 match u32 0 0 classid :1", old.a))
+        .status()
+        .unwrap()
+        .success());
+    let filters_before = tc_filters(&old.a);
+    assert!(filters_before.contains("u32"));
+
+    let mut agent =
+        Agent::start_with_yaml(&format!("targets: []\ninterfaces: [\"nah*\"]\n{INTERVAL}"));
+    let wait_for = |what: &str, cond: &dyn Fn(&Metrics) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(3); // 10 intervals
+        loop {
+            let m = agent.metrics();
+            if cond(&m) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let has = |m: &Metrics, dev: &str| {
+        m.series("netagent_interface_active")
+            .iter()
+            .any(|(l, _)| l["interface"] == dev)
+    };
+    wait_for("pre-existing interface attached", &|m| has(m, &old.a));
+    assert!(attached_per_health(agent.port, &old.a));
+
+    let started = Instant::now();
+    let new = RootVeth::new('n');
+    wait_for("new interface attached", &|m| {
+        has(m, &new.a) && has(m, &new.b)
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1000),
+        "attached after {took:?}"
+    );
+    assert!(attached_per_health(agent.port, &new.a));
+
+    new.delete();
+    wait_for("vanished interface's series removed", &|m| {
+        !has(m, &new.a) && !has(m, &new.b)
+    });
+
+    let status = agent.signal_and_wait(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(tc_filters(&old.a), filters_before, "foreign filter changed");
+    assert!(
+        !tc_programs_loaded(),
+        "our TC programs still loaded after exit"
+    );
+}
