@@ -47,7 +47,9 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* Set by the agent before load. */
-const volatile __u8 track_all = 0; /* 1: every process, labelled by comm */
+const volatile __u8 track_all = 0;  /* 1: every process, labelled by comm */
+const volatile __u8 emit_spans = 0; /* 1: send request/response spans to `span_events` */
+const volatile __u32 netns_only = 0; /* non-zero: only sockets of this network namespace */
 const volatile __u64 hist_bounds_ns[NA_HIST_KINDS][NA_HIST_BOUNDS] = {};
 
 /* comm -> 1 for processes we track when !track_all. */
@@ -94,6 +96,17 @@ struct {
 	__type(key, struct na_listen_key);
 	__type(value, struct na_listener);
 } listeners SEC(".maps");
+
+/* Never read: it puts the ring-buffer record's type into the object's BTF
+ * (records are only built through pointers, which clang does not describe),
+ * so the layout test can compare it with the Rust mirror. 96 bytes of rodata. */
+const volatile struct na_span_event span_event_layout = {};
+
+/* Request/response intervals for span export (only when emit_spans). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} span_events SEC(".maps");
 
 /* Events that could not be counted, by enum na_lost_reason. */
 struct {
@@ -143,6 +156,20 @@ static __always_inline __u32 netns_of(const struct sock *sk)
 	return sk->__sk_common.skc_net.net->ns.inum;
 }
 
+/* With netns_only set, sockets of other network namespaces are ignored. */
+static __always_inline bool netns_ok(const struct sock *sk)
+{
+	return !netns_only || netns_of(sk) == netns_only;
+}
+
+static __always_inline void read_local_addr(const struct sock *sk, __u8 addr[16])
+{
+	if (sk->__sk_common.skc_family == AF_INET6)
+		__builtin_memcpy(addr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+	else
+		v4_mapped(addr, sk->__sk_common.skc_rcv_saddr);
+}
+
 /* New per-socket state for the current (target) task. */
 static __always_inline struct na_sock_state *
 own_socket(void *sk, const __u8 comm[NA_COMM_LEN], __u8 proto, __u8 direction)
@@ -156,9 +183,39 @@ own_socket(void *sk, const __u8 comm[NA_COMM_LEN], __u8 proto, __u8 direction)
 	}
 	__builtin_memcpy(st->comm, comm, NA_COMM_LEN);
 	st->cgroup_id = bpf_get_current_cgroup_id();
+	st->pid = bpf_get_current_pid_tgid() >> 32;
 	st->proto = proto;
 	st->direction = direction;
 	return st;
+}
+
+/* One request/response interval for the span exporter. */
+static __always_inline void emit_span(struct sock *sk, const struct na_sock_state *st,
+				      __u64 start, __u64 end)
+{
+	struct na_span_event *e;
+
+	if (!emit_spans)
+		return;
+	e = bpf_ringbuf_reserve(&span_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(NA_LOST_RINGBUF_FULL);
+		return;
+	}
+	e->start_ns = start;
+	e->end_ns = end;
+	e->cgroup_id = st->cgroup_id;
+	e->sock_cookie = bpf_get_socket_cookie(sk);
+	__builtin_memcpy(e->comm, st->comm, NA_COMM_LEN);
+	read_local_addr(sk, e->laddr);
+	__builtin_memcpy(e->raddr, st->daddr, 16);
+	e->pid = st->pid;
+	e->lport = sk->__sk_common.skc_num;
+	e->rport = st->proto == IPPROTO_TCP ? bpf_ntohs(sk->__sk_common.skc_dport) : st->peer_port;
+	e->proto = st->proto;
+	e->direction = st->direction;
+	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+	bpf_ringbuf_submit(e, 0);
 }
 
 static __always_inline void flow_key(struct na_flow_key *k, const struct na_sock_state *st,
@@ -263,7 +320,7 @@ static __always_inline void on_connect(const struct sock *sk)
 	struct na_sock_state *st;
 	__u8 comm[NA_COMM_LEN];
 
-	if (!current_is_target(comm))
+	if (!netns_ok(sk) || !current_is_target(comm))
 		return;
 	st = own_socket((void *)sk, comm, IPPROTO_TCP, NA_DIR_OUTBOUND);
 	if (!st)
@@ -324,6 +381,7 @@ static __always_inline void on_established_in(const struct sock *sk)
 	}
 	__builtin_memcpy(st->comm, l->comm, NA_COMM_LEN);
 	st->cgroup_id = l->cgroup_id;
+	st->pid = l->pid;
 	st->proto = IPPROTO_TCP;
 	st->direction = NA_DIR_INBOUND;
 	read_peer_addr(sk, st->daddr);
@@ -343,13 +401,14 @@ static __always_inline void on_listen(const struct sock *sk)
 	struct na_listener l = {};
 	struct na_sock_state *st;
 
-	if (!current_is_target(l.comm))
+	if (!netns_ok(sk) || !current_is_target(l.comm))
 		return;
 	st = own_socket((void *)sk, l.comm, IPPROTO_TCP, NA_DIR_INBOUND);
 	if (!st)
 		return;
 	st->dport = lk.port;
 	l.cgroup_id = st->cgroup_id;
+	l.pid = st->pid;
 	if (sk->__sk_common.skc_family == AF_INET6)
 		__builtin_memcpy(l.addr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
 	else
@@ -570,6 +629,7 @@ static __always_inline void udp_peer(const struct sock *sk, struct na_sock_state
 		read_peer_addr(sk, st->daddr);
 		peer_port = bpf_ntohs(sk->__sk_common.skc_dport);
 	}
+	st->peer_port = peer_port;
 	st->dport = st->direction == NA_DIR_INBOUND ? sk->__sk_common.skc_num : peer_port;
 }
 
@@ -578,9 +638,14 @@ static __always_inline void udp_peer(const struct sock *sk, struct na_sock_state
 static __always_inline struct na_sock_state *message_state(struct sock *sk, bool udp,
 							   __u8 direction)
 {
-	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, sk, NULL, 0);
+	struct na_sock_state *st;
 	__u8 comm[NA_COMM_LEN];
 
+	/* The cgroup hooks may have created state for a socket of another
+	 * namespace; it is ignored here, where the namespace is known. */
+	if (!netns_ok(sk))
+		return NULL;
+	st = bpf_sk_storage_get(&sock_state, sk, NULL, 0);
 	if (st || !udp)
 		return st; /* TCP sockets get state at connect/accept only */
 	if (!current_is_target(comm))
@@ -609,8 +674,14 @@ int BPF_PROG(on_sock_send_length, struct sock *sk, int ret, int flags)
 			fs->connects += 1; /* one datagram */
 		fs->bytes_sent += ret;
 	}
-	if (st->direction == NA_DIR_OUTBOUND && !st->send_ts)
-		st->send_ts = bpf_ktime_get_ns();
+	if (st->direction == NA_DIR_OUTBOUND) {
+		if (!st->send_ts)
+			st->send_ts = bpf_ktime_get_ns();
+	} else if (st->recv_ts) {
+		/* A server's answer: request received -> response sent. */
+		emit_span(sk, st, st->recv_ts, bpf_ktime_get_ns());
+		st->recv_ts = 0;
+	}
 	return 0;
 }
 
@@ -637,7 +708,10 @@ int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 	now = bpf_ktime_get_ns();
 	if (st->send_ts) {
 		observe(st, NA_HIST_TX, now - st->send_ts);
+		emit_span(sk, st, st->send_ts, now);
 		st->send_ts = 0;
+	} else if (st->direction == NA_DIR_INBOUND && !st->recv_ts) {
+		st->recv_ts = now;
 	}
 	if (!udp && st->open && now - st->rtt_ts > RTT_SAMPLE_NS) {
 		st->rtt_ts = now;

@@ -19,7 +19,8 @@ enum na_lost_reason {
 	NA_LOST_HIST_MAP_FULL = 1, /* `hists` full */
 	NA_LOST_SOCK_STORAGE = 2,  /* per-socket storage could not be allocated */
 	NA_LOST_LISTENER_MAP_FULL = 3, /* `listeners` full: a listener is not attributed */
-	NA_LOST_REASONS = 4,
+	NA_LOST_RINGBUF_FULL = 4,  /* `span_events` full: a span was not emitted */
+	NA_LOST_REASONS = 5,
 };
 
 /* Who opened the connection, seen from the socket's owner. For UDP: the
@@ -88,16 +89,20 @@ struct na_sock_state {
 	__u8 daddr[16];        /* peer of the last connect / send / receive */
 	__u8 pending_addr[16]; /* explicit sendto()/recvfrom() peer, from cgroup hooks */
 	__u64 cgroup_id;
-	__u64 send_ts;  /* ktime of the first send since the last recv; 0 = none */
+	__u64 send_ts;  /* outbound: ktime of the first send since the last recv; 0 = none */
+	__u64 recv_ts;  /* inbound: ktime of the first recv since the last send; 0 = none */
 	__u64 syn_ts;   /* ktime of SYN_SENT; 0 once established or failed */
 	__u64 open_ts;  /* ktime of ESTABLISHED */
 	__u64 rtt_ts;   /* ktime of the last RTT sample */
+	__u32 pid;        /* owner's process id (tgid) */
 	__u16 dport;
 	__u16 pending_port;
+	__u16 peer_port;  /* peer's port of the last message (UDP) */
 	__u8 proto;
 	__u8 has_pending; /* pending_addr/pending_port are valid */
 	__u8 direction;   /* enum na_direction */
 	__u8 open;        /* counted in `opened`, not yet in `closed` */
+	__u8 _pad[2];
 };
 
 /* `listeners` key: a listening TCP port in one network namespace. */
@@ -112,6 +117,26 @@ struct na_listener {
 	__u8 comm[NA_COMM_LEN];
 	__u8 addr[16]; /* IPv6, or IPv4 mapped; :: for a wildcard listener */
 	__u64 cgroup_id;
+	__u32 pid;
+	__u32 _pad;
+};
+
+/* `span_events` ring buffer record: one request/response interval. Only
+ * emitted when the agent exports spans. */
+struct na_span_event {
+	__u64 start_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u64 end_ns;
+	__u64 cgroup_id;
+	__u64 sock_cookie; /* kernel socket cookie; hashed before any export */
+	__u8 comm[NA_COMM_LEN];
+	__u8 laddr[16]; /* local address (IPv4 mapped into IPv6) */
+	__u8 raddr[16]; /* peer address */
+	__u32 pid;
+	__u16 lport;
+	__u16 rport;
+	__u8 proto;
+	__u8 direction; /* enum na_direction: outbound = client span */
+	__u8 _pad[6];
 };
 
 /* ---- per-interface traffic (iface.bpf.c) ---- */

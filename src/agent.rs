@@ -274,6 +274,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         max_series: cfg.limits.max_series,
         max_listeners: cfg.limits.max_listeners,
         hist_bounds_ns: bounds_ns(),
+        emit_spans: false,
+        span_ring_bytes: 256 * 1024,
+        netns_only: 0,
     };
     let mut probes = Probes::load(&opts)?;
     tracing::info!(

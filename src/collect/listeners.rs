@@ -66,6 +66,8 @@ pub fn seed_existing(
                 .as_deref()
                 .and_then(&cgroup_id)
                 .unwrap_or(0),
+            pid: owner.pid,
+            _pad: 0,
         };
         // NOEXIST: a listener the kernel already recorded is fresher.
         match maps.listeners.insert(key, value, BPF_NOEXIST) {

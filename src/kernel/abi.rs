@@ -9,11 +9,12 @@ pub const HIST_BOUNDS: usize = 16;
 
 /// `enum na_lost_reason`: why an event was not counted, with the label value
 /// exported in `netagent_events_lost_total{reason}`.
-pub const LOST_REASONS: [&str; 4] = [
+pub const LOST_REASONS: [&str; 5] = [
     "flow_map_full",
     "histogram_map_full",
     "sock_storage_full",
     "listener_map_full",
+    "ringbuf_full",
 ];
 
 /// `enum na_direction`.
@@ -136,15 +137,19 @@ pub struct SockState {
     pub pending_addr: [u8; 16],
     pub cgroup_id: u64,
     pub send_ts: u64,
+    pub recv_ts: u64,
     pub syn_ts: u64,
     pub open_ts: u64,
     pub rtt_ts: u64,
+    pub pid: u32,
     pub dport: u16,
     pub pending_port: u16,
+    pub peer_port: u16,
     pub proto: u8,
     pub has_pending: u8,
     pub direction: u8,
     pub open: u8,
+    pub _pad: [u8; 2],
 }
 
 /// `struct na_listen_key`.
@@ -166,6 +171,29 @@ pub struct Listener {
     /// IPv6, or IPv4 mapped; `::` for a wildcard listener.
     pub addr: [u8; 16],
     pub cgroup_id: u64,
+    pub pid: u32,
+    pub _pad: u32,
+}
+
+/// `struct na_span_event`: a ring-buffer record (one request/response).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanEvent {
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub cgroup_id: u64,
+    /// Kernel socket cookie; hashed before any export.
+    pub sock_cookie: u64,
+    pub comm: [u8; COMM_LEN],
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+    pub pid: u32,
+    pub lport: u16,
+    pub rport: u16,
+    pub proto: u8,
+    pub direction: u8,
+    pub _pad: [u8; 6],
 }
 
 /// `enum na_iface_direction`.
@@ -317,19 +345,43 @@ mod tests {
                 pending_addr,
                 cgroup_id,
                 send_ts,
+                recv_ts,
                 syn_ts,
                 open_ts,
                 rtt_ts,
+                pid,
                 dport,
                 pending_port,
+                peer_port,
                 proto,
                 has_pending,
                 direction,
-                open
+                open,
+                _pad
             ]
         );
         check!(&types, "na_listen_key", ListenKey, [netns, port, _pad]);
-        check!(&types, "na_listener", Listener, [comm, addr, cgroup_id]);
+        check!(&types, "na_listener", Listener, [comm, addr, cgroup_id, pid, _pad]);
+        check!(
+            &types,
+            "na_span_event",
+            SpanEvent,
+            [
+                start_ns,
+                end_ns,
+                cgroup_id,
+                sock_cookie,
+                comm,
+                laddr,
+                raddr,
+                pid,
+                lport,
+                rport,
+                proto,
+                direction,
+                _pad
+            ]
+        );
         let iface = object_btf_types(crate::kernel::iface::OBJECT).unwrap();
         check!(&iface, "na_iface_key", IfaceKey, [ifindex, direction]);
         check!(&iface, "na_iface_counters", IfaceCounters, [packets, bytes]);

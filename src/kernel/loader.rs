@@ -30,6 +30,12 @@ pub struct LoadOptions {
     pub max_listeners: u32,
     /// Histogram upper bounds in nanoseconds, per [`super::abi::HistKind`].
     pub hist_bounds_ns: [[u64; HIST_BOUNDS]; HIST_KINDS],
+    /// Emit request/response spans into the `span_events` ring buffer.
+    pub emit_spans: bool,
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub span_ring_bytes: u32,
+    /// Only sockets of this network namespace (inode number); 0 = all.
+    pub netns_only: u32,
 }
 
 /// Why the kernel side could not start. Each message names what is missing.
@@ -138,6 +144,8 @@ pub struct Probes {
     /// False when no cgroup v2 hierarchy was found: unconnected UDP sends
     /// and receives are then counted without a peer.
     pub udp_destinations: bool,
+    /// Span records, taken by the span reader when spans are exported.
+    pub span_events: Option<aya::maps::RingBuf<MapData>>,
 }
 
 impl Probes {
@@ -162,10 +170,14 @@ impl Probes {
         }
 
         let track_all = u8::from(opts.track_all);
+        let emit_spans = u8::from(opts.emit_spans);
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("track_all", &track_all, true)
             .override_global("hist_bounds_ns", &opts.hist_bounds_ns, true)
+            .override_global("emit_spans", &emit_spans, true)
+            .override_global("netns_only", &opts.netns_only, true)
+            .map_max_entries("span_events", opts.span_ring_bytes)
             .map_max_entries("flows", opts.max_series)
             .map_max_entries("hists", opts.max_series)
             .map_max_entries("listeners", opts.max_listeners)
@@ -245,11 +257,15 @@ impl Probes {
             lost: PerCpuArray::try_from(take_map(&mut ebpf, "lost")?)
                 .map_err(|e| KernelError::Object(e.to_string()))?,
         };
+        let span_events = take_map(&mut ebpf, "span_events")
+            .ok()
+            .and_then(|m| aya::maps::RingBuf::try_from(m).ok());
         Ok(Self {
             probes,
             _ebpf: ebpf,
             maps,
             udp_destinations,
+            span_events,
         })
     }
 }

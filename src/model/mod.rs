@@ -11,6 +11,7 @@ pub mod graph;
 pub mod interfaces;
 pub mod labels;
 pub mod self_metrics;
+pub mod spans;
 pub mod tcp;
 
 use std::collections::BTreeMap;
