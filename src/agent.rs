@@ -11,8 +11,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::collect::interfaces::{InterfaceFilter, InterfaceSnapshot, InterfaceWatcher};
+use crate::collect::spans::{decode, SpanDecoder};
 use crate::collect::{harvest, listeners, KernelSnapshot};
 use crate::config::{kernel_comm, Config};
+use crate::export::otlp::{self, MetricEncoder, SpanSink, SpanStats, Transport};
+use crate::export::statsd::StatsdExporter;
 use crate::http::{router, Gather};
 use crate::kernel::abi::comm_bytes;
 use crate::kernel::iface::IfaceProbes;
@@ -24,6 +27,7 @@ use crate::model::connections;
 use crate::model::containers::CgroupResolver;
 use crate::model::graph::{self, RateState};
 use crate::model::labels::{Labeler, ProcessNames};
+use crate::model::spans::FlowSpan;
 use crate::model::{bounds_ns, interfaces, scalar_family, self_metrics, tcp, Family, Kind};
 
 /// How often cached cgroup -> container mappings are checked for removal.
@@ -70,6 +74,7 @@ struct Agent {
     active_only: bool,
     graph_rates: Mutex<RateState>,
     bpf_self: BpfSelfCollector,
+    span_stats: Arc<SpanStats>,
     started: Instant,
     last_scrape: Mutex<Option<SystemTime>>,
     targets: usize,
@@ -187,6 +192,7 @@ impl Gather for Agent {
             up,
         ));
         families.extend(self.bpf_self.families());
+        families.extend(self.span_stats.families());
         families.extend(self_metrics::process_families());
         *lock(&self.last_scrape) = Some(SystemTime::now());
         Ok(families)
@@ -223,6 +229,149 @@ impl Gather for Agent {
             graph::build(&resolved, &ifs.snapshot, &mut lock(&self.graph_rates))
         });
         Ok(serde_json::to_value(g)?)
+    }
+}
+
+/// Drains the span ring buffer, labels each record and offers it to the
+/// span pipeline (which never blocks: full means dropped and counted).
+async fn read_spans(
+    agent: Arc<Agent>,
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    mut otlp: Option<SpanSink>,
+    statsd: Option<Arc<Mutex<Vec<FlowSpan>>>>,
+) {
+    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd
+    // owns the ring buffer, and always reports that same fd.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE)
+    };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot poll the span ring buffer; OTLP traces are off");
+            return;
+        }
+    };
+    let mut decoder = SpanDecoder::new();
+    let mut resynced = Instant::now();
+    loop {
+        let mut guard = match fd.readable_mut().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "span ring buffer poll failed");
+                return;
+            }
+        };
+        if resynced.elapsed() > Duration::from_secs(60) {
+            decoder.resync(); // follow NTP adjustments of the wall clock
+            resynced = Instant::now();
+        }
+        let ring = guard.get_inner_mut();
+        let mut batch = Vec::new();
+        while let Some(item) = ring.next() {
+            match decode(&item) {
+                Ok(ev) => batch.push(ev),
+                Err(e) => {
+                    agent
+                        .span_stats
+                        .decode_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(error = %e, "bad span record");
+                }
+            }
+        }
+        guard.clear_ready();
+        let spans: Vec<FlowSpan> = agent.with_labeler(|labeler| {
+            batch
+                .iter()
+                .filter_map(|ev| {
+                    let process = labeler.process(&ev.comm)?;
+                    let container = labeler.container(ev.cgroup_id);
+                    Some(decoder.span(ev, process, container))
+                })
+                .collect()
+        });
+        if let Some(buf) = &statsd {
+            let mut buf = lock(buf);
+            for sp in &spans {
+                if buf.len() < STATSD_SPAN_BUFFER {
+                    buf.push(sp.clone());
+                } else {
+                    agent
+                        .span_stats
+                        .dropped_statsd_buffer
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        if let Some(sink) = otlp.as_mut() {
+            for sp in spans {
+                sink.offer(sp);
+            }
+        }
+    }
+}
+
+/// Spans waiting for the next DogStatsD interval; beyond it they are
+/// dropped and counted.
+const STATSD_SPAN_BUFFER: usize = 100_000;
+
+/// Sends families (and span durations) to DogStatsD every interval.
+fn spawn_statsd_thread(
+    mut exporter: StatsdExporter,
+    agent: Arc<Agent>,
+    spans: Arc<Mutex<Vec<FlowSpan>>>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("netagent-statsd".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let until = Instant::now() + interval;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50).min(interval));
+                }
+                match agent.gather() {
+                    Ok(families) => {
+                        exporter.export(&families);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "statsd: collection failed")
+                    }
+                }
+                let batch = std::mem::take(&mut *lock(&spans));
+                exporter.observe_spans(&batch);
+                agent
+                    .span_stats
+                    .statsd_errors
+                    .store(exporter.errors(), Ordering::Relaxed);
+            }
+        })
+        .expect("spawn statsd thread")
+}
+
+/// Pushes every metric family over OTLP each interval.
+async fn push_metrics(agent: Arc<Agent>, transport: Transport, cfg: otlp::OtelConfig) {
+    let resource = otlp::resource(&cfg);
+    let mut encoder = MetricEncoder::new(cfg.metrics_temporality);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(cfg.metrics_interval_seconds));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let a = agent.clone();
+        let families = match tokio::task::spawn_blocking(move || a.gather()).await {
+            Ok(Ok(f)) => f,
+            _ => continue,
+        };
+        let req = encoder.request(&resource, &families);
+        if let Err(e) = transport.export_metrics(req).await {
+            agent
+                .span_stats
+                .export_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(error = %format!("{e:#}"), "OTLP metric push failed");
+        }
     }
 }
 
@@ -274,9 +423,14 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         max_series: cfg.limits.max_series,
         max_listeners: cfg.limits.max_listeners,
         hist_bounds_ns: bounds_ns(),
-        emit_spans: false,
+        // Spans feed OTLP traces and DogStatsD distributions.
+        emit_spans: (cfg.otel.enabled() && cfg.otel.traces) || cfg.statsd.enabled,
         span_ring_bytes: 256 * 1024,
-        netns_only: 0,
+        netns_only: if cfg.own_netns_only {
+            listeners::own_netns()?
+        } else {
+            0
+        },
     };
     let mut probes = Probes::load(&opts)?;
     tracing::info!(
@@ -341,14 +495,65 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         active_only: cfg.interface_stats.active_only,
         graph_rates: Mutex::new(RateState::default()),
         bpf_self: BpfSelfCollector::new(cfg.bpf_self.clone()),
+        span_stats: Arc::new(SpanStats::default()),
         started: Instant::now(),
         last_scrape: Mutex::new(None),
         targets: targets.len(),
     });
 
+    let mut tasks = Vec::new();
+    let mut otlp_sink = None;
+    if cfg.otel.enabled() {
+        let transport = Transport::new(&cfg.otel).context("otel")?;
+        if cfg.otel.traces {
+            otlp_sink = Some(otlp::start_span_pipeline(
+                &cfg.otel,
+                transport.clone(),
+                agent.span_stats.clone(),
+            ));
+        }
+        if cfg.otel.metrics_interval_seconds > 0.0 {
+            tasks.push(tokio::spawn(push_metrics(
+                agent.clone(),
+                transport,
+                cfg.otel.clone(),
+            )));
+        }
+        tracing::info!(endpoint = %cfg.otel.endpoint, "OTLP export on");
+    }
+    let mut statsd_spans = None;
+    let mut statsd_thread = None;
+    if cfg.statsd.enabled {
+        let exporter = StatsdExporter::new(&cfg.statsd).context("statsd")?;
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        statsd_spans = Some(buffer.clone());
+        statsd_thread = Some(spawn_statsd_thread(
+            exporter,
+            agent.clone(),
+            buffer,
+            cfg.statsd.interval().context("statsd")?,
+            stop.clone(),
+        ));
+        tracing::info!(address = %cfg.statsd.address, "DogStatsD export on");
+    }
+    if otlp_sink.is_some() || statsd_spans.is_some() {
+        match lock(&agent.probes).span_events.take() {
+            Some(ring) => tasks.push(tokio::spawn(read_spans(
+                agent.clone(),
+                ring,
+                otlp_sink,
+                statsd_spans,
+            ))),
+            None => tracing::warn!("span ring buffer unavailable: no spans or distributions"),
+        }
+    }
+
     let served = serve(&cfg, agent.clone()).await;
+    for t in tasks {
+        t.abort();
+    }
     stop.store(true, Ordering::Relaxed);
-    if let Some(t) = iface_thread {
+    for t in [iface_thread, statsd_thread].into_iter().flatten() {
         let _ = t.join();
     }
     tracing::info!("shutting down; detaching kernel programs");

@@ -29,9 +29,16 @@ pub struct Config {
     #[serde(default)]
     pub export: Export,
     #[serde(default)]
-    pub otel: Otel,
+    pub otel: crate::export::otlp::OtelConfig,
+    /// Only sockets of the agent's own network namespace (for one agent per
+    /// namespace, e.g. per pod network); default: every namespace.
+    #[serde(default)]
+    pub own_netns_only: bool,
     #[serde(default)]
     pub limits: Limits,
+    /// DogStatsD export.
+    #[serde(default)]
+    pub statsd: crate::export::statsd::StatsdConfig,
     /// Self-observability of every BPF program and map on the host.
     #[serde(default)]
     pub bpf_self: crate::model::bpf_self::BpfSelfConfig,
@@ -96,25 +103,6 @@ impl Default for Export {
     fn default() -> Self {
         Self {
             listen_addr: unspanned(default_listen_addr_str()),
-        }
-    }
-}
-
-/// OpenTelemetry export (used by the OTLP exporter).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Otel {
-    #[serde(default)]
-    pub endpoint: String,
-    #[serde(default = "default_true")]
-    pub insecure: bool,
-}
-
-impl Default for Otel {
-    fn default() -> Self {
-        Self {
-            endpoint: String::new(),
-            insecure: true,
         }
     }
 }
@@ -289,6 +277,25 @@ impl Config {
                 ));
             }
         }
+        if self.otel.enabled()
+            && !(self.otel.metrics_interval_seconds == 0.0
+                || self.otel.metrics_interval_seconds >= 0.1)
+        {
+            return Err(invalid(
+                "otel.metrics_interval_seconds".into(),
+                LineRef(None),
+                "must be 0 (off) or at least 0.1".into(),
+            ));
+        }
+        if self.statsd.enabled {
+            if let Err(e) = self.statsd.interval() {
+                return Err(invalid(
+                    "statsd.interval_seconds".into(),
+                    LineRef(None),
+                    e.to_string(),
+                ));
+            }
+        }
         let iv = self.interface_stats.interval_seconds;
         if !(0.1..=3600.0).contains(&iv) {
             return Err(invalid(
@@ -402,6 +409,17 @@ otel:
         assert_eq!(c.interfaces[0].value, "eth0");
         assert_eq!(c.listen_addr().unwrap(), "[::]:9102".parse().unwrap());
         assert!(!c.track_all());
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let (c, warnings) = Config::parse(
+            include_str!("../config.example.yaml"),
+            "config.example.yaml",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.targets.len(), 2);
     }
 
     #[test]

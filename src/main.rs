@@ -9,10 +9,13 @@ use netagent::agent::run;
 use netagent::config::Config;
 use tracing_subscriber::EnvFilter;
 
-/// eBPF network-observability agent: per-process TCP/UDP metrics for Prometheus.
+/// eBPF network-observability agent: per-process TCP/UDP metrics for Prometheus,
+/// OTLP and DogStatsD.
 #[derive(Debug, Parser)]
 #[command(name = "netagent", version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// YAML config file; without it every process is tracked and metrics are served on :9102.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -21,8 +24,75 @@ struct Cli {
     log_level: String,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Send one test span in netagent's format to an OTLP collector and report the result.
+    OtlpCheck {
+        /// Collector endpoint, e.g. http://127.0.0.1:4317 (gRPC) or http://127.0.0.1:4318 (HTTP).
+        #[arg(long)]
+        endpoint: String,
+        /// `grpc` or `http/protobuf`.
+        #[arg(long, default_value = "grpc")]
+        protocol: String,
+        /// Use TLS (system roots; add --ca-file for a private CA).
+        #[arg(long)]
+        tls: bool,
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<String>,
+    },
+}
+
+/// `netagent otlp-check`: exit 0 when the collector accepted the span.
+fn otlp_check(endpoint: String, protocol: String, tls: bool, ca_file: Option<String>) -> ExitCode {
+    use netagent::export::otlp::{check, OtelConfig, Protocol};
+    let protocol = match protocol.as_str() {
+        "grpc" => Protocol::Grpc,
+        "http" | "http/protobuf" => Protocol::HttpProtobuf,
+        other => {
+            eprintln!("netagent: --protocol {other:?}: use grpc or http/protobuf");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = OtelConfig {
+        endpoint: endpoint.clone(),
+        protocol,
+        insecure: !tls,
+        ca_file: ca_file.unwrap_or_default(),
+        ..OtelConfig::default()
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("netagent: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(check(&cfg)) {
+        Ok(()) => {
+            println!("ok: {endpoint} accepted a test span");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("netagent: {endpoint}: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::OtlpCheck {
+        endpoint,
+        protocol,
+        tls,
+        ca_file,
+    }) = cli.command
+    {
+        return otlp_check(endpoint, protocol, tls, ca_file);
+    }
     let filter = match EnvFilter::try_new(&cli.log_level) {
         Ok(f) => f,
         Err(e) => {

@@ -7,6 +7,7 @@ pub mod interfaces;
 pub mod listeners;
 pub mod sockdiag;
 pub mod socket_owners;
+pub mod spans;
 
 use aya::maps::{MapError, PerCpuValues};
 

@@ -361,7 +361,12 @@ mod tests {
             ]
         );
         check!(&types, "na_listen_key", ListenKey, [netns, port, _pad]);
-        check!(&types, "na_listener", Listener, [comm, addr, cgroup_id, pid, _pad]);
+        check!(
+            &types,
+            "na_listener",
+            Listener,
+            [comm, addr, cgroup_id, pid, _pad]
+        );
         check!(
             &types,
             "na_span_event",

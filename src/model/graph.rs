@@ -170,8 +170,7 @@ pub fn build(r: &Resolved, ifaces: &InterfaceSnapshot, state: &mut RateState) ->
     }
 
     let now = Instant::now();
-    let totals: HashMap<EdgeKey, u64> =
-        edges.iter().map(|(k, a)| (k.clone(), a.count)).collect();
+    let totals: HashMap<EdgeKey, u64> = edges.iter().map(|(k, a)| (k.clone(), a.count)).collect();
     match &state.previous {
         Some((at, _)) if now.duration_since(*at).as_secs_f64() < MIN_RATE_WINDOW => {}
         Some((at, prev)) => {

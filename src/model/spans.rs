@@ -54,7 +54,14 @@ impl FlowSpan {
     /// `src_ip,sport,dst_ip,dport,proto`, normalised to client -> server.
     pub fn flow_id(&self) -> String {
         let (c, s) = (self.client(), self.server());
-        format!("{},{},{},{},{}", c.ip(), c.port(), s.ip(), s.port(), self.proto)
+        format!(
+            "{},{},{},{},{}",
+            c.ip(),
+            c.port(),
+            s.ip(),
+            s.port(),
+            self.proto
+        )
     }
 
     /// 16 bytes derived deterministically from the normalised flow: both
@@ -72,7 +79,13 @@ impl FlowSpan {
     /// is the server end.
     pub fn name(&self) -> String {
         let s = self.server();
-        format!("{} -> {}:{} ({})", self.process, s.ip(), s.port(), self.proto)
+        format!(
+            "{} -> {}:{} ({})",
+            self.process,
+            s.ip(),
+            s.port(),
+            self.proto
+        )
     }
 }
 
