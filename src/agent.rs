@@ -426,11 +426,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         // Spans feed OTLP traces and DogStatsD distributions.
         emit_spans: (cfg.otel.enabled() && cfg.otel.traces) || cfg.statsd.enabled,
         span_ring_bytes: 256 * 1024,
-        netns_only: if cfg.own_netns_only {
-            listeners::own_netns()?
-        } else {
-            0
-        },
+        netns_only: cfg.netns_inode().map_err(anyhow::Error::msg)?,
     };
     let mut probes = Probes::load(&opts)?;
     tracing::info!(

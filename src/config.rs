@@ -14,7 +14,7 @@ use serde_saphyr::Spanned;
 use crate::kernel::abi::COMM_LEN;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Interfaces for per-interface traffic: names or glob patterns
@@ -30,10 +30,11 @@ pub struct Config {
     pub export: Export,
     #[serde(default)]
     pub otel: crate::export::otlp::OtelConfig,
-    /// Only sockets of the agent's own network namespace (for one agent per
-    /// namespace, e.g. per pod network); default: every namespace.
-    #[serde(default)]
-    pub own_netns_only: bool,
+    /// Limit to sockets of one network namespace: `""` every namespace
+    /// (default), `"self"` the agent's own, or a namespace file such as
+    /// `/run/netns/NAME` or `/proc/PID/ns/net`.
+    #[serde(default = "unspanned_empty")]
+    pub netns: Spanned<String>,
     #[serde(default)]
     pub limits: Limits,
     /// DogStatsD export.
@@ -132,6 +133,26 @@ impl Default for Limits {
             max_listeners: default_max_listeners(),
         }
     }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            interface_stats: InterfaceStats::default(),
+            targets: Vec::new(),
+            export: Export::default(),
+            otel: Default::default(),
+            netns: unspanned_empty(),
+            limits: Limits::default(),
+            statsd: Default::default(),
+            bpf_self: Default::default(),
+        }
+    }
+}
+
+fn unspanned_empty() -> Spanned<String> {
+    unspanned(String::new())
 }
 
 fn default_listen_addr_str() -> String {
@@ -287,6 +308,9 @@ impl Config {
                 "must be 0 (off) or at least 0.1".into(),
             ));
         }
+        if let Err(e) = self.netns_inode() {
+            return Err(invalid("netns".into(), line_of(&self.netns), e));
+        }
         if self.statsd.enabled {
             if let Err(e) = self.statsd.interval() {
                 return Err(invalid(
@@ -334,6 +358,19 @@ impl Config {
     /// addresses (IPv6 wildcard, which also accepts IPv4 on Linux).
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
         parse_listen_addr(&self.export.listen_addr.value)
+    }
+
+    /// Inode of the configured network namespace; 0 = every namespace.
+    pub fn netns_inode(&self) -> Result<u32, String> {
+        use std::os::unix::fs::MetadataExt;
+        let path = match self.netns.value.as_str() {
+            "" => return Ok(0),
+            "self" => "/proc/self/ns/net",
+            p => p,
+        };
+        std::fs::metadata(path)
+            .map(|m| m.ino() as u32)
+            .map_err(|e| format!("cannot open network namespace {path:?}: {e}"))
     }
 
     /// True when no targets are configured: every process is tracked.

@@ -59,6 +59,8 @@ pub struct OtelConfig {
     pub metrics_interval_seconds: f64,
     /// `cumulative` or `delta` for sums and histograms.
     pub metrics_temporality: Temporality,
+    /// Longest wait between retries of a failed export.
+    pub retry_max_backoff_seconds: f64,
 }
 
 impl Default for OtelConfig {
@@ -77,6 +79,7 @@ impl Default for OtelConfig {
             export_timeout_seconds: 5.0,
             metrics_interval_seconds: 0.0,
             metrics_temporality: Temporality::Cumulative,
+            retry_max_backoff_seconds: 30.0,
         }
     }
 }
@@ -640,8 +643,8 @@ impl SpanSink {
     }
 }
 
-/// Retries of one batch before it is dropped (with backoff 0.5 s … 30 s,
-/// about a minute in all).
+/// Retries of one batch before it is dropped (backoff from 0.5 s doubling
+/// up to `retry_max_backoff_seconds`).
 const MAX_ATTEMPTS: u32 = 8;
 
 /// Starts the export task; returns the producer handle.
@@ -653,6 +656,7 @@ pub fn start_span_pipeline(
     let (tx, mut rx) = mpsc::channel::<FlowSpan>(cfg.queue_size.max(1));
     let resource = resource(cfg);
     let batch_size = cfg.batch_size.max(1);
+    let max_backoff = Duration::from_secs_f64(cfg.retry_max_backoff_seconds.clamp(0.1, 600.0));
     let task_stats = stats.clone();
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(batch_size);
@@ -692,7 +696,7 @@ pub fn start_span_pipeline(
                             break;
                         }
                         tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        backoff = (backoff * 2).min(max_backoff);
                     }
                 }
             }

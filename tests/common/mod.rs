@@ -5,6 +5,7 @@
 
 pub mod hostlink;
 pub mod netns;
+pub mod receivers;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
