@@ -60,21 +60,21 @@ struct {
 	__type(value, __u8);
 } targets SEC(".maps");
 
-/* Counters per owner and peer. Not preallocated: per-CPU values times
- * max_entries would reserve memory for series that never exist; the agent
- * sizes max_entries from config. */
+/* Counters per owner and peer. Preallocated (the agent sizes max_entries
+ * from config): run-time allocation can fail under a burst of new series
+ * (bpf_mem_alloc refills asynchronously), and a failed insert is a lost
+ * event. Shared values with atomic adds, not per-CPU ones, so the memory is
+ * the same on 2 or 200 CPUs. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct na_flow_key);
 	__type(value, struct na_flow_stats);
 } flows SEC(".maps");
 
-/* Histograms per owner, peer and kind. */
+/* Histograms per owner, peer and kind (preallocated, atomic adds). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct na_flow_key);
 	__type(value, struct na_hist);
@@ -115,6 +115,9 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
+
+/* Counters in `flows` and `hists` are shared between CPUs. */
+#define ADD(field, n) __sync_fetch_and_add(&(field), (n))
 
 static __always_inline void count_lost(__u32 reason)
 {
@@ -233,7 +236,7 @@ static __always_inline void flow_key(struct na_flow_key *k, const struct na_sock
 	k->_pad[2] = 0;
 }
 
-/* This CPU's counters for the socket's series, created on first use. */
+/* The counters of the socket's series, created on first use. */
 static __always_inline struct na_flow_stats *flow_stats(const struct na_sock_state *st)
 {
 	static const struct na_flow_stats zero = {};
@@ -278,8 +281,8 @@ static __always_inline void observe(const struct na_sock_state *st, __u8 kind, _
 		}
 	}
 	if (b <= NA_HIST_BOUNDS)
-		h->buckets[b] += 1;
-	h->sum_ns += ns;
+		ADD(h->buckets[b], 1);
+	ADD(h->sum_ns, ns);
 }
 
 static __always_inline void observe_rtt(const struct sock *sk, const struct na_sock_state *st)
@@ -332,7 +335,7 @@ static __always_inline void on_connect(const struct sock *sk)
 	st->open = 0;
 	fs = flow_stats(st);
 	if (fs)
-		fs->connects += 1; /* per-CPU value: no atomics needed */
+		ADD(fs->connects, 1);
 }
 
 static __always_inline void mark_open(struct na_sock_state *st, __u64 now)
@@ -340,7 +343,7 @@ static __always_inline void mark_open(struct na_sock_state *st, __u64 now)
 	struct na_flow_stats *fs = flow_stats(st);
 
 	if (fs)
-		fs->opened += 1;
+		ADD(fs->opened, 1);
 	st->open = 1;
 	st->open_ts = now;
 	st->rtt_ts = now;
@@ -446,7 +449,7 @@ static __always_inline void on_close(const struct sock *sk, int oldstate)
 		st->syn_ts = 0;
 		fs = flow_stats(st);
 		if (fs && reason < NA_FAIL_REASONS)
-			fs->failed[reason] += 1;
+			ADD(fs->failed[reason], 1);
 		return;
 	}
 	if (!st->open)
@@ -454,7 +457,7 @@ static __always_inline void on_close(const struct sock *sk, int oldstate)
 	st->open = 0;
 	fs = flow_stats(st);
 	if (fs)
-		fs->closed += 1;
+		ADD(fs->closed, 1);
 	observe(st, NA_HIST_CONN_DURATION, bpf_ktime_get_ns() - st->open_ts);
 	observe_rtt(sk, st);
 }
@@ -499,7 +502,7 @@ int BPF_PROG(on_tcp_retransmit_skb, const struct sock *sk, const struct sk_buff 
 		return 0;
 	fs = flow_stats(st);
 	if (fs)
-		fs->retransmits += 1;
+		ADD(fs->retransmits, 1);
 	return 0;
 }
 
@@ -517,7 +520,7 @@ int BPF_PROG(on_tcp_send_reset, const struct sock *sk, const struct sk_buff *skb
 		return 0;
 	fs = flow_stats(st);
 	if (fs)
-		fs->resets_sent += 1;
+		ADD(fs->resets_sent, 1);
 	return 0;
 }
 
@@ -531,7 +534,7 @@ int BPF_PROG(on_tcp_receive_reset, struct sock *sk)
 		return 0;
 	fs = flow_stats(st);
 	if (fs)
-		fs->resets_received += 1;
+		ADD(fs->resets_received, 1);
 	return 0;
 }
 
@@ -671,8 +674,8 @@ int BPF_PROG(on_sock_send_length, struct sock *sk, int ret, int flags)
 	fs = flow_stats(st);
 	if (fs) {
 		if (udp)
-			fs->connects += 1; /* one datagram */
-		fs->bytes_sent += ret;
+			ADD(fs->connects, 1); /* one datagram */
+		ADD(fs->bytes_sent, ret);
 	}
 	if (st->direction == NA_DIR_OUTBOUND) {
 		if (!st->send_ts)
@@ -704,7 +707,7 @@ int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 		udp_peer(sk, st);
 	fs = flow_stats(st);
 	if (fs)
-		fs->bytes_received += ret;
+		ADD(fs->bytes_received, ret);
 	now = bpf_ktime_get_ns();
 	if (st->send_ts) {
 		observe(st, NA_HIST_TX, now - st->send_ts);

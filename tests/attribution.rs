@@ -116,6 +116,7 @@ fn one_hundred_thousand_destinations_stay_within_the_series_cap() {
     assert_eq!(sent, n);
 
     let m = agent.metrics();
+    eprintln!("lost: {:?}", m.series("netagent_events_lost_total"));
     let edges = m.series("netagent_edge_total");
     assert_eq!(edges.len(), cap + 1, "cap series plus ~other");
     let total: f64 = edges.iter().map(|(_, v)| v).sum();

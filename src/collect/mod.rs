@@ -9,12 +9,12 @@ pub mod sockdiag;
 pub mod socket_owners;
 pub mod spans;
 
-use aya::maps::{MapError, PerCpuValues};
+use aya::maps::MapError;
 
 use crate::kernel::abi::{FlowKey, FlowStats, Hist, ListenKey, Listener, LOST_REASONS};
 use crate::kernel::KernelMaps;
 
-/// Totals of every kernel map at one moment, summed over CPUs.
+/// Totals of every kernel map at one moment.
 #[derive(Debug, Default, Clone)]
 pub struct KernelSnapshot {
     /// Counters per flow key.
@@ -42,24 +42,10 @@ fn entries<K, V>(
     Ok(out)
 }
 
-fn sum<T: aya::Pod + Default + Copy>(values: &PerCpuValues<T>, add: impl Fn(&mut T, &T)) -> T {
-    let mut total = T::default();
-    for v in values.iter() {
-        add(&mut total, v);
-    }
-    total
-}
-
 /// Reads every map once.
 pub fn harvest(maps: &KernelMaps) -> Result<KernelSnapshot, MapError> {
-    let flows = entries(maps.flows.iter())?
-        .into_iter()
-        .map(|(k, v)| (k, sum(&v, FlowStats::add)))
-        .collect();
-    let hists = entries(maps.hists.iter())?
-        .into_iter()
-        .map(|(k, v)| (k, sum(&v, Hist::add)))
-        .collect();
+    let flows = entries(maps.flows.iter())?;
+    let hists = entries(maps.hists.iter())?;
     let listeners = entries(maps.listeners.iter())?;
     let mut lost = [0u64; LOST_REASONS.len()];
     for (i, slot) in lost.iter_mut().enumerate() {

@@ -69,7 +69,7 @@ pub struct FlowKey {
     pub _pad: [u8; 3],
 }
 
-/// `struct na_flow_stats`: the counters of one key (per CPU in the kernel).
+/// `struct na_flow_stats`: the counters of one key.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -82,23 +82,6 @@ pub struct FlowStats {
     pub resets_received: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
-}
-
-impl FlowStats {
-    /// Adds another CPU's (or series') counters.
-    pub fn add(&mut self, o: &FlowStats) {
-        self.connects += o.connects;
-        self.opened += o.opened;
-        self.closed += o.closed;
-        for (a, b) in self.failed.iter_mut().zip(o.failed.iter()) {
-            *a += b;
-        }
-        self.retransmits += o.retransmits;
-        self.resets_sent += o.resets_sent;
-        self.resets_received += o.resets_received;
-        self.bytes_sent += o.bytes_sent;
-        self.bytes_received += o.bytes_received;
-    }
 }
 
 /// `struct na_hist`: non-cumulative buckets (last is +Inf) and the sum, in ns.
@@ -115,15 +98,6 @@ impl Default for Hist {
             buckets: [0; HIST_BOUNDS + 1],
             sum_ns: 0,
         }
-    }
-}
-
-impl Hist {
-    pub fn add(&mut self, o: &Hist) {
-        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
-            *a += b;
-        }
-        self.sum_ns += o.sum_ns;
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 
-use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{HashMap, MapData, PerCpuArray};
 use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader};
 use aya_obj::btf::BtfKind;
@@ -118,8 +118,8 @@ const SOCK_ADDR_HOOKS: [&str; 4] = ["on_sendmsg4", "on_sendmsg6", "on_recvmsg4",
 
 /// The maps the collector reads (and, for `listeners`, seeds).
 pub struct KernelMaps {
-    pub flows: PerCpuHashMap<MapData, FlowKey, FlowStats>,
-    pub hists: PerCpuHashMap<MapData, FlowKey, Hist>,
+    pub flows: HashMap<MapData, FlowKey, FlowStats>,
+    pub hists: HashMap<MapData, FlowKey, Hist>,
     pub listeners: HashMap<MapData, ListenKey, Listener>,
     pub lost: PerCpuArray<MapData, u64>,
 }
@@ -248,9 +248,9 @@ impl Probes {
         };
 
         let maps = KernelMaps {
-            flows: PerCpuHashMap::try_from(take_map(&mut ebpf, "flows")?)
+            flows: HashMap::try_from(take_map(&mut ebpf, "flows")?)
                 .map_err(|e| KernelError::Object(e.to_string()))?,
-            hists: PerCpuHashMap::try_from(take_map(&mut ebpf, "hists")?)
+            hists: HashMap::try_from(take_map(&mut ebpf, "hists")?)
                 .map_err(|e| KernelError::Object(e.to_string()))?,
             listeners: HashMap::try_from(take_map(&mut ebpf, "listeners")?)
                 .map_err(|e| KernelError::Object(e.to_string()))?,
