@@ -425,7 +425,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         hist_bounds_ns: bounds_ns(),
         // Spans feed OTLP traces and DogStatsD distributions.
         emit_spans: (cfg.otel.enabled() && cfg.otel.traces) || cfg.statsd.enabled,
-        span_ring_bytes: 256 * 1024,
+        span_ring_bytes: cfg.limits.span_ring_bytes,
         netns_only: cfg.netns_inode().map_err(anyhow::Error::msg)?,
     };
     let mut probes = Probes::load(&opts)?;

@@ -123,6 +123,10 @@ pub struct Limits {
     /// Listening ports of tracked processes remembered by the kernel.
     #[serde(default = "default_max_listeners")]
     pub max_listeners: u32,
+    /// Size of the span ring buffer in bytes (power of two, at least one
+    /// page); spans that do not fit are counted as lost (`ringbuf_full`).
+    #[serde(default = "default_span_ring_bytes")]
+    pub span_ring_bytes: u32,
 }
 
 impl Default for Limits {
@@ -131,6 +135,7 @@ impl Default for Limits {
             max_series: default_max_series(),
             max_series_per_metric: default_max_series_per_metric(),
             max_listeners: default_max_listeners(),
+            span_ring_bytes: default_span_ring_bytes(),
         }
     }
 }
@@ -172,6 +177,9 @@ fn default_max_series_per_metric() -> u32 {
 }
 fn default_max_listeners() -> u32 {
     4096
+}
+fn default_span_ring_bytes() -> u32 {
+    256 * 1024
 }
 fn unspanned<T>(value: T) -> Spanned<T> {
     Spanned::new(
@@ -306,6 +314,14 @@ impl Config {
                 "otel.metrics_interval_seconds".into(),
                 LineRef(None),
                 "must be 0 (off) or at least 0.1".into(),
+            ));
+        }
+        let ring = self.limits.span_ring_bytes;
+        if !ring.is_power_of_two() || ring < 4096 {
+            return Err(invalid(
+                "limits.span_ring_bytes".into(),
+                LineRef(None),
+                format!("{ring} must be a power of two of at least 4096"),
             ));
         }
         if let Err(e) = self.netns_inode() {
