@@ -9,3 +9,15 @@ pub fn skip_or_fail(why: &str) {
     }
     eprintln!("SKIP: {why}");
 }
+
+/// Inode of an open socket, from its `/proc/self/fd` link.
+pub fn fd_inode(fd: i32) -> u64 {
+    let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).expect("readlink");
+    let target = target.to_string_lossy();
+    target
+        .strip_prefix("socket:[")
+        .and_then(|s| s.strip_suffix(']'))
+        .expect("socket link")
+        .parse()
+        .expect("inode")
+}

@@ -127,17 +127,7 @@ mod tests {
     use std::net::TcpListener;
     use std::os::fd::AsRawFd;
 
-    /// Inode of an open socket, from its `/proc/self/fd` link.
-    fn fd_inode(fd: i32) -> u64 {
-        let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).expect("readlink");
-        let target = target.to_string_lossy();
-        target
-            .strip_prefix("socket:[")
-            .and_then(|s| s.strip_suffix(']'))
-            .expect("socket link")
-            .parse()
-            .expect("inode")
-    }
+    use crate::test_support::fd_inode;
 
     #[test]
     fn finds_own_ipv4_and_ipv6_listeners() {

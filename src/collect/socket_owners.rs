@@ -79,16 +79,7 @@ mod tests {
     use std::net::{TcpListener, UdpSocket};
     use std::os::fd::AsRawFd;
 
-    fn fd_inode(fd: i32) -> u64 {
-        let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).expect("readlink");
-        let target = target.to_string_lossy();
-        target
-            .strip_prefix("socket:[")
-            .and_then(|s| s.strip_suffix(']'))
-            .expect("socket link")
-            .parse()
-            .expect("inode")
-    }
+    use crate::test_support::fd_inode;
 
     fn v2_line() -> Option<String> {
         std::fs::read_to_string("/proc/self/cgroup")

@@ -187,13 +187,8 @@ impl Transport {
     pub async fn export_traces(&self, req: ExportTraceServiceRequest) -> anyhow::Result<()> {
         match self {
             Transport::Grpc { channel, headers } => {
-                let mut r = tonic::Request::new(req);
-                *r.metadata_mut() = headers.clone();
-                TraceServiceClient::new(channel.clone())
-                    .export(r)
-                    .await
-                    .map(|_| ())
-                    .map_err(|s| anyhow::anyhow!("gRPC {}: {}", s.code(), s.message()))
+                let r = with_headers(req, headers);
+                grpc_result(TraceServiceClient::new(channel.clone()).export(r).await)
             }
             Transport::Http {
                 client,
@@ -214,13 +209,8 @@ impl Transport {
     pub async fn export_metrics(&self, req: ExportMetricsServiceRequest) -> anyhow::Result<()> {
         match self {
             Transport::Grpc { channel, headers } => {
-                let mut r = tonic::Request::new(req);
-                *r.metadata_mut() = headers.clone();
-                MetricsServiceClient::new(channel.clone())
-                    .export(r)
-                    .await
-                    .map(|_| ())
-                    .map_err(|s| anyhow::anyhow!("gRPC {}: {}", s.code(), s.message()))
+                let r = with_headers(req, headers);
+                grpc_result(MetricsServiceClient::new(channel.clone()).export(r).await)
             }
             Transport::Http {
                 client,
@@ -237,6 +227,17 @@ impl Transport {
             }
         }
     }
+}
+
+fn with_headers<T>(msg: T, headers: &tonic::metadata::MetadataMap) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    *r.metadata_mut() = headers.clone();
+    r
+}
+
+fn grpc_result<T>(r: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<()> {
+    r.map(|_| ())
+        .map_err(|s| anyhow::anyhow!("gRPC {}: {}", s.code(), s.message()))
 }
 
 /// `host:port` gets a scheme from `insecure`.
