@@ -26,3 +26,4 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup, stable >= 1.95)" >&2; exit 1; }
+"$(dirname "$0")/setup-deploy.sh"
