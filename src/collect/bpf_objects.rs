@@ -181,6 +181,18 @@ fn failure(what: &str, errno: Option<i32>, e: &dyn std::fmt::Display) -> u64 {
     if matches!(errno, Some(libc::ENOENT) | Some(libc::ESRCH)) {
         return 0;
     }
+    if errno == Some(libc::EPERM) {
+        // Walking every BPF object on the host needs CAP_SYS_ADMIN; say so
+        // once instead of on every scrape.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "bpf_self: {what}: {e}: enumerating the host's BPF programs and maps needs \
+                 CAP_SYS_ADMIN; netagent_bpf_* totals stay 0 and the refusals are counted in \
+                 netagent_bpf_collection_errors_total"
+            )
+        });
+    }
     tracing::debug!("bpf_self: {what}: {e}");
     1
 }

@@ -29,10 +29,18 @@ pub fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, SocketOwner> {
             return owners;
         }
     };
-    // Errors here are processes that exited mid-scan or that we may not
-    // inspect; neither is worth reporting per process.
+    // Processes that exited mid-scan are skipped silently; ones we may not
+    // inspect are counted and reported once, naming what is missing.
+    let mut denied = 0usize;
     for process in processes.flatten() {
-        let Ok(fds) = process.fd() else { continue };
+        let fds = match process.fd() {
+            Ok(fds) => fds,
+            Err(procfs::ProcError::PermissionDenied(_)) => {
+                denied += 1;
+                continue;
+            }
+            Err(_) => continue,
+        };
         let mut owner: Option<SocketOwner> = None;
         for fd in fds.flatten() {
             let FDTarget::Socket(inode) = fd.target else {
@@ -51,6 +59,14 @@ pub fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, SocketOwner> {
         if owners.len() == inodes.len() {
             break;
         }
+    }
+    if owners.len() < inodes.len() && denied > 0 {
+        tracing::warn!(
+            processes = denied,
+            "cannot read /proc/<pid>/fd of some processes (needs CAP_SYS_PTRACE, and \
+             CAP_DAC_READ_SEARCH for other users): their listeners opened before the agent \
+             are not attributed"
+        );
     }
     owners
 }
