@@ -5,8 +5,8 @@ set -euo pipefail
 
 # build: clang compiles bpf/*.c; libbpf-dev has bpf_helpers.h; linux-libc-dev the uapi headers.
 # tests: bpftool (layout and cleanup checks), prometheus (promtool + server), setpriv (util-linux),
-#        nft (firewalls of the netns test hosts).
-packages=(clang llvm libbpf-dev linux-libc-dev bpftool prometheus iproute2 util-linux nftables curl)
+#        nft (firewalls of the netns test hosts), chromium (headless test of the web page).
+packages=(clang llvm libbpf-dev linux-libc-dev bpftool prometheus iproute2 util-linux nftables curl chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -557,13 +557,14 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     served
 }
 
+/// Serves the router until SIGINT/SIGTERM: TLS and basic auth from the web
+/// config, slow-client timeouts and the connection limit from `export.*`.
 async fn serve(cfg: &Config, agent: Arc<Agent>) -> Result<(), RunError> {
+    use crate::http::server;
     let addr = cfg.listen_addr().map_err(anyhow::Error::msg)?;
+    let options = server::Options::from_export(&cfg.export);
     let listener = bind(addr).await?;
-    let local = listener.local_addr().context("listener address")?;
-    tracing::info!(addr = %local, "serving /metrics");
-    axum::serve(listener, router(agent))
-        .with_graceful_shutdown(shutdown_signal())
+    server::serve(listener, router(agent), options, shutdown_signal())
         .await
         .context("HTTP server failed")?;
     Ok(())

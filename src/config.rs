@@ -91,19 +91,37 @@ fn default_max_interfaces() -> u32 {
     512
 }
 
-/// Prometheus endpoint.
+/// Prometheus endpoint and its HTTP server (README, "HTTP security").
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Export {
     /// `host:port`; an empty host (`:9102`) listens on every address.
     #[serde(default = "default_listen_addr")]
     pub listen_addr: Spanned<String>,
+    /// Prometheus exporter-toolkit web config (TLS, basic auth), relative
+    /// to the working directory; `""` = plain HTTP without auth.
+    pub web_config_file: Spanned<String>,
+    /// Seconds for a complete request header (TLS handshake included),
+    /// from the connection or from the first byte of a further request.
+    pub header_read_timeout_seconds: f64,
+    /// Seconds to produce a response, and again to send it.
+    pub request_timeout_seconds: f64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    pub idle_timeout_seconds: f64,
+    /// Connections served at once; beyond it new ones wait in the listen
+    /// backlog until one closes.
+    pub max_connections: u32,
 }
 
 impl Default for Export {
     fn default() -> Self {
         Self {
             listen_addr: unspanned(default_listen_addr_str()),
+            web_config_file: unspanned_empty(),
+            header_read_timeout_seconds: 10.0,
+            request_timeout_seconds: 30.0,
+            idle_timeout_seconds: 120.0,
+            max_connections: 256,
         }
     }
 }
@@ -351,6 +369,43 @@ impl Config {
                 message,
             )
         })?;
+        let export = &self.export;
+        for (key, v) in [
+            (
+                "export.header_read_timeout_seconds",
+                export.header_read_timeout_seconds,
+            ),
+            (
+                "export.request_timeout_seconds",
+                export.request_timeout_seconds,
+            ),
+            ("export.idle_timeout_seconds", export.idle_timeout_seconds),
+        ] {
+            if !(0.1..=3600.0).contains(&v) {
+                return Err(invalid(
+                    key.into(),
+                    LineRef(None),
+                    format!("{v} is outside 0.1..=3600"),
+                ));
+            }
+        }
+        if export.max_connections == 0 {
+            return Err(invalid(
+                "export.max_connections".into(),
+                LineRef(None),
+                "must be at least 1".into(),
+            ));
+        }
+        if !export.web_config_file.value.is_empty() {
+            crate::http::server::WebConfig::load(Path::new(&export.web_config_file.value))
+                .map_err(|e| {
+                    invalid(
+                        "export.web_config_file".into(),
+                        line_of(&export.web_config_file),
+                        e.to_string(),
+                    )
+                })?;
+        }
         for (key, v) in [
             ("limits.max_series", self.limits.max_series),
             (

@@ -110,8 +110,9 @@ fn metrics_honour_gzip_and_openmetrics_negotiation() {
     promtool_check(&String::from_utf8(body).unwrap());
 }
 
-/// bpftool's JSON for all links, and the id of the link of program `name`.
-fn link_of_program(name: &str) -> Option<u64> {
+/// The id of the link of program `name` held by process `pid` (found in
+/// its /proc/<pid>/fdinfo, so another agent's link is never picked).
+fn link_of_program(pid: u32, name: &str) -> Option<u64> {
     let progs: serde_json::Value = serde_json::from_slice(
         &Command::new("bpftool")
             .args(["-j", "prog", "show"])
@@ -120,16 +121,27 @@ fn link_of_program(name: &str) -> Option<u64> {
             .stdout,
     )
     .unwrap();
-    let prog_id = progs.as_array()?.iter().find(|p| p["name"] == name)?["id"].as_u64()?;
-    let links: serde_json::Value = serde_json::from_slice(
-        &Command::new("bpftool")
-            .args(["-j", "link", "show"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    links.as_array()?.iter().find(|l| l["prog_id"] == prog_id)?["id"].as_u64()
+    let prog_ids: Vec<u64> = progs
+        .as_array()?
+        .iter()
+        .filter(|p| p["name"] == name)
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .ok()?
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .find_map(|info| {
+            let field = |k: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            let prog = field("prog_id:")?;
+            prog_ids
+                .contains(&prog)
+                .then(|| field("link_id:"))
+                .flatten()
+        })
 }
 
 #[test]
@@ -153,7 +165,7 @@ fn health_reports_a_probe_detached_from_outside() {
         assert!(!health[key].is_null(), "{key} missing: {health}");
     }
 
-    let link = link_of_program("on_sendmsg4").expect("link of on_sendmsg4");
+    let link = link_of_program(agent.child.id(), "on_sendmsg4").expect("link of on_sendmsg4");
     let out = Command::new("bpftool")
         .args(["link", "detach", "id", &link.to_string()])
         .output()

@@ -3,6 +3,8 @@
 //! as JSON, see docs/API.md) and `/` (the live service-map page, assets
 //! embedded). It knows nothing about BPF: it asks a [`Gather`].
 
+pub mod server;
+
 use std::sync::Arc;
 
 use axum::extract::State;

@@ -1,0 +1,1441 @@
+//! The server under the router: plain HTTP or TLS and HTTP basic auth, both
+//! set by a Prometheus exporter-toolkit `web-config.yml`, and limits that
+//! keep slow or idle clients from holding the agent's HTTP port: a header
+//! read timeout, a request timeout, a keep-alive idle timeout and a cap on
+//! concurrent connections.
+//!
+//! Timeouts are enforced by [`Guarded`], a wrapper around each TCP stream
+//! (under TLS, so the handshake counts too) that fails a pending read or
+//! write once the deadline of the connection's current phase has passed:
+//!
+//! | phase | deadline from | length |
+//! |---|---|---|
+//! | header | accept, or first byte after an idle wait | `header_read_timeout` |
+//! | handling | (service's own timeout) | `request_timeout` |
+//! | responding | response start, until flushed | `request_timeout` |
+//! | idle | response flushed | `idle_timeout` |
+//!
+//! Unlike hyper's `header_read_timeout` (which starts as soon as the
+//! connection waits for a request, so it is also the idle timeout), the
+//! header clock of a kept-alive connection starts at the first byte of the
+//! next request, as in Go's `net/http`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::service::Service as _;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
+
+/// The realm sent with `401 Unauthorized`.
+const REALM: &str = r#"Basic realm="netagent""#;
+/// Request header bytes hyper buffers per connection (its minimum is 8 KiB).
+const MAX_HEADER_BUF: usize = 64 * 1024;
+/// How long shutdown waits for requests in flight before dropping them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Verified credentials remembered (as digests) so scrapes skip bcrypt.
+const VERIFIED_CACHE: usize = 256;
+
+/// How the server is run; see `export.*` in the configuration.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    /// `export.web_config_file`; `None` = plain HTTP without auth.
+    pub web_config_file: Option<PathBuf>,
+}
+
+impl Options {
+    /// From a validated `export` section.
+    pub fn from_export(e: &crate::config::Export) -> Self {
+        let file = e.web_config_file.value.as_str();
+        Self {
+            header_read_timeout: Duration::from_secs_f64(e.header_read_timeout_seconds),
+            request_timeout: Duration::from_secs_f64(e.request_timeout_seconds),
+            idle_timeout: Duration::from_secs_f64(e.idle_timeout_seconds),
+            max_connections: e.max_connections as usize,
+            web_config_file: (!file.is_empty()).then(|| PathBuf::from(file)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// web-config.yml
+
+/// A web config error: the file, and the key (with its line) where known.
+#[derive(Debug)]
+pub struct WebConfigError {
+    file: PathBuf,
+    key: Option<String>,
+    line: Option<u64>,
+    message: String,
+}
+
+impl fmt::Display for WebConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file.display())?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}")?;
+            if let Some(line) = self.line {
+                write!(f, " (line {line})")?;
+            }
+            write!(f, ": ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for WebConfigError {}
+
+/// The file as written. Keys of the exporter toolkit that netagent does not
+/// implement are parsed so they can be refused by name rather than as typos.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebConfigFile {
+    #[serde(default)]
+    tls_server_config: Option<TlsSection>,
+    #[serde(default)]
+    basic_auth_users: Option<BTreeMap<String, Spanned<String>>>,
+    #[serde(default)]
+    http_server_config: Option<IgnoredAny>,
+    #[serde(default)]
+    rate_limit: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    #[serde(default)]
+    cert_file: Option<Spanned<String>>,
+    #[serde(default)]
+    key_file: Option<Spanned<String>>,
+    #[serde(default)]
+    client_ca_file: Option<Spanned<String>>,
+    #[serde(default)]
+    cert: Option<Spanned<String>>,
+    #[serde(default)]
+    key: Option<Spanned<String>>,
+    #[serde(default)]
+    client_ca: Option<Spanned<String>>,
+    #[serde(default)]
+    client_auth_type: Option<Spanned<String>>,
+    #[serde(default)]
+    min_version: Option<Spanned<String>>,
+    #[serde(default)]
+    max_version: Option<Spanned<String>>,
+    #[serde(default)]
+    prefer_server_cipher_suites: Option<bool>,
+    #[serde(default)]
+    cipher_suites: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    curve_preferences: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    client_allowed_sans: Option<Vec<IgnoredAny>>,
+}
+
+/// A loaded, checked web config.
+pub struct WebConfig {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    users: Option<Arc<Users>>,
+    /// The web config file and every file it names, for reload checks.
+    files: Vec<PathBuf>,
+    /// Things worth a warning at start.
+    notes: Vec<String>,
+}
+
+impl fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.users.as_ref().map(|u| u.hashes.len()))
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+/// PEM from a file (relative to the web config's directory) or inline.
+enum Pem<'a> {
+    File(&'a Spanned<String>, &'static str),
+    Inline(&'a Spanned<String>, &'static str),
+}
+
+fn line<T>(s: &Spanned<T>) -> Option<u64> {
+    let l = s.referenced.line();
+    (l > 0).then_some(l)
+}
+
+/// Empty strings count as absent, as in the exporter toolkit.
+fn given(s: &Option<Spanned<String>>) -> Option<&Spanned<String>> {
+    s.as_ref().filter(|s| !s.value.is_empty())
+}
+
+impl WebConfig {
+    /// Reads and checks `path`: its YAML, every file it names, the
+    /// certificate against the key, and every bcrypt hash.
+    pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+        let err = |key: Option<String>, line: Option<u64>, message: String| WebConfigError {
+            file: path.to_path_buf(),
+            key,
+            line,
+            message,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(None, None, format!("cannot read web config: {e}")))?;
+        let parsed: Option<WebConfigFile> = serde_saphyr::from_str(&text)
+            .map_err(|e| err(None, None, first_line(&e.to_string())))?;
+        let parsed = parsed.unwrap_or_default();
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut files = vec![path.to_path_buf()];
+        let mut notes = Vec::new();
+
+        for (key, value) in [
+            ("http_server_config", &parsed.http_server_config),
+            ("rate_limit", &parsed.rate_limit),
+        ] {
+            if value.is_some() {
+                return Err(err(Some(key.into()), None, unsupported()));
+            }
+        }
+
+        let tls = match &parsed.tls_server_config {
+            Some(t) => tls_config(t, &dir, &mut files, &mut notes)
+                .map_err(|(key, line, message)| err(Some(key), line, message))?,
+            None => None,
+        };
+
+        let mut hashes = HashMap::new();
+        for (user, hash) in parsed.basic_auth_users.iter().flatten() {
+            let key = Some(format!("basic_auth_users.{user}"));
+            if user.contains(':') {
+                return Err(err(key, line(hash), "user names cannot contain ':'".into()));
+            }
+            match hash.value.parse::<bcrypt::HashParts>() {
+                Ok(parts) if (4..=31).contains(&parts.get_cost()) => {}
+                Ok(parts) => {
+                    return Err(err(
+                        key,
+                        line(hash),
+                        format!("bcrypt cost {} is outside 4..=31", parts.get_cost()),
+                    ))
+                }
+                Err(e) => {
+                    return Err(err(
+                        key,
+                        line(hash),
+                        format!(
+                            "not a bcrypt hash ({e}); make one with \
+                             `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"
+                        ),
+                    ))
+                }
+            }
+            hashes.insert(user.clone(), hash.value.clone());
+        }
+        let users = (!hashes.is_empty()).then(|| Arc::new(Users::new(hashes)));
+        if users.is_some() && tls.is_none() {
+            notes.push("basic auth without TLS: passwords cross the network readable".into());
+        }
+        Ok(WebConfig {
+            tls,
+            users,
+            files,
+            notes,
+        })
+    }
+
+    /// True when the web config turns TLS on.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Number of basic-auth users (0 = no auth).
+    pub fn users(&self) -> usize {
+        self.users.as_ref().map_or(0, |u| u.hashes.len())
+    }
+}
+
+fn unsupported() -> String {
+    "supported by the Prometheus exporter toolkit but not by netagent; remove it".into()
+}
+
+type KeyError = (String, Option<u64>, String);
+
+/// The rustls config for `tls_server_config`, or `None` when the section
+/// sets nothing (plain HTTP, as in the exporter toolkit).
+fn tls_config(
+    t: &TlsSection,
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    notes: &mut Vec<String>,
+) -> Result<Option<Arc<rustls::ServerConfig>>, KeyError> {
+    let k = |name: &str| format!("tls_server_config.{name}");
+    for (name, v) in [
+        ("cipher_suites", &t.cipher_suites),
+        ("curve_preferences", &t.curve_preferences),
+        ("client_allowed_sans", &t.client_allowed_sans),
+    ] {
+        if v.as_ref().is_some_and(|v| !v.is_empty()) {
+            return Err((k(name), None, unsupported()));
+        }
+    }
+    let enabled = [
+        &t.cert_file,
+        &t.key_file,
+        &t.client_ca_file,
+        &t.cert,
+        &t.key,
+        &t.client_ca,
+        &t.client_auth_type,
+    ]
+    .iter()
+    .any(|v| given(v).is_some());
+    if !enabled {
+        return Ok(None);
+    }
+
+    let missing = |what: &str| {
+        (
+            k(what),
+            None,
+            "missing; TLS needs cert_file and key_file (or inline cert and key)".to_string(),
+        )
+    };
+    let cert =
+        pick("cert_file", "cert", &t.cert_file, &t.cert)?.ok_or_else(|| missing("cert_file"))?;
+    let key = pick("key_file", "key", &t.key_file, &t.key)?.ok_or_else(|| missing("key_file"))?;
+    let client_ca = pick(
+        "client_ca_file",
+        "client_ca",
+        &t.client_ca_file,
+        &t.client_ca,
+    )?;
+
+    let chain = read_pem(&cert, dir, files, certificates)?;
+    let key_der: PrivateKeyDer<'static> = read_pem(&key, dir, files, |b| {
+        PrivateKeyDer::from_pem_slice(b)
+            .map_err(|e| format!("no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"))
+    })?;
+    let roots = match &client_ca {
+        Some(ca) => {
+            let certs = read_pem(ca, dir, files, certificates)?;
+            let mut store = rustls::RootCertStore::empty();
+            for c in certs {
+                store.add(c).map_err(|e| {
+                    (
+                        pem_key(ca),
+                        pem_line(ca),
+                        format!("bad CA certificate: {e}"),
+                    )
+                })?;
+            }
+            Some((store, pem_key(ca), pem_line(ca)))
+        }
+        None => None,
+    };
+
+    // Client authentication, as Go's tls.ClientAuthType.
+    let auth = given(&t.client_auth_type);
+    let auth_name = auth.map_or("NoClientCert", |a| a.value.as_str());
+    let auth_key = k("client_auth_type");
+    let auth_line = auth.and_then(line);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = match auth_name {
+        "NoClientCert" => {
+            if let Some((_, key, line)) = roots {
+                let msg = "client CAs are set but client_auth_type is NoClientCert; \
+                           set it to RequireAndVerifyClientCert";
+                return Err((key, line, msg.into()));
+            }
+            None
+        }
+        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
+            let Some((store, _, _)) = roots else {
+                return Err((
+                    auth_key,
+                    auth_line,
+                    format!("{auth_name} needs client_ca_file"),
+                ));
+            };
+            let mut b = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(store),
+                provider.clone(),
+            );
+            if auth_name == "VerifyClientCertIfGiven" {
+                b = b.allow_unauthenticated();
+            }
+            Some(
+                b.build()
+                    .map_err(|e| (auth_key.clone(), auth_line, e.to_string()))?,
+            )
+        }
+        "RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert" => {
+            let msg = format!(
+                "{auth_name} accepts client certificates without verifying them; netagent \
+                 supports NoClientCert, VerifyClientCertIfGiven and RequireAndVerifyClientCert"
+            );
+            return Err((auth_key, auth_line, msg));
+        }
+        other => {
+            let msg = format!(
+                "{other:?} is not one of NoClientCert, VerifyClientCertIfGiven, \
+                 RequireAndVerifyClientCert"
+            );
+            return Err((auth_key, auth_line, msg));
+        }
+    };
+
+    let mut version =
+        |v: &Option<Spanned<String>>, name: &str, default: u8| -> Result<u8, KeyError> {
+            match given(v) {
+                None => Ok(default),
+                Some(s) => match s.value.as_str() {
+                    "TLS10" | "TLS11" => {
+                        notes.push(format!(
+                            "{}: {} is below what rustls offers; TLS 1.2 is the minimum",
+                            k(name),
+                            s.value
+                        ));
+                        Ok(12)
+                    }
+                    "TLS12" => Ok(12),
+                    "TLS13" => Ok(13),
+                    other => Err((
+                        k(name),
+                        line(s),
+                        format!("{other:?} is not one of TLS10, TLS11, TLS12, TLS13"),
+                    )),
+                },
+            }
+        };
+    let min = version(&t.min_version, "min_version", 12)?;
+    let max = version(&t.max_version, "max_version", 13)?;
+    if max < min {
+        return Err((
+            k("max_version"),
+            t.max_version.as_ref().and_then(line),
+            "is below min_version".into(),
+        ));
+    }
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
+            .into_iter()
+            .filter(|(v, _)| (min..=max).contains(v))
+            .map(|(_, p)| p)
+            .collect();
+
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| (k("min_version"), None, e.to_string()))?;
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key_der).map_err(|e| {
+        (
+            pem_key(&key),
+            pem_line(&key),
+            format!("cannot be used with the certificate: {e}"),
+        )
+    })?;
+    // Only HTTP/1.1 is served; HTTP/2 clients fall back to it through ALPN.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
+    Ok(Some(Arc::new(config)))
+}
+
+/// Every certificate of a PEM text; at least one.
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no PEM certificate".into());
+    }
+    Ok(certs)
+}
+
+/// The PEM source of one item: its file key or its inline key, not both.
+fn pick<'a>(
+    file: &'static str,
+    inline: &'static str,
+    f: &'a Option<Spanned<String>>,
+    i: &'a Option<Spanned<String>>,
+) -> Result<Option<Pem<'a>>, KeyError> {
+    match (given(f), given(i)) {
+        (Some(f), Some(_)) => Err((
+            format!("tls_server_config.{file}"),
+            line(f),
+            format!("give {file} or {inline}, not both"),
+        )),
+        (Some(f), None) => Ok(Some(Pem::File(f, file))),
+        (None, Some(i)) => Ok(Some(Pem::Inline(i, inline))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn pem_key(p: &Pem<'_>) -> String {
+    match p {
+        Pem::File(_, name) | Pem::Inline(_, name) => format!("tls_server_config.{name}"),
+    }
+}
+
+fn pem_line(p: &Pem<'_>) -> Option<u64> {
+    match p {
+        Pem::File(s, _) | Pem::Inline(s, _) => line(s),
+    }
+}
+
+/// Reads PEM from a file (recorded in `files`) or inline text and decodes it.
+fn read_pem<T>(
+    p: &Pem<'_>,
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    decode: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, KeyError> {
+    match p {
+        Pem::File(name, _) => {
+            let path = dir.join(&name.value);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                (
+                    pem_key(p),
+                    pem_line(p),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            files.push(path.clone());
+            decode(&bytes)
+                .map_err(|e| (pem_key(p), pem_line(p), format!("{}: {e}", path.display())))
+        }
+        Pem::Inline(text, _) => {
+            decode(text.value.as_bytes()).map_err(|e| (pem_key(p), pem_line(p), e))
+        }
+    }
+}
+
+/// serde-saphyr's message without its source snippet ("line L column C: …").
+fn first_line(s: &str) -> String {
+    let first = s
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(s);
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Basic auth
+
+/// `basic_auth_users`: user -> bcrypt hash.
+struct Users {
+    hashes: HashMap<String, String>,
+    /// Unknown users are checked against this hash so that their answer
+    /// takes as long as a wrong password's.
+    decoy: String,
+    /// SHA-256 of credentials that passed bcrypt (never the passwords).
+    verified: Mutex<HashSet<[u8; 32]>>,
+    /// bcrypt is slow on purpose: one at a time, off the async threads.
+    bcrypt_gate: Semaphore,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Users {
+    fn new(hashes: HashMap<String, String>) -> Self {
+        let decoy = hashes
+            .iter()
+            .min_by(|a, b| a.0.cmp(b.0))
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default();
+        Self {
+            hashes,
+            decoy,
+            verified: Mutex::new(HashSet::new()),
+            bcrypt_gate: Semaphore::new(1),
+        }
+    }
+
+    /// True when the request carries the basic-auth credentials of a user.
+    async fn check(&self, headers: &HeaderMap) -> bool {
+        let Some((user, password)) = credentials(headers) else {
+            return false;
+        };
+        let digest = credential_digest(&user, &password);
+        if lock(&self.verified).contains(&digest) {
+            return true;
+        }
+        let (hash, known) = match self.hashes.get(&user) {
+            Some(h) => (h.clone(), true),
+            None => (self.decoy.clone(), false),
+        };
+        let Ok(_permit) = self.bcrypt_gate.acquire().await else {
+            return false;
+        };
+        // Another request may have verified the same credentials meanwhile.
+        if lock(&self.verified).contains(&digest) {
+            return true;
+        }
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false);
+        if ok && known {
+            let mut verified = lock(&self.verified);
+            if verified.len() >= VERIFIED_CACHE {
+                verified.clear();
+            }
+            verified.insert(digest);
+        }
+        ok && known
+    }
+}
+
+/// User and password of an `Authorization: Basic` header.
+fn credentials(headers: &HeaderMap) -> Option<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let colon = raw.iter().position(|b| *b == b':')?;
+    let user = String::from_utf8(raw[..colon].to_vec()).ok()?;
+    Some((user, raw[colon + 1..].to_vec()))
+}
+
+/// SHA-256 over the length-prefixed user and the password.
+fn credential_digest(user: &str, password: &[u8]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&(user.len() as u64).to_le_bytes());
+    ctx.update(user.as_bytes());
+    ctx.update(password);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+fn unauthorized() -> Response<Body> {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM))],
+        "Unauthorized\n",
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------
+// Reloading
+
+/// What a connection is served with: TLS and users of the current web config.
+#[derive(Clone, Default)]
+struct Active {
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    users: Option<Arc<Users>>,
+}
+
+impl From<&WebConfig> for Active {
+    fn from(w: &WebConfig) -> Self {
+        Self {
+            tls: w.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+            users: w.users.clone(),
+        }
+    }
+}
+
+/// Identity of a file's content as far as `stat` tells.
+type Stamp = Option<(u64, u64, i64, i64, u64)>;
+
+fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()))
+        })
+        .collect()
+}
+
+/// The web config, re-read when it or a file it names changes: checked
+/// (with `stat`) at each new connection for TLS and at each request for
+/// users, as the exporter toolkit reads it per request. A broken new
+/// version is logged and the previous one kept; TLS cannot be switched on
+/// or off without a restart.
+struct Reloader {
+    path: PathBuf,
+    state: Mutex<ReloadState>,
+}
+
+struct ReloadState {
+    files: Vec<PathBuf>,
+    stamps: Vec<Stamp>,
+    active: Active,
+    /// Stamps of a version that failed, so it is reported once.
+    failed: Option<Vec<Stamp>>,
+}
+
+impl Reloader {
+    fn new(path: PathBuf, web: &WebConfig) -> Self {
+        Self {
+            path,
+            state: Mutex::new(ReloadState {
+                files: web.files.clone(),
+                stamps: stamps(&web.files),
+                active: Active::from(web),
+                failed: None,
+            }),
+        }
+    }
+
+    fn current(&self) -> Active {
+        let mut st = lock(&self.state);
+        let now = stamps(&st.files);
+        if now != st.stamps && st.failed.as_ref() != Some(&now) {
+            match WebConfig::load(&self.path) {
+                Ok(w) if w.tls() == st.active.tls.is_some() => {
+                    tracing::info!(
+                        file = %self.path.display(),
+                        tls = w.tls(),
+                        users = w.users(),
+                        "web config reloaded"
+                    );
+                    st.stamps = stamps(&w.files);
+                    st.files = w.files.clone();
+                    st.active = Active::from(&w);
+                    st.failed = None;
+                }
+                Ok(_) => {
+                    tracing::error!(
+                        file = %self.path.display(),
+                        "web config: TLS cannot be turned on or off while running; restart \
+                         the agent. Keeping the previous web config"
+                    );
+                    st.failed = Some(now);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        "web config reload failed; keeping the previous web config"
+                    );
+                    st.failed = Some(now);
+                }
+            }
+        }
+        st.active.clone()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Connection deadlines
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Waiting for a complete request header (TLS handshake included).
+    Header(Instant),
+    /// The service runs; its own timeout bounds it.
+    Handling,
+    /// Sending the response.
+    Responding(Instant),
+    /// The body is done; waiting for the last bytes to be flushed.
+    Finishing(Instant),
+    /// Kept alive, waiting for the next request.
+    Idle(Instant),
+}
+
+/// A connection's phase, moved on by the service and by [`Guarded`].
+struct Clock {
+    phase: Mutex<Phase>,
+    header: Duration,
+    request: Duration,
+    idle: Duration,
+}
+
+impl Clock {
+    fn new(o: &Options) -> Self {
+        Self {
+            phase: Mutex::new(Phase::Header(Instant::now() + o.header_read_timeout)),
+            header: o.header_read_timeout,
+            request: o.request_timeout,
+            idle: o.idle_timeout,
+        }
+    }
+
+    fn deadline(&self) -> Option<(Instant, &'static str)> {
+        match *lock(&self.phase) {
+            Phase::Header(d) => Some((d, "header read timeout")),
+            Phase::Handling => None,
+            Phase::Responding(d) | Phase::Finishing(d) => Some((d, "response write timeout")),
+            Phase::Idle(d) => Some((d, "keep-alive idle timeout")),
+        }
+    }
+
+    fn set(&self, p: &mut Phase, to: Phase) {
+        tracing::trace!(from = ?*p, to = ?to, "connection phase");
+        *p = to;
+    }
+
+    fn handling(&self) {
+        let mut p = lock(&self.phase);
+        self.set(&mut p, Phase::Handling);
+    }
+
+    fn responding(&self) {
+        let mut p = lock(&self.phase);
+        self.set(&mut p, Phase::Responding(Instant::now() + self.request));
+    }
+
+    fn body_done(&self) {
+        let mut p = lock(&self.phase);
+        if let Phase::Responding(d) = *p {
+            self.set(&mut p, Phase::Finishing(d));
+        }
+    }
+
+    /// Finishing -> Idle; true when the phase changed.
+    fn flushed(&self) -> bool {
+        let mut p = lock(&self.phase);
+        let finishing = matches!(*p, Phase::Finishing(_));
+        if finishing {
+            self.set(&mut p, Phase::Idle(Instant::now() + self.idle));
+        }
+        finishing
+    }
+
+    /// Idle -> Header; true when the phase changed.
+    fn bytes_read(&self) -> bool {
+        let mut p = lock(&self.phase);
+        let idle = matches!(*p, Phase::Idle(_));
+        if idle {
+            self.set(&mut p, Phase::Header(Instant::now() + self.header));
+        }
+        idle
+    }
+}
+
+/// A stream whose pending reads and writes fail once the deadline of the
+/// connection's phase has passed.
+struct Guarded<T> {
+    io: T,
+    clock: Arc<Clock>,
+    sleep: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+}
+
+impl<T> Guarded<T> {
+    fn new(io: T, clock: Arc<Clock>) -> Self {
+        Self {
+            io,
+            clock,
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            armed: None,
+        }
+    }
+
+    /// Ready with an error once the current deadline has passed; otherwise
+    /// Pending, with the timer registered to wake the task at the deadline.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let Some((deadline, what)) = self.clock.deadline() else {
+            return Poll::Pending;
+        };
+        if self.armed != Some(deadline) {
+            self.sleep.as_mut().reset(deadline);
+            self.armed = Some(deadline);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, what)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Poll::Ready(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            if buf.filled().len() > before && this.clock.bytes_read() {
+                // Arm the new, possibly earlier, deadline now.
+                let _ = this.expired(cx);
+            }
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Poll::Ready(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Poll::Ready(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Poll::Ready(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = r {
+            if this.clock.flushed() {
+                // The idle deadline may be earlier than the one armed while
+                // responding, and hyper may not poll us again before it:
+                // arm it now, with this task's waker.
+                let _ = this.expired(cx);
+            }
+        }
+        r
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Poll::Ready(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+/// A response body that tells the clock when it is done (or dropped unread,
+/// as for HEAD).
+struct ClockedBody {
+    body: Body,
+    clock: Arc<Clock>,
+    done: bool,
+}
+
+impl ClockedBody {
+    fn finish(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.clock.body_done();
+        }
+    }
+}
+
+impl http_body::Body for ClockedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            this.finish();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for ClockedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Serving
+
+/// Shared by every connection.
+struct Shared {
+    router: TowerToHyperService<Router>,
+    web: Option<Reloader>,
+    options: Options,
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets
+/// requests in flight finish (at most [`SHUTDOWN_GRACE`]).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let web = match &options.web_config_file {
+        Some(path) => {
+            let w = WebConfig::load(path)?;
+            for note in &w.notes {
+                tracing::warn!("web config {}: {note}", path.display());
+            }
+            Some(Reloader::new(path.clone(), &w))
+        }
+        None => None,
+    };
+    let active = web.as_ref().map(Reloader::current).unwrap_or_default();
+    let local = listener.local_addr()?;
+    tracing::info!(
+        addr = %local,
+        tls = active.tls.is_some(),
+        basic_auth = active.users.is_some(),
+        max_connections = options.max_connections,
+        "serving /metrics"
+    );
+    let shared = Arc::new(Shared {
+        router: TowerToHyperService::new(router),
+        web,
+        options: options.clone(),
+    });
+
+    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let mut at_limit_logged = false;
+    tokio::pin!(shutdown);
+    'accept: loop {
+        while conns.try_join_next().is_some() {}
+        // At the limit, stop accepting: new connections wait in the
+        // kernel's listen backlog until a slot frees.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(s) => s,
+            Err(_) => {
+                if !at_limit_logged {
+                    tracing::warn!(
+                        max_connections = options.max_connections,
+                        "HTTP connection limit reached; new connections wait until one closes"
+                    );
+                    at_limit_logged = true;
+                }
+                tokio::select! {
+                    s = slots.clone().acquire_owned() => s.expect("semaphore is never closed"),
+                    () = &mut shutdown => break 'accept,
+                }
+            }
+        };
+        if slots.available_permits() > options.max_connections / 2 {
+            at_limit_logged = false;
+        }
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors and the like: back off rather than spin.
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        tracing::warn!(error = %e, "cannot accept HTTP connections");
+                    } else {
+                        tracing::debug!(error = %e, "accept failed");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break 'accept,
+        };
+        let _ = tcp.set_nodelay(true);
+        conns.spawn(connection(tcp, peer, shared.clone(), stop_rx.clone(), slot));
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::debug!("dropping HTTP connections still open after the shutdown grace");
+        conns.shutdown().await;
+    }
+    Ok(())
+}
+
+/// One connection: TLS handshake if configured, then HTTP/1.1 until the
+/// client leaves, a deadline passes or the server stops.
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let clock = Arc::new(Clock::new(&shared.options));
+    let io = Guarded::new(tcp, clock.clone());
+    let active = shared
+        .web
+        .as_ref()
+        .map(Reloader::current)
+        .unwrap_or_default();
+    let svc = {
+        let shared = shared.clone();
+        let clock = clock.clone();
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let shared = shared.clone();
+            let clock = clock.clone();
+            async move {
+                clock.handling();
+                // Users as of this request: a changed password applies to
+                // kept-alive connections too.
+                let users = shared.web.as_ref().and_then(|w| w.current().users);
+                let limit = shared.options.request_timeout;
+                let resp = tokio::time::timeout(limit, handle(&shared.router, users, req))
+                    .await
+                    .unwrap_or_else(|_| {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            [(header::CONNECTION, "close")],
+                            "request timed out\n",
+                        )
+                            .into_response()
+                    });
+                clock.responding();
+                Ok::<_, Infallible>(resp.map(|body| ClockedBody {
+                    body,
+                    clock,
+                    done: false,
+                }))
+            }
+        })
+    };
+    let result = match active.tls {
+        Some(acceptor) => {
+            let tls = tokio::select! {
+                r = acceptor.accept(io) => r,
+                _ = stop.changed() => return,
+            };
+            match tls {
+                Ok(tls) => http1(TokioIo::new(tls), svc, stop).await,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            }
+        }
+        None => http1(TokioIo::new(io), svc, stop).await,
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended");
+    }
+}
+
+/// Runs hyper's HTTP/1.1 connection; on stop, finishes the request in
+/// flight and closes.
+async fn http1<I, S>(io: I, svc: S, mut stop: watch::Receiver<bool>) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = ClockedBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        // Our Guarded stream keeps the header and idle deadlines.
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEADER_BUF);
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
+
+/// Basic auth (when configured), then the router.
+async fn handle(
+    router: &TowerToHyperService<Router>,
+    users: Option<Arc<Users>>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    if let Some(users) = users {
+        if !users.check(req.headers()).await {
+            let user = credentials(req.headers()).map(|(u, _)| u);
+            tracing::debug!(?user, path = %req.uri().path(), "basic auth failed");
+            return unauthorized();
+        }
+    }
+    match router.call(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir(PathBuf);
+    impl Dir {
+        fn new(tag: &str) -> Self {
+            let p =
+                std::env::temp_dir().join(format!("netagent-webcfg-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A self-signed certificate and key in `dir` (cert.pem, key.pem).
+    fn cert(dir: &Dir) {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        dir.write("cert.pem", &c.cert.pem());
+        dir.write("key.pem", &c.signing_key.serialize_pem());
+    }
+
+    fn load(dir: &Dir, yaml: &str) -> Result<WebConfig, String> {
+        let p = dir.write("web.yml", yaml);
+        WebConfig::load(&p).map_err(|e| e.to_string())
+    }
+
+    /// A web config with TLS from cert.pem and key.pem, plus `extra`.
+    fn tls(extra: &str) -> String {
+        format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n{extra}")
+    }
+
+    const HASH: &str = "$2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG";
+
+    #[test]
+    fn empty_file_is_plain_http_without_auth() {
+        let d = Dir::new("empty");
+        let w = load(&d, "# nothing\n").unwrap();
+        assert!(!w.tls());
+        assert_eq!(w.users(), 0);
+        let w = load(&d, "tls_server_config: {}\nbasic_auth_users: {}\n").unwrap();
+        assert!(!w.tls());
+        assert_eq!(w.users(), 0);
+    }
+
+    #[test]
+    fn tls_paths_are_relative_to_the_web_config() {
+        let d = Dir::new("rel");
+        cert(&d);
+        let w = load(&d, &tls(&format!("basic_auth_users:\n  alice: {HASH}\n"))).unwrap();
+        assert!(w.tls());
+        assert_eq!(w.users(), 1);
+        assert_eq!(w.files.len(), 3, "{:?}", w.files);
+    }
+
+    #[test]
+    fn basic_auth_without_tls_is_allowed() {
+        let d = Dir::new("authonly");
+        let w = load(&d, &format!("basic_auth_users:\n  bob: \"{HASH}\"\n")).unwrap();
+        assert!(!w.tls());
+        assert_eq!(w.users(), 1);
+        assert_eq!(w.notes.len(), 1, "{:?}", w.notes);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let d = Dir::new("unknown");
+        let e = load(&d, "tls_server_config:\n  cert_fille: x\n").unwrap_err();
+        assert!(e.contains("cert_fille"), "{e}");
+        assert!(e.contains("web.yml"), "{e}");
+        let e = load(&d, "basic_auth_user:\n  a: b\n").unwrap_err();
+        assert!(e.contains("basic_auth_user"), "{e}");
+    }
+
+    #[test]
+    fn toolkit_keys_netagent_lacks_are_refused_by_name() {
+        let d = Dir::new("unsupported");
+        let e = load(&d, "rate_limit:\n  interval: 1s\n  burst: 2\n").unwrap_err();
+        assert!(
+            e.contains("rate_limit: supported") && e.contains("not by netagent"),
+            "{e}"
+        );
+        cert(&d);
+        let e = load(&d, &tls("  cipher_suites: [TLS_AES_128_GCM_SHA256]\n")).unwrap_err();
+        assert!(
+            e.contains("tls_server_config.cipher_suites: supported"),
+            "{e}"
+        );
+        let e = load(&d, &tls("  client_auth_type: RequireAnyClientCert\n")).unwrap_err();
+        assert!(
+            e.contains("tls_server_config.client_auth_type (line 4)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_errors_name_the_key_and_file() {
+        let d = Dir::new("tlserr");
+        cert(&d);
+        let e = load(
+            &d,
+            "tls_server_config:\n  cert_file: nope.pem\n  key_file: key.pem\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("tls_server_config.cert_file (line 2)") && e.contains("nope.pem"),
+            "{e}"
+        );
+        let e = load(&d, "tls_server_config:\n  cert_file: cert.pem\n").unwrap_err();
+        assert!(e.contains("tls_server_config.key_file"), "{e}");
+        let e = load(
+            &d,
+            "tls_server_config:\n  cert_file: key.pem\n  key_file: key.pem\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("tls_server_config.cert_file") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        // A key that is not the certificate's.
+        let other = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
+        d.write("other.pem", &other.signing_key.serialize_pem());
+        let e = load(
+            &d,
+            "tls_server_config:\n  cert_file: cert.pem\n  key_file: other.pem\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("tls_server_config.key_file (line 3)"), "{e}");
+        let e = load(&d, &tls("  client_ca_file: cert.pem\n")).unwrap_err();
+        assert!(e.contains("client_auth_type is NoClientCert"), "{e}");
+        let e = load(&d, &tls("  client_auth_type: RequireAndVerifyClientCert\n")).unwrap_err();
+        assert!(e.contains("needs client_ca_file"), "{e}");
+        let e = load(&d, &tls("  min_version: TLS14\n")).unwrap_err();
+        assert!(e.contains("tls_server_config.min_version (line 4)"), "{e}");
+        let e = load(&d, &tls("  min_version: TLS13\n  max_version: TLS12\n")).unwrap_err();
+        assert!(e.contains("max_version"), "{e}");
+    }
+
+    #[test]
+    fn client_certificates_and_versions() {
+        let d = Dir::new("mtls");
+        cert(&d);
+        let w = load(
+            &d,
+            &tls(concat!(
+                "  client_ca_file: cert.pem\n",
+                "  client_auth_type: RequireAndVerifyClientCert\n",
+                "  min_version: TLS13\n",
+            )),
+        )
+        .unwrap();
+        assert!(w.tls());
+        let w = load(&d, &tls("  min_version: TLS10\n")).unwrap();
+        assert_eq!(w.notes.len(), 1);
+    }
+
+    #[test]
+    fn bad_hashes_and_user_names_are_refused() {
+        let d = Dir::new("users");
+        let e = load(&d, "basic_auth_users:\n  alice: secret\n").unwrap_err();
+        assert!(
+            e.contains("basic_auth_users.alice (line 2)") && e.contains("bcrypt"),
+            "{e}"
+        );
+        let e = load(&d, &format!("basic_auth_users:\n  \"a:b\": \"{HASH}\"\n")).unwrap_err();
+        assert!(e.contains("':'"), "{e}");
+    }
+
+    #[test]
+    fn credentials_are_parsed_from_the_header() {
+        use base64::Engine as _;
+        let mut h = HeaderMap::new();
+        assert!(credentials(&h).is_none());
+        let enc = base64::engine::general_purpose::STANDARD.encode("alice:pa:ss");
+        h.insert(
+            header::AUTHORIZATION,
+            format!("basic {enc}").parse().unwrap(),
+        );
+        assert_eq!(credentials(&h), Some(("alice".into(), b"pa:ss".to_vec())));
+        h.insert(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
+        assert!(credentials(&h).is_none());
+        assert_ne!(
+            credential_digest("a\0", b"b"),
+            credential_digest("a", b"\0b")
+        );
+    }
+
+    #[tokio::test]
+    async fn users_check_passwords_and_remember_successes() {
+        let hash = bcrypt::hash("right", 4).unwrap();
+        let users = Users::new(HashMap::from([("alice".to_string(), hash)]));
+        let header = |u: &str, p: &str| {
+            use base64::Engine as _;
+            let mut h = HeaderMap::new();
+            let enc = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            h.insert(
+                header::AUTHORIZATION,
+                format!("Basic {enc}").parse().unwrap(),
+            );
+            h
+        };
+        assert!(users.check(&header("alice", "right")).await);
+        assert_eq!(lock(&users.verified).len(), 1);
+        assert!(users.check(&header("alice", "right")).await);
+        assert!(!users.check(&header("alice", "wrong")).await);
+        assert!(!users.check(&header("mallory", "right")).await);
+        assert!(!users.check(&HeaderMap::new()).await);
+    }
+}
