@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -124,7 +125,9 @@ def main():
         if agent:
             agent.p.kill()
         srv.kill()
+        srv.wait()
         set_stats(old_stats == "1")
+        shutil.rmtree(tmp, ignore_errors=True)
 
     base = [r for c, r in runs if c == "baseline"]
     witha = [r for c, r in runs if c == "netagent"]
