@@ -427,6 +427,12 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         emit_spans: (cfg.otel.enabled() && cfg.otel.traces) || cfg.statsd.enabled,
         span_ring_bytes: cfg.limits.span_ring_bytes,
         netns_only: cfg.netns_inode().map_err(anyhow::Error::msg)?,
+        disabled_probes: cfg
+            .debug
+            .disable_probes
+            .iter()
+            .map(|p| p.value.clone())
+            .collect(),
     };
     let mut probes = Probes::load(&opts)?;
     tracing::info!(

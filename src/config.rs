@@ -43,6 +43,20 @@ pub struct Config {
     /// Self-observability of every BPF program and map on the host.
     #[serde(default)]
     pub bpf_self: crate::model::bpf_self::BpfSelfConfig,
+    /// Switches for testing and troubleshooting.
+    #[serde(default)]
+    pub debug: Debug,
+}
+
+/// `debug:` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Debug {
+    /// Probes not to attach, e.g. `tracepoint/tcp:tcp_retransmit_skb` or
+    /// `cgroup/sendmsg4`: their feature is reported unavailable in
+    /// `/health` and `netagent_probe_up` while everything else runs.
+    #[serde(default)]
+    pub disable_probes: Vec<Spanned<String>>,
 }
 
 /// One tracked process.
@@ -170,6 +184,7 @@ impl Default for Config {
             limits: Limits::default(),
             statsd: Default::default(),
             bpf_self: Default::default(),
+            debug: Debug::default(),
         }
     }
 }
@@ -333,6 +348,16 @@ impl Config {
                 LineRef(None),
                 "must be 0 (off) or at least 0.1".into(),
             ));
+        }
+        let known = crate::kernel::loader::probe_names();
+        for (i, p) in self.debug.disable_probes.iter().enumerate() {
+            if !known.contains(&p.value) {
+                return Err(invalid(
+                    format!("debug.disable_probes[{i}]"),
+                    line_of(p),
+                    format!("unknown probe {:?}; known: {}", p.value, known.join(", ")),
+                ));
+            }
         }
         let ring = self.limits.span_ring_bytes;
         if !ring.is_power_of_two() || ring < 4096 {
@@ -599,6 +624,14 @@ otel:
             parse_listen_addr("localhost:1").unwrap(),
             "127.0.0.1:1".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn unknown_probe_names_are_rejected_with_the_known_ones() {
+        let err = parse("debug:\n  disable_probes: [\"tracepoint/x:y\"]\n").unwrap_err();
+        assert!(err.contains("debug.disable_probes[0] (line 2)"), "{err}");
+        assert!(err.contains("tracepoint/sock:inet_sock_set_state"), "{err}");
+        parse("debug:\n  disable_probes: [\"cgroup/sendmsg6\"]\n").unwrap();
     }
 
     #[test]

@@ -254,3 +254,59 @@ fn graph_api_lists_processes_peers_and_edges() {
     assert!((0.01..=0.025).contains(&p95), "p95 {p95}");
     assert_eq!(edge["errors_total"], 0);
 }
+
+#[test]
+fn a_disabled_probe_is_reported_while_everything_else_runs() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let agent = Agent::start_with_yaml(
+        "targets:\n  - name: cli\n    match_comm: nettest-cli\n\
+         debug:\n  disable_probes: [\"tracepoint/tcp:tcp_retransmit_skb\", \"cgroup/recvmsg4\"]\n",
+    );
+    let (status, _, body) = get_raw(agent.port, "/health", &[]);
+    assert!(status.contains("503"), "{status}");
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["status"], "degraded");
+    for p in health["probes"].as_array().unwrap() {
+        let off =
+            p["name"] == "tracepoint/tcp:tcp_retransmit_skb" || p["name"] == "cgroup/recvmsg4";
+        assert_eq!(p["attached"], !off, "{p}");
+    }
+    // The rest counts exactly.
+    let srv = Server::start("nettest-srv", &["--tcp4", "0"]);
+    let port = srv.port("tcp4").to_string();
+    testgen(
+        "nettest-cli",
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{port}"),
+            "--connects",
+            "9",
+        ],
+    );
+    let m = agent.metrics();
+    assert_eq!(
+        m.get(
+            "netagent_connect_total",
+            &[("process", "cli"), ("proto", "tcp"), ("dport", &port)]
+        ),
+        9.0
+    );
+    assert_eq!(
+        m.get(
+            "netagent_probe_up",
+            &[("probe", "tracepoint/tcp:tcp_retransmit_skb")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        m.get(
+            "netagent_probe_up",
+            &[("probe", "tracepoint/sock:inet_sock_set_state")]
+        ),
+        1.0
+    );
+}

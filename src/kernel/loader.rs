@@ -36,6 +36,8 @@ pub struct LoadOptions {
     pub span_ring_bytes: u32,
     /// Only sockets of this network namespace (inode number); 0 = all.
     pub netns_only: u32,
+    /// Probes not to attach (`debug.disable_probes`), by [`probe_names`].
+    pub disabled_probes: Vec<String>,
 }
 
 /// Why the kernel side could not start. Each message names what is missing.
@@ -156,17 +158,18 @@ impl Probes {
         }
         privileges::raise_memlock_limit();
         let btf = Btf::from_sys_fs().map_err(KernelError::MissingBtf)?;
-        for tp in &TRACEPOINTS {
-            let typedef = format!("btf_trace_{}", tp.event);
-            if btf
-                .id_by_type_name_kind(&typedef, BtfKind::Typedef)
-                .is_err()
-            {
-                return Err(KernelError::MissingHook {
-                    hook: tracepoint_name(tp),
-                    needed_for: tp.needed_for,
-                });
-            }
+        // Connect counting is the core: without its hook there is nothing to
+        // run. Every other hook that is missing or switched off only takes
+        // its own feature away (reported in /health and netagent_probe_up).
+        let core = &TRACEPOINTS[0];
+        if btf
+            .id_by_type_name_kind(&format!("btf_trace_{}", core.event), BtfKind::Typedef)
+            .is_err()
+        {
+            return Err(KernelError::MissingHook {
+                hook: tracepoint_name(core),
+                needed_for: core.needed_for,
+            });
         }
 
         let track_all = u8::from(opts.track_all);
@@ -194,18 +197,38 @@ impl Probes {
         }
 
         let mut probes = Vec::new();
-        for tp in &TRACEPOINTS {
-            let prog: &mut BtfTracePoint = program(&mut ebpf, tp.program)?;
-            prog.load(tp.event, &btf)
-                .map_err(|e| load_error(tp.program, e))?;
-            prog.attach().map_err(|source| KernelError::Attach {
-                program: tp.program,
-                hook: format!("tracepoint {}", tracepoint_name(tp)),
-                source,
-            })?;
+        for (i, tp) in TRACEPOINTS.iter().enumerate() {
+            let name = format!("tracepoint/{}", tracepoint_name(tp));
+            let attached = if opts.disabled_probes.contains(&name) {
+                Err(format!("{name} disabled by debug.disable_probes"))
+            } else if btf
+                .id_by_type_name_kind(&format!("btf_trace_{}", tp.event), BtfKind::Typedef)
+                .is_err()
+            {
+                Err(format!(
+                    "tracepoint {} does not exist on this kernel",
+                    tracepoint_name(tp)
+                ))
+            } else {
+                attach_tracepoint(&mut ebpf, tp, &btf)
+            };
+            let prog_id = match attached {
+                Ok(id) => id,
+                // The core hook must work (checked above for existence).
+                Err(e) if i == 0 && !opts.disabled_probes.contains(&name) => {
+                    return Err(KernelError::Object(e))
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "{e}: {} unavailable; everything else keeps running",
+                        tp.needed_for
+                    );
+                    0
+                }
+            };
             probes.push(ProbeInfo {
-                name: format!("tracepoint/{}", tracepoint_name(tp)),
-                prog_id: prog.info().map(|i| i.id()).unwrap_or(0),
+                name,
+                prog_id,
                 has_target: false,
             });
         }
@@ -218,25 +241,29 @@ impl Probes {
                         root.display()
                     ))
                 })?;
+                let mut all = true;
                 for name in SOCK_ADDR_HOOKS {
-                    let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-                    prog.load().map_err(|e| load_error(name, e))?;
-                    // Kernel links coexist with other programs on the cgroup
-                    // by design and reject any attach flag with EINVAL, so
-                    // `Single` (no flags) is right here, not AllowMultiple.
-                    prog.attach(&dir, CgroupAttachMode::Single)
-                        .map_err(|source| KernelError::Attach {
-                            program: name,
-                            hook: format!("cgroup {}", root.display()),
-                            source,
-                        })?;
+                    let probe = format!("cgroup/{}", name.trim_start_matches("on_"));
+                    let attached = if opts.disabled_probes.contains(&probe) {
+                        Err(format!("{probe} disabled by debug.disable_probes"))
+                    } else {
+                        attach_sock_addr(&mut ebpf, name, &dir, &root)
+                    };
+                    let prog_id = attached.unwrap_or_else(|e| {
+                        tracing::warn!(
+                            "{e}: peers of unconnected UDP sockets are unknown for this family; \
+                             everything else keeps running"
+                        );
+                        all = false;
+                        0
+                    });
                     probes.push(ProbeInfo {
-                        name: format!("cgroup/{}", name.trim_start_matches("on_")),
-                        prog_id: prog.info().map(|i| i.id()).unwrap_or(0),
+                        name: probe,
+                        prog_id,
                         has_target: true,
                     });
                 }
-                true
+                all
             }
             None => {
                 tracing::warn!(
@@ -268,6 +295,59 @@ impl Probes {
             span_events,
         })
     }
+}
+
+/// Loads and attaches one tracepoint program; its kernel id, or why not.
+fn attach_tracepoint(ebpf: &mut Ebpf, tp: &Tracepoint, btf: &Btf) -> Result<u32, String> {
+    let prog: &mut BtfTracePoint = program(ebpf, tp.program).map_err(|e| e.to_string())?;
+    prog.load(tp.event, btf)
+        .map_err(|e| load_error(tp.program, e).to_string())?;
+    prog.attach().map_err(|source| {
+        KernelError::Attach {
+            program: tp.program,
+            hook: format!("tracepoint {}", tracepoint_name(tp)),
+            source,
+        }
+        .to_string()
+    })?;
+    Ok(prog.info().map(|i| i.id()).unwrap_or(0))
+}
+
+/// Loads and attaches one cgroup socket-address program.
+fn attach_sock_addr(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    dir: &File,
+    root: &std::path::Path,
+) -> Result<u32, String> {
+    let prog: &mut CgroupSockAddr = program(ebpf, name).map_err(|e| e.to_string())?;
+    prog.load().map_err(|e| load_error(name, e).to_string())?;
+    // Kernel links coexist with other programs on the cgroup by design and
+    // reject any attach flag with EINVAL, so `Single` (no flags) is right
+    // here, not AllowMultiple.
+    prog.attach(dir, CgroupAttachMode::Single)
+        .map_err(|source| {
+            KernelError::Attach {
+                program: name,
+                hook: format!("cgroup {}", root.display()),
+                source,
+            }
+            .to_string()
+        })?;
+    Ok(prog.info().map(|i| i.id()).unwrap_or(0))
+}
+
+/// Probe names a config may disable (`debug.disable_probes`).
+pub fn probe_names() -> Vec<String> {
+    TRACEPOINTS
+        .iter()
+        .map(|tp| format!("tracepoint/{}", tracepoint_name(tp)))
+        .chain(
+            SOCK_ADDR_HOOKS
+                .iter()
+                .map(|n| format!("cgroup/{}", n.trim_start_matches("on_"))),
+        )
+        .collect()
 }
 
 fn tracepoint_name(tp: &Tracepoint) -> String {

@@ -154,8 +154,11 @@ impl Agent {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("agent exited early ({status}): {}", self.stderr());
             }
-            if http_get(self.port, "/health", None).is_ok() {
-                return;
+            // Serving at all means ready; a degraded agent answers 503.
+            match http_get(self.port, "/health", None) {
+                Ok(_) => return,
+                Err(e) if e.starts_with("HTTP/1.1 503") => return,
+                Err(_) => {}
             }
             std::thread::sleep(Duration::from_millis(50));
         }
