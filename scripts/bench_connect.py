@@ -22,8 +22,10 @@ import time
 
 AGENT = "target/release/netagent"
 GEN = "target/release/netagent-testgen"
-OURS = ("on_inet_sock_set_state", "on_sock_send_length", "on_sock_recv_length",
-        "on_sendmsg4", "on_sendmsg6")
+OURS = ("on_inet_sock_set_state", "on_tcp_retransmit_skb", "on_tcp_send_reset",
+        "on_tcp_receive_reset", "on_sock_send_length", "on_sock_recv_length",
+        "on_sendmsg4", "on_sendmsg6", "on_recvmsg4", "on_recvmsg6",
+        "on_tc_ingress", "on_tc_egress")
 
 
 def proc_cpu_s(pid):

@@ -19,6 +19,7 @@
 
 mod common;
 use common::hostlink::HostLink;
+use common::prometheus_server::{sample_value, Prometheus};
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -126,119 +127,28 @@ fn text(out: &Output) -> String {
 
 // ------------------------------------------------------------------ Prometheus
 
-/// A real Prometheus server (Debian package `prometheus`), killed on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// deploy/prometheus/prometheus.yml with the rules file next to it, made to
+/// scrape `agent_port` every second.
+fn start_with_shipped_config(agent_port: u16) -> Prometheus {
+    let dir = TempDir::new("deployprom");
+    let mut cfg = read("deploy/prometheus/prometheus.yml");
+    for (from, to) in [
+        ("scrape_interval: 15s", "scrape_interval: 1s"),
+        ("evaluation_interval: 15s", "evaluation_interval: 1s"),
+        ("scrape_timeout: 10s", "scrape_timeout: 1s"),
+        ("localhost:9102", &format!("127.0.0.1:{agent_port}")),
+    ] {
+        assert!(cfg.contains(from), "prometheus.yml no longer has {from:?}");
+        cfg = cfg.replace(from, to);
     }
-}
-
-impl Prometheus {
-    /// deploy/prometheus/prometheus.yml with the rules file next to it, made
-    /// to scrape `agent_port` every second.
-    fn start_with_shipped_config(agent_port: u16) -> Prometheus {
-        let dir = TempDir::new("deployprom");
-        let mut cfg = read("deploy/prometheus/prometheus.yml");
-        for (from, to) in [
-            ("scrape_interval: 15s", "scrape_interval: 1s"),
-            ("evaluation_interval: 15s", "evaluation_interval: 1s"),
-            ("scrape_timeout: 10s", "scrape_timeout: 1s"),
-            ("localhost:9102", &format!("127.0.0.1:{agent_port}")),
-        ] {
-            assert!(cfg.contains(from), "prometheus.yml no longer has {from:?}");
-            cfg = cfg.replace(from, to);
-        }
-        std::fs::write(dir.0.join("prometheus.yml"), cfg).unwrap();
-        std::fs::copy(
-            repo().join("deploy/prometheus/netagent.rules.yml"),
-            dir.0.join("netagent.rules.yml"),
-        )
-        .unwrap();
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.0.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        let p = Prometheus {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(p.port, "/-/ready", None).is_err() {
-            assert!(Instant::now() < deadline, "prometheus not ready in 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        p
-    }
-
-    fn api(&self, path: &str) -> Value {
-        let body = http_get(self.port, path, None).unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["status"], "success", "{path}: {body}");
-        v["data"].clone()
-    }
-
-    /// Instant query; the result vector.
-    fn query(&self, promql: &str) -> Vec<Value> {
-        let q: String = promql
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        self.api(&format!("/api/v1/query?query={q}"))["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Polls `promql` until `ok` holds (at most `within`); the last result.
-    fn wait_for(
-        &self,
-        promql: &str,
-        within: Duration,
-        ok: impl Fn(&[Value]) -> bool,
-    ) -> Result<Vec<Value>, Vec<Value>> {
-        let deadline = Instant::now() + within;
-        loop {
-            let r = self.query(promql);
-            if ok(&r) {
-                return Ok(r);
-            }
-            if Instant::now() >= deadline {
-                return Err(r);
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-fn sample_value(s: &Value) -> f64 {
-    s["value"][1]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
+    let path = dir.0.join("prometheus.yml");
+    std::fs::write(&path, cfg).unwrap();
+    std::fs::copy(
+        repo().join("deploy/prometheus/netagent.rules.yml"),
+        dir.0.join("netagent.rules.yml"),
+    )
+    .unwrap();
+    Prometheus::start(dir, &path)
 }
 
 // ------------------------------------------------------------------ dashboard
@@ -677,7 +587,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
          interfaces: [\"{}\"]\ninterface_stats:\n  interval_seconds: 0.5\n",
         lossy.link.host_if
     ));
-    let prom = Prometheus::start_with_shipped_config(agent.port);
+    let prom = start_with_shipped_config(agent.port);
     prom.wait_for("up{job=\"netagent\"} == 1", Duration::from_secs(30), |r| {
         r.len() == 1
     })

@@ -5,6 +5,7 @@
 
 pub mod hostlink;
 pub mod netns;
+pub mod prometheus_server;
 pub mod receivers;
 
 use std::collections::BTreeMap;
