@@ -4,7 +4,7 @@
 # e.g. `scripts/run.sh --config config.example.yaml`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --agent-only
 cargo build --release --locked
 if [ "$(id -u)" -ne 0 ]; then
   exec sudo target/release/netagent "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages netagent needs to build, run and test.
 # Idempotent: installs only what is missing. Debian/Ubuntu (apt) only.
+# `--agent-only`: skip the deployment-test tools (used by scripts/run.sh).
 set -euo pipefail
 
 # build: clang compiles bpf/*.c; libbpf-dev has bpf_helpers.h; linux-libc-dev the uapi headers.
@@ -26,4 +27,8 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup, stable >= 1.95)" >&2; exit 1; }
-"$(dirname "$0")/setup-deploy.sh"
+# Validators for the deployment tests (Python venv, npm packages, cargo-deb);
+# not needed just to build and run the agent.
+if [ "${1:-}" != "--agent-only" ]; then
+  "$(dirname "$0")/setup-deploy.sh"
+fi
