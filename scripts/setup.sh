@@ -7,7 +7,10 @@ set -euo pipefail
 # build: clang compiles bpf/*.c; libbpf-dev has bpf_helpers.h; linux-libc-dev the uapi headers.
 # tests: bpftool (layout and cleanup checks), prometheus (promtool + server), setpriv (util-linux),
 #        nft (firewalls of the netns test hosts), chromium (headless test of the web page).
-packages=(clang llvm libbpf-dev linux-libc-dev bpftool prometheus iproute2 util-linux nftables curl chromium)
+packages=(clang llvm libbpf-dev linux-libc-dev iproute2)
+if [ "${1:-}" != "--agent-only" ]; then
+  packages+=(bpftool prometheus util-linux nftables curl chromium)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
