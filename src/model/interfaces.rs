@@ -74,3 +74,47 @@ pub fn families(snap: &InterfaceSnapshot, active_only: bool) -> Vec<Family> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::interfaces::InterfaceSample;
+    use crate::kernel::abi::IfaceCounters;
+
+    fn sample(name: &str, ifindex: u32, active: bool) -> InterfaceSample {
+        InterfaceSample {
+            name: name.into(),
+            ifindex,
+            ingress: IfaceCounters {
+                packets: 3,
+                bytes: 300,
+            },
+            egress: IfaceCounters {
+                packets: 1,
+                bytes: 60,
+            },
+            ingress_pps: 1.5,
+            egress_pps: 0.5,
+            ingress_bps: 150.0,
+            egress_bps: 30.0,
+            active,
+        }
+    }
+
+    #[test]
+    fn active_only_leaves_out_idle_interfaces() {
+        let snap = InterfaceSnapshot {
+            interfaces: vec![sample("eth0", 2, true), sample("eth1", 3, false)],
+            ..Default::default()
+        };
+        let all = families(&snap, false);
+        assert_eq!(all[0].series.len(), 4, "two interfaces x two directions");
+        assert_eq!(all[4].series.len(), 2);
+        let active = families(&snap, true);
+        assert_eq!(active[0].series.len(), 2);
+        assert!(active
+            .iter()
+            .all(|f| f.series.iter().all(|s| s.labels[0].1 == "eth0")));
+        assert_eq!(active[4].series[0].value, crate::model::Value::Gauge(1.0));
+    }
+}
