@@ -188,6 +188,12 @@ struct LoadArgs {
     #[arg(long, value_name = "T", default_value_t = 2,
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: u64,
+    /// Spread each IPv4 target over this many consecutive addresses
+    /// (127.1.0.0 with 50000 covers 127.1.0.0 .. 127.1.195.79), for many
+    /// distinct peers; the server should listen on 0.0.0.0.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=16_000_000))]
+    spread: u32,
 }
 
 fn parse_comm(s: &str) -> Result<CString, String> {
@@ -1402,7 +1408,19 @@ impl LoadCounters {
 
 fn load(args: LoadArgs) -> Result<ExitCode> {
     let duration = Duration::from_secs_f64(args.seconds);
-    let targets: Arc<[SocketAddr]> = args.tcp.into();
+    let targets: Arc<[SocketAddr]> = args
+        .tcp
+        .iter()
+        .flat_map(|t| {
+            (0..args.spread).map(move |k| match t {
+                SocketAddr::V4(v4) => SocketAddr::from((
+                    std::net::Ipv4Addr::from(u32::from(*v4.ip()).wrapping_add(k)),
+                    v4.port(),
+                )),
+                other => *other,
+            })
+        })
+        .collect();
     let counters = Arc::new(LoadCounters::default());
     // Each thread runs its own schedule at rate/threads, offset so that the
     // threads' attempts interleave evenly.
