@@ -52,7 +52,11 @@ fn churn_over_many_peers_keeps_memory_flat_and_counts_exact() {
     let agent = Agent::start_with_yaml(
         "targets:\n  - name: soak\n    match_comm: nettest-soak\nlimits:\n  max_series: 131072\n",
     );
-    let srv = Server::start("nettest-srv", &["--tcp4", "0", "--bind4", "0.0.0.0"]);
+    let max = (seconds + 120).to_string();
+    let srv = Server::start(
+        "nettest-srv",
+        &["--tcp4", "0", "--bind4", "0.0.0.0", "--max-seconds", &max],
+    );
     let port = srv.port("tcp4");
     let mut load = Command::new(TESTGEN)
         .args([
