@@ -49,9 +49,12 @@ fn churn_over_many_peers_keeps_memory_flat_and_counts_exact() {
     let rate = 2000u64;
     let peers = (rate * seconds / 10).min(50_000) as u32;
     let sockets_before = tcp_sockets();
-    let agent = Agent::start_with_yaml(
-        "targets:\n  - name: soak\n    match_comm: nettest-soak\nlimits:\n  max_series: 131072\n",
-    );
+    // Room for every key: per peer one counter key and three histogram
+    // kinds (connect time, lifetime, RTT) in the histogram map.
+    let max_series = (peers as u64 * 4).next_power_of_two().max(16384);
+    let agent = Agent::start_with_yaml(&format!(
+        "targets:\n  - name: soak\n    match_comm: nettest-soak\nlimits:\n  max_series: {max_series}\n"
+    ));
     let max = (seconds + 120).to_string();
     let srv = Server::start(
         "nettest-srv",
