@@ -122,7 +122,8 @@ fn run_bounded(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Ou
 }
 
 /// `child`'s exit status if it ends within `timeout`.
-fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+/// Waits for `child` at most `timeout`; None when it is still running.
+pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(s) = child.try_wait().expect("try_wait") {
