@@ -44,4 +44,27 @@ struct tcp_sock {
 
 struct sk_buff;
 
+/* For the fallback message hooks (fexit/kprobe on inet_*msg, syscalls). */
+struct file {
+	void *private_data;
+} __attribute__((preserve_access_index));
+
+struct socket {
+	struct file *file;
+	struct sock *sk;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct files_struct *files;
+} __attribute__((preserve_access_index));
+
 #endif

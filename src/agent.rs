@@ -60,6 +60,8 @@ struct InterfaceState {
 /// One probe's state for `/health` and `netagent_probe_up`.
 struct ProbeStatus {
     name: String,
+    /// The feature the probe serves; TC probes: `interfaces`.
+    feature: &'static str,
     attached: bool,
     required: bool,
 }
@@ -133,6 +135,7 @@ impl Agent {
             .iter()
             .map(|p| ProbeStatus {
                 name: p.name.clone(),
+                feature: p.feature,
                 attached: links.iter().any(|l| {
                     l.prog_id == p.prog_id && (!p.has_target || l.target.unwrap_or(0) != 0)
                 }),
@@ -148,6 +151,7 @@ impl Agent {
                 .count();
             out.push(ProbeStatus {
                 name: format!("tc/{name}"),
+                feature: "interfaces",
                 attached: n == 2, // ingress and egress
                 required: false,
             });
@@ -183,13 +187,38 @@ impl Gather for Agent {
         let up = self
             .probe_status()
             .into_iter()
-            .map(|p| (vec![("probe", p.name)], if p.attached { 1.0 } else { 0.0 }))
+            .map(|p| {
+                (
+                    vec![("feature", p.feature.to_string()), ("probe", p.name)],
+                    if p.attached { 1.0 } else { 0.0 },
+                )
+            })
             .collect();
         families.push(scalar_family(
             "netagent_probe_up",
-            "1 while the kernel program behind a probe is attached.",
+            "1 while the kernel program behind a probe is attached; a feature with no \
+             working hook shows its preferred probes at 0.",
             Kind::Gauge,
             up,
+        ));
+        let info = lock(&self.probes)
+            .features
+            .iter()
+            .map(|f| {
+                (
+                    vec![
+                        ("feature", f.feature.to_string()),
+                        ("hook", f.hook.map_or("none", |h| h.name()).to_string()),
+                    ],
+                    1.0,
+                )
+            })
+            .collect();
+        families.push(scalar_family(
+            "netagent_probe_info",
+            "The kernel hook serving each feature (hook=\"none\": unavailable).",
+            Kind::Gauge,
+            info,
         ));
         families.extend(self.bpf_self.families());
         families.extend(self.span_stats.families());
@@ -210,7 +239,17 @@ impl Gather for Agent {
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
             "targets": self.targets,
             "probes": probes.iter().map(|p| serde_json::json!({
-                "name": p.name, "attached": p.attached, "required": p.required,
+                "name": p.name, "feature": p.feature, "attached": p.attached,
+                "required": p.required,
+            })).collect::<Vec<_>>(),
+            "features": lock(&self.probes).features.iter().map(|f| serde_json::json!({
+                "feature": f.feature,
+                "hook": f.hook.map(|h| h.name()),
+                "available": f.hook.is_some(),
+                "needed_for": f.needed_for,
+                "rejected": f.rejected.iter().map(|(k, why)| serde_json::json!({
+                    "hook": k.name(), "reason": why,
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "last_scrape_unix": unix(*lock(&self.last_scrape)),
             "last_interface_collection_unix": unix(ifs.snapshot.collected_at),
@@ -410,16 +449,16 @@ fn spawn_interface_thread(
         .expect("spawn interface thread")
 }
 
-/// Loads the kernel side, serves HTTP until a signal, then detaches.
-pub async fn run(cfg: Config) -> Result<(), RunError> {
-    let targets: Vec<(&str, &str)> = cfg
+/// What the kernel side is loaded with, from the config.
+pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
+    let targets: Vec<&str> = cfg
         .targets
         .iter()
-        .map(|t| (kernel_comm(&t.match_comm.value), t.name.value.as_str()))
+        .map(|t| kernel_comm(&t.match_comm.value))
         .collect();
-    let opts = LoadOptions {
+    Ok(LoadOptions {
         track_all: cfg.track_all(),
-        targets: targets.iter().map(|(c, _)| comm_bytes(c)).collect(),
+        targets: targets.iter().map(|c| comm_bytes(c)).collect(),
         max_series: cfg.limits.max_series,
         max_listeners: cfg.limits.max_listeners,
         hist_bounds_ns: bounds_ns(),
@@ -433,7 +472,21 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             .iter()
             .map(|p| p.value.clone())
             .collect(),
-    };
+        max_sockets: cfg.limits.max_sockets,
+        btf_path: Some(&cfg.kernel.btf_path.value)
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from),
+    })
+}
+
+/// Loads the kernel side, serves HTTP until a signal, then detaches.
+pub async fn run(cfg: Config) -> Result<(), RunError> {
+    let targets: Vec<(&str, &str)> = cfg
+        .targets
+        .iter()
+        .map(|t| (kernel_comm(&t.match_comm.value), t.name.value.as_str()))
+        .collect();
+    let opts = load_options(&cfg)?;
     let mut probes = Probes::load(&opts)?;
     tracing::info!(
         targets = targets.len(),

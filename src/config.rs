@@ -43,18 +43,41 @@ pub struct Config {
     /// Self-observability of every BPF program and map on the host.
     #[serde(default)]
     pub bpf_self: crate::model::bpf_self::BpfSelfConfig,
+    /// Kernel access: BTF location for kernels without built-in BTF.
+    #[serde(default)]
+    pub kernel: Kernel,
     /// Switches for testing and troubleshooting.
     #[serde(default)]
     pub debug: Debug,
+}
+
+/// `kernel:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    /// BTF file describing the running kernel, for kernels built without
+    /// `CONFIG_DEBUG_INFO_BTF` (no /sys/kernel/btf/vmlinux), e.g. from
+    /// btfhub. Empty: the kernel's own.
+    #[serde(default = "unspanned_empty")]
+    pub btf_path: Spanned<String>,
+}
+
+impl Default for Kernel {
+    fn default() -> Self {
+        Self {
+            btf_path: unspanned_empty(),
+        }
+    }
 }
 
 /// `debug:` section.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Debug {
-    /// Probes not to attach, e.g. `tracepoint/tcp:tcp_retransmit_skb` or
-    /// `cgroup/sendmsg4`: their feature is reported unavailable in
-    /// `/health` and `netagent_probe_up` while everything else runs.
+    /// Probes or hooks not to use, e.g. `tracepoint/tcp:tcp_retransmit_skb`,
+    /// `cgroup/sendmsg4` or `messages:tracepoint`: the feature falls back
+    /// to its next hook, or is reported unavailable in `/health` and
+    /// `netagent_probe_up` while everything else runs.
     #[serde(default)]
     pub disable_probes: Vec<Spanned<String>>,
 }
@@ -159,6 +182,14 @@ pub struct Limits {
     /// page); spans that do not fit are counted as lost (`ringbuf_full`).
     #[serde(default = "default_span_ring_bytes")]
     pub span_ring_bytes: u32,
+    /// Sockets whose message state the kernel keeps by address; used only
+    /// when messages fall back to kprobes or syscall hooks (LRU beyond it).
+    #[serde(default = "default_max_sockets")]
+    pub max_sockets: u32,
+}
+
+fn default_max_sockets() -> u32 {
+    65536
 }
 
 impl Default for Limits {
@@ -168,6 +199,7 @@ impl Default for Limits {
             max_series_per_metric: default_max_series_per_metric(),
             max_listeners: default_max_listeners(),
             span_ring_bytes: default_span_ring_bytes(),
+            max_sockets: default_max_sockets(),
         }
     }
 }
@@ -181,6 +213,7 @@ impl Default for Config {
             export: Export::default(),
             otel: Default::default(),
             netns: unspanned_empty(),
+            kernel: Kernel::default(),
             limits: Limits::default(),
             statsd: Default::default(),
             bpf_self: Default::default(),

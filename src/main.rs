@@ -26,6 +26,11 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Try every kernel hook of every feature on this kernel (load, attach,
+    /// detach) and print which one the agent would use and why others were
+    /// rejected. Exit 0 when the core features work. Honours --config
+    /// (`debug.disable_probes`, `kernel.btf_path`).
+    Probe,
     /// Send one test span in netagent's format to an OTLP collector and report the result.
     OtlpCheck {
         /// Collector endpoint, e.g. http://127.0.0.1:4317 (gRPC) or http://127.0.0.1:4318 (HTTP).
@@ -82,6 +87,40 @@ fn otlp_check(endpoint: String, protocol: String, tls: bool, ca_file: Option<Str
     }
 }
 
+/// `netagent probe`: exit 0 when the core features work on this kernel.
+fn probe(cfg: &Config) -> ExitCode {
+    use netagent::kernel::{hooks, loader, report};
+    let opts = match netagent::agent::load_options(cfg) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("netagent: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match loader::probe_kernel(&opts) {
+        Ok(trials) => {
+            let (release, _) = hooks::kernel_release();
+            let kernel = format!("{release} ({})", std::env::consts::ARCH);
+            let btf = opts
+                .btf_path
+                .as_ref()
+                .map_or("/sys/kernel/btf/vmlinux".to_string(), |p| {
+                    p.display().to_string()
+                });
+            print!("{}", report::render(&kernel, &btf, &trials));
+            if report::core_ok(&trials) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("netagent: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::OtlpCheck {
@@ -130,6 +169,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if matches!(cli.command, Some(Command::Probe)) {
+        return probe(&cfg);
+    }
     match runtime.block_on(run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

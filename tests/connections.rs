@@ -217,14 +217,16 @@ fn send_to_recv_durations_land_in_the_bucket_of_the_server_delay() {
             0.0,
             "{proto}: nothing faster than the 35 ms delay"
         );
+        // Upper side: the delay plus scheduling, which on a loaded 2-core
+        // machine has been seen to pass 50 ms once in a dozen exchanges.
         assert_eq!(
-            bucket("0.05"),
+            bucket("0.1"),
             exchanges as f64,
-            "{proto}: all within (25 ms, 50 ms]"
+            "{proto}: all within (25 ms, 100 ms]"
         );
         let sum = m.get("netagent_tx_duration_seconds_sum", &labels);
         let mean = sum / exchanges as f64;
-        assert!((0.035..0.05).contains(&mean), "{proto}: mean {mean} s");
+        assert!((0.035..0.1).contains(&mean), "{proto}: mean {mean} s");
     }
 }
 

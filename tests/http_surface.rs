@@ -196,11 +196,17 @@ fn health_reports_a_probe_detached_from_outside() {
     assert!(others_ok, "{health}");
     let m = agent.metrics();
     assert_eq!(
-        m.get("netagent_probe_up", &[("probe", "cgroup/sendmsg4")]),
+        m.get(
+            "netagent_probe_up",
+            &[("feature", "udp_peers"), ("probe", "cgroup/sendmsg4")]
+        ),
         0.0
     );
     assert_eq!(
-        m.get("netagent_probe_up", &[("probe", "cgroup/sendmsg6")]),
+        m.get(
+            "netagent_probe_up",
+            &[("feature", "udp_peers"), ("probe", "cgroup/sendmsg6")]
+        ),
         1.0
     );
 }
@@ -298,14 +304,20 @@ fn a_disabled_probe_is_reported_while_everything_else_runs() {
     assert_eq!(
         m.get(
             "netagent_probe_up",
-            &[("probe", "tracepoint/tcp:tcp_retransmit_skb")]
+            &[
+                ("feature", "retransmits"),
+                ("probe", "tracepoint/tcp:tcp_retransmit_skb")
+            ]
         ),
         0.0
     );
     assert_eq!(
         m.get(
             "netagent_probe_up",
-            &[("probe", "tracepoint/sock:inet_sock_set_state")]
+            &[
+                ("feature", "connections"),
+                ("probe", "tracepoint/sock:inet_sock_set_state")
+            ]
         ),
         1.0
     );

@@ -5,9 +5,10 @@
 use std::fs::File;
 
 use aya::maps::{HashMap, MapData, PerCpuArray};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, ProgramError};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, FExit, KProbe, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader};
-use aya_obj::btf::BtfKind;
+
+use super::hooks::{self, Attach, Feature, Hook, HookKind};
 
 use super::abi::{
     FlowKey, FlowStats, Hist, ListenKey, Listener, COMM_LEN, HIST_BOUNDS, HIST_KINDS,
@@ -36,8 +37,13 @@ pub struct LoadOptions {
     pub span_ring_bytes: u32,
     /// Only sockets of this network namespace (inode number); 0 = all.
     pub netns_only: u32,
-    /// Probes not to attach (`debug.disable_probes`), by [`probe_names`].
+    /// Probes or hooks not to use (`debug.disable_probes`), by [`probe_names`].
     pub disabled_probes: Vec<String>,
+    /// Capacity of the address-keyed socket state, used only when messages
+    /// fall back to kprobes or syscall hooks.
+    pub max_sockets: u32,
+    /// Kernel BTF file for kernels without /sys/kernel/btf/vmlinux.
+    pub btf_path: Option<std::path::PathBuf>,
 }
 
 /// Why the kernel side could not start. Each message names what is missing.
@@ -45,9 +51,9 @@ pub struct LoadOptions {
 pub enum KernelError {
     #[error("missing capability {}: needed for {} (run as root, or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)", .0.name, .0.needed_for)]
     MissingCapability(MissingCapability),
-    #[error("kernel BTF is not available at /sys/kernel/btf/vmlinux (the kernel needs CONFIG_DEBUG_INFO_BTF=y): {0}")]
-    MissingBtf(#[source] aya::BtfError),
-    #[error("missing kernel hook: tracepoint {hook} does not exist on this kernel (needed for {needed_for})")]
+    #[error("{0}")]
+    MissingBtf(String),
+    #[error("missing kernel hook: {hook} (needed for {needed_for})")]
     MissingHook {
         hook: String,
         needed_for: &'static str,
@@ -68,56 +74,6 @@ pub enum KernelError {
     Object(String),
 }
 
-/// A BTF-typed tracepoint program and what it is for.
-struct Tracepoint {
-    program: &'static str,
-    category: &'static str,
-    event: &'static str,
-    needed_for: &'static str,
-}
-
-const TRACEPOINTS: [Tracepoint; 6] = [
-    Tracepoint {
-        program: "on_inet_sock_set_state",
-        category: "sock",
-        event: "inet_sock_set_state",
-        needed_for: "TCP connects, connection lifecycle and listeners",
-    },
-    Tracepoint {
-        program: "on_tcp_retransmit_skb",
-        category: "tcp",
-        event: "tcp_retransmit_skb",
-        needed_for: "TCP retransmits",
-    },
-    Tracepoint {
-        program: "on_tcp_send_reset",
-        category: "tcp",
-        event: "tcp_send_reset",
-        needed_for: "TCP resets sent",
-    },
-    Tracepoint {
-        program: "on_tcp_receive_reset",
-        category: "tcp",
-        event: "tcp_receive_reset",
-        needed_for: "TCP resets received",
-    },
-    Tracepoint {
-        program: "on_sock_send_length",
-        category: "sock",
-        event: "sock_send_length",
-        needed_for: "UDP datagrams, bytes sent and send->recv durations",
-    },
-    Tracepoint {
-        program: "on_sock_recv_length",
-        category: "sock",
-        event: "sock_recv_length",
-        needed_for: "bytes received and send->recv durations",
-    },
-];
-
-/// Socket-address hooks that see the peer of unconnected UDP sends/receives.
-const SOCK_ADDR_HOOKS: [&str; 4] = ["on_sendmsg4", "on_sendmsg6", "on_recvmsg4", "on_recvmsg6"];
-
 /// The maps the collector reads (and, for `listeners`, seeds).
 pub struct KernelMaps {
     pub flows: HashMap<MapData, FlowKey, FlowStats>,
@@ -131,23 +87,57 @@ pub struct KernelMaps {
 pub struct ProbeInfo {
     /// e.g. `tracepoint/sock:inet_sock_set_state`, `cgroup/sendmsg4`.
     pub name: String,
+    /// The feature it serves (see [`hooks::FEATURES`]).
+    pub feature: &'static str,
+    /// 0 when it is not attached.
     pub prog_id: u32,
     /// Attached to a target (cgroup) that can be detached from outside.
     pub has_target: bool,
+}
+
+/// Which hook serves a feature, and why the ones before it were not used.
+#[derive(Debug, Clone)]
+pub struct FeatureStatus {
+    pub feature: &'static str,
+    pub needed_for: &'static str,
+    /// None: no hook works; the feature is unavailable.
+    pub hook: Option<HookKind>,
+    pub rejected: Vec<(HookKind, String)>,
 }
 
 /// Loaded and attached kernel programs. Drop to detach.
 pub struct Probes {
     /// What is attached, for `/health` and `netagent_probe_up`.
     pub probes: Vec<ProbeInfo>,
+    /// The hook chosen per feature, for `netagent_probe_info` and `/health`.
+    pub features: Vec<FeatureStatus>,
     /// Owns the programs and their links.
     _ebpf: Ebpf,
     pub maps: KernelMaps,
-    /// False when no cgroup v2 hierarchy was found: unconnected UDP sends
-    /// and receives are then counted without a peer.
+    /// False when unconnected UDP peers cannot be seen (no cgroup v2
+    /// hierarchy, or a hook missing): they are then counted without a peer.
     pub udp_destinations: bool,
     /// Span records, taken by the span reader when spans are exported.
     pub span_events: Option<aya::maps::RingBuf<MapData>>,
+}
+
+/// Kernel BTF: the configured file, or the running kernel's.
+fn kernel_btf(opts: &LoadOptions) -> Result<Btf, KernelError> {
+    match &opts.btf_path {
+        Some(path) => Btf::parse_file(path, aya::Endianness::default()).map_err(|e| {
+            KernelError::MissingBtf(format!(
+                "cannot read kernel.btf_path {}: {e}",
+                path.display()
+            ))
+        }),
+        None => Btf::from_sys_fs().map_err(|e| {
+            KernelError::MissingBtf(format!(
+                "kernel BTF is not available at /sys/kernel/btf/vmlinux ({e}); the kernel needs \
+                 CONFIG_DEBUG_INFO_BTF=y, or point kernel.btf_path at a BTF file for this exact \
+                 kernel (for example from btfhub)"
+            ))
+        }),
+    }
 }
 
 impl Probes {
@@ -157,158 +147,465 @@ impl Probes {
             return Err(KernelError::MissingCapability(missing));
         }
         privileges::raise_memlock_limit();
-        let btf = Btf::from_sys_fs().map_err(KernelError::MissingBtf)?;
+        let btf = kernel_btf(opts)?;
         // Connect counting is the core: without its hook there is nothing to
-        // run. Every other hook that is missing or switched off only takes
-        // its own feature away (reported in /health and netagent_probe_up).
-        let core = &TRACEPOINTS[0];
-        if btf
-            .id_by_type_name_kind(&format!("btf_trace_{}", core.event), BtfKind::Typedef)
-            .is_err()
-        {
+        // run. Every other feature without a working hook is only reported
+        // (in /health and netagent_probe_up) while the rest runs.
+        let core = &hooks::FEATURES[0];
+        let (_, release) = hooks::kernel_release();
+        if let Some(why) = hooks::precheck(&core.hooks[0], &btf, release) {
             return Err(KernelError::MissingHook {
-                hook: tracepoint_name(core),
+                hook: why,
                 needed_for: core.needed_for,
             });
         }
-
-        let track_all = u8::from(opts.track_all);
-        let emit_spans = u8::from(opts.emit_spans);
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .override_global("track_all", &track_all, true)
-            .override_global("hist_bounds_ns", &opts.hist_bounds_ns, true)
-            .override_global("emit_spans", &emit_spans, true)
-            .override_global("netns_only", &opts.netns_only, true)
-            .map_max_entries("span_events", opts.span_ring_bytes)
-            .map_max_entries("flows", opts.max_series)
-            .map_max_entries("hists", opts.max_series)
-            .map_max_entries("listeners", opts.max_listeners)
-            .load(OBJECT)
-            .map_err(|e| KernelError::Object(e.to_string()))?;
-
-        let mut targets: HashMap<_, [u8; COMM_LEN], u8> =
-            HashMap::try_from(take_map(&mut ebpf, "targets")?)
-                .map_err(|e| KernelError::Object(e.to_string()))?;
-        for comm in &opts.targets {
-            targets
-                .insert(comm, 1, 0)
-                .map_err(|e| KernelError::Object(format!("targets map: {e}")))?;
+        let first = load_with(opts, &btf, None)?;
+        match first.1 {
+            // The chosen message hook only sees socket addresses: the object
+            // is loaded again with its programs set up for that.
+            Some((kind, rejected)) => {
+                drop(first.0);
+                let (mut probes, _) = load_with(opts, &btf, Some(kind))?;
+                for f in &mut probes.features {
+                    if f.feature == "messages" {
+                        let mut r = rejected.clone();
+                        r.append(&mut f.rejected);
+                        f.rejected = r;
+                    }
+                }
+                Ok(probes)
+            }
+            None => Ok(first.0),
         }
+    }
+}
 
-        let mut probes = Vec::new();
-        for (i, tp) in TRACEPOINTS.iter().enumerate() {
-            let name = format!("tracepoint/{}", tracepoint_name(tp));
-            let attached = if opts.disabled_probes.contains(&name) {
-                Err(format!("{name} disabled by debug.disable_probes"))
-            } else if btf
-                .id_by_type_name_kind(&format!("btf_trace_{}", tp.event), BtfKind::Typedef)
-                .is_err()
-            {
-                Err(format!(
-                    "tracepoint {} does not exist on this kernel",
-                    tracepoint_name(tp)
-                ))
+/// What trying a hook on this kernel gave, for `netagent probe`.
+#[derive(Debug, Clone)]
+pub struct HookTrial {
+    pub feature: &'static str,
+    pub hook: HookKind,
+    pub probes: Vec<String>,
+    /// Ok, or why it cannot be used.
+    pub result: Result<(), String>,
+}
+
+/// Tries every hook of every feature on the running kernel (load, attach,
+/// detach) without keeping anything: what `netagent probe` prints.
+pub fn probe_kernel(opts: &LoadOptions) -> Result<Vec<HookTrial>, KernelError> {
+    if let Some(missing) = privileges::first_missing() {
+        return Err(KernelError::MissingCapability(missing));
+    }
+    privileges::raise_memlock_limit();
+    let btf = kernel_btf(opts)?;
+    let (_, release) = hooks::kernel_release();
+    let mut ebpf = open_object(opts, &btf, None)?;
+    let cgroup_root = super::cgroup::v2_root();
+    let mut out = Vec::new();
+    for feature in hooks::FEATURES {
+        for hook in feature.hooks {
+            let result = if let Some(why) = disabled(opts, feature, hook) {
+                Err(why)
+            } else if let Some(why) = hooks::precheck(hook, &btf, release) {
+                Err(why)
             } else {
-                attach_tracepoint(&mut ebpf, tp, &btf)
+                let attached = attach_hook(
+                    &mut ebpf,
+                    hook,
+                    &btf,
+                    cgroup_root.as_deref(),
+                    &opts.disabled_probes,
+                );
+                unload_hook(&mut ebpf, hook);
+                attached.and_then(|probes| {
+                    let failed: Vec<&str> = probes
+                        .iter()
+                        .filter(|p| p.prog_id == 0)
+                        .map(|p| p.name.as_str())
+                        .collect();
+                    if failed.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!("not attached: {}", failed.join(", ")))
+                    }
+                })
             };
-            let prog_id = match attached {
-                Ok(id) => id,
-                // The core hook must work (checked above for existence).
-                Err(e) if i == 0 && !opts.disabled_probes.contains(&name) => {
-                    return Err(KernelError::Object(e))
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "{e}: {} unavailable; everything else keeps running",
-                        tp.needed_for
-                    );
-                    0
-                }
-            };
-            probes.push(ProbeInfo {
-                name,
-                prog_id,
-                has_target: false,
+            out.push(HookTrial {
+                feature: feature.name,
+                hook: hook.kind,
+                probes: hook.programs.iter().map(|p| p.probe_name()).collect(),
+                result,
             });
         }
+    }
+    Ok(out)
+}
 
-        let udp_destinations = match super::cgroup::v2_root() {
-            Some(root) => {
-                let dir = File::open(&root).map_err(|e| {
-                    KernelError::Object(format!(
-                        "cannot open cgroup v2 root {}: {e}",
-                        root.display()
-                    ))
-                })?;
-                let mut all = true;
-                for name in SOCK_ADDR_HOOKS {
-                    let probe = format!("cgroup/{}", name.trim_start_matches("on_"));
-                    let attached = if opts.disabled_probes.contains(&probe) {
-                        Err(format!("{probe} disabled by debug.disable_probes"))
+/// Loads the object; `untyped` = the message hook kind it is loaded for,
+/// when that hook only sees socket addresses.
+fn open_object(
+    opts: &LoadOptions,
+    btf: &Btf,
+    untyped: Option<HookKind>,
+) -> Result<Ebpf, KernelError> {
+    let track_all = u8::from(opts.track_all);
+    let emit_spans = u8::from(opts.emit_spans);
+    let msg_index = u8::from(untyped.is_some());
+    // The address-keyed maps cost memory only when they are used.
+    let (index_entries, call_entries) = if untyped.is_some() {
+        (opts.max_sockets.max(1024), 8192)
+    } else {
+        (1, 1)
+    };
+    EbpfLoader::new()
+        .btf(Some(btf))
+        .override_global("track_all", &track_all, true)
+        .override_global("hist_bounds_ns", &opts.hist_bounds_ns, true)
+        .override_global("emit_spans", &emit_spans, true)
+        .override_global("netns_only", &opts.netns_only, true)
+        .override_global("msg_index", &msg_index, true)
+        .map_max_entries("span_events", opts.span_ring_bytes)
+        .map_max_entries("flows", opts.max_series)
+        .map_max_entries("hists", opts.max_series)
+        .map_max_entries("listeners", opts.max_listeners)
+        .map_max_entries("sock_index", index_entries)
+        .map_max_entries("task_pending", call_entries)
+        .map_max_entries("msg_calls", call_entries)
+        .load(OBJECT)
+        .map_err(|e| KernelError::Object(e.to_string()))
+}
+
+/// Why `debug.disable_probes` switches this hook off, if it does.
+fn disabled(opts: &LoadOptions, feature: &Feature, hook: &Hook) -> Option<String> {
+    let id = hooks::hook_id(feature, hook);
+    if opts.disabled_probes.contains(&id) {
+        return Some(format!("{id} disabled by debug.disable_probes"));
+    }
+    // One cgroup program can be switched off alone; any other hook only
+    // works with all of its programs.
+    if hook.kind == HookKind::Cgroup {
+        return None;
+    }
+    hook.programs
+        .iter()
+        .map(|p| p.probe_name())
+        .find(|n| opts.disabled_probes.contains(n))
+        .map(|n| format!("{n} disabled by debug.disable_probes"))
+}
+
+/// A trial or final load: the probes, and (on a trial) the untyped message
+/// hook that won together with the hooks rejected before it.
+type Loaded = (Probes, Option<(HookKind, Vec<(HookKind, String)>)>);
+
+fn load_with(
+    opts: &LoadOptions,
+    btf: &Btf,
+    untyped: Option<HookKind>,
+) -> Result<Loaded, KernelError> {
+    let (_, release) = hooks::kernel_release();
+    let mut ebpf = open_object(opts, btf, untyped)?;
+
+    let mut targets: HashMap<_, [u8; COMM_LEN], u8> =
+        HashMap::try_from(take_map(&mut ebpf, "targets")?)
+            .map_err(|e| KernelError::Object(e.to_string()))?;
+    for comm in &opts.targets {
+        targets
+            .insert(comm, 1, 0)
+            .map_err(|e| KernelError::Object(format!("targets map: {e}")))?;
+    }
+
+    let cgroup_root = super::cgroup::v2_root();
+    let mut probes = Vec::new();
+    let mut features = Vec::new();
+    let mut reload_for = None;
+    let mut udp_destinations = false;
+    for feature in hooks::FEATURES {
+        let mut status = FeatureStatus {
+            feature: feature.name,
+            needed_for: feature.needed_for,
+            hook: None,
+            rejected: Vec::new(),
+        };
+        for hook in feature.hooks {
+            // Reloaded for an untyped message hook: that one, nothing else.
+            if feature.name == "messages" && untyped.is_some_and(|k| k != hook.kind) {
+                continue;
+            }
+            if let Some(why) = disabled(opts, feature, hook) {
+                status.rejected.push((hook.kind, why));
+                continue;
+            }
+            if let Some(why) = hooks::precheck(hook, btf, release) {
+                status.rejected.push((hook.kind, why));
+                continue;
+            }
+            if hook.kind == HookKind::Cgroup && cgroup_root.is_none() {
+                status.rejected.push((
+                    hook.kind,
+                    "no cgroup v2 hierarchy mounted (unconnected UDP peers are counted as \
+                     dst_ip=\"::\"; TCP and connected UDP are unaffected)"
+                        .into(),
+                ));
+                continue;
+            }
+            match attach_hook(
+                &mut ebpf,
+                hook,
+                btf,
+                cgroup_root.as_deref(),
+                &opts.disabled_probes,
+            ) {
+                Ok(mut attached) => {
+                    if hook.kind.untyped() && untyped.is_none() {
+                        // It works; load again with the programs set up for it.
+                        unload_hook(&mut ebpf, hook);
+                        reload_for = Some((hook.kind, status.rejected.clone()));
                     } else {
-                        attach_sock_addr(&mut ebpf, name, &dir, &root)
-                    };
-                    let prog_id = attached.unwrap_or_else(|e| {
-                        tracing::warn!(
-                            "{e}: peers of unconnected UDP sockets are unknown for this family; \
-                             everything else keeps running"
-                        );
-                        all = false;
-                        0
-                    });
-                    probes.push(ProbeInfo {
-                        name: probe,
-                        prog_id,
-                        has_target: true,
-                    });
+                        for (p, a) in hook.programs.iter().zip(&attached) {
+                            if a.prog_id == 0 {
+                                let name = p.probe_name();
+                                let why = if opts.disabled_probes.contains(&name) {
+                                    "disabled by debug.disable_probes"
+                                } else {
+                                    "failed to attach"
+                                };
+                                tracing::warn!(
+                                    "{name} {why}: {} partly unavailable; everything else keeps running",
+                                    feature.needed_for
+                                );
+                            }
+                        }
+                        if hook.kind == HookKind::Cgroup {
+                            udp_destinations = attached.iter().all(|a| a.prog_id != 0);
+                        }
+                        probes.append(&mut attached);
+                    }
+                    status.hook = Some(hook.kind);
+                    break;
                 }
-                all
+                Err(e) => status.rejected.push((hook.kind, e)),
+            }
+        }
+        match status.hook {
+            Some(kind) => {
+                if !status.rejected.is_empty() {
+                    tracing::info!(
+                        feature = feature.name,
+                        hook = kind.name(),
+                        "using a fallback hook ({})",
+                        rejected_text(&status.rejected)
+                    );
+                } else {
+                    tracing::debug!(feature = feature.name, hook = kind.name(), "hook chosen");
+                }
+            }
+            None if feature.core => {
+                return Err(KernelError::Object(format!(
+                    "{} ({}): {}",
+                    feature.name,
+                    feature.needed_for,
+                    rejected_text(&status.rejected)
+                )))
             }
             None => {
                 tracing::warn!(
-                    "no cgroup v2 hierarchy mounted: peers of unconnected UDP sockets are unknown \
-                     (counted with dst_ip=\"::\"); TCP and connected UDP are unaffected"
+                    "{} unavailable ({}); everything else keeps running",
+                    feature.needed_for,
+                    rejected_text(&status.rejected)
                 );
-                false
+                // Reported as down under the preferred hook's probe names.
+                for p in feature.hooks[0].programs {
+                    probes.push(ProbeInfo {
+                        name: p.probe_name(),
+                        feature: feature.name,
+                        prog_id: 0,
+                        has_target: matches!(p, Attach::Cgroup { .. }),
+                    });
+                }
             }
-        };
+        }
+        features.push(status);
+    }
 
-        let maps = KernelMaps {
-            flows: HashMap::try_from(take_map(&mut ebpf, "flows")?)
-                .map_err(|e| KernelError::Object(e.to_string()))?,
-            hists: HashMap::try_from(take_map(&mut ebpf, "hists")?)
-                .map_err(|e| KernelError::Object(e.to_string()))?,
-            listeners: HashMap::try_from(take_map(&mut ebpf, "listeners")?)
-                .map_err(|e| KernelError::Object(e.to_string()))?,
-            lost: PerCpuArray::try_from(take_map(&mut ebpf, "lost")?)
-                .map_err(|e| KernelError::Object(e.to_string()))?,
-        };
-        let span_events = take_map(&mut ebpf, "span_events")
-            .ok()
-            .and_then(|m| aya::maps::RingBuf::try_from(m).ok());
-        Ok(Self {
+    let maps = KernelMaps {
+        flows: HashMap::try_from(take_map(&mut ebpf, "flows")?)
+            .map_err(|e| KernelError::Object(e.to_string()))?,
+        hists: HashMap::try_from(take_map(&mut ebpf, "hists")?)
+            .map_err(|e| KernelError::Object(e.to_string()))?,
+        listeners: HashMap::try_from(take_map(&mut ebpf, "listeners")?)
+            .map_err(|e| KernelError::Object(e.to_string()))?,
+        lost: PerCpuArray::try_from(take_map(&mut ebpf, "lost")?)
+            .map_err(|e| KernelError::Object(e.to_string()))?,
+    };
+    let span_events = take_map(&mut ebpf, "span_events")
+        .ok()
+        .and_then(|m| aya::maps::RingBuf::try_from(m).ok());
+    Ok((
+        Probes {
             probes,
+            features,
             _ebpf: ebpf,
             maps,
             udp_destinations,
             span_events,
-        })
+        },
+        reload_for,
+    ))
+}
+
+fn rejected_text(rejected: &[(HookKind, String)]) -> String {
+    if rejected.is_empty() {
+        return "no hook".into();
+    }
+    rejected
+        .iter()
+        .map(|(k, why)| format!("{}: {why}", k.name()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Loads and attaches every program of a hook. Tracepoint, fexit and kprobe
+/// hooks are all-or-nothing (a failure unloads what was attached); cgroup
+/// programs attach one by one and a failed one is listed with id 0.
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    hook: &Hook,
+    btf: &Btf,
+    cgroup_root: Option<&std::path::Path>,
+    disabled: &[String],
+) -> Result<Vec<ProbeInfo>, String> {
+    let feature = hooks::FEATURES
+        .iter()
+        .find(|f| f.hooks.iter().any(|h| std::ptr::eq(h, hook)))
+        .map(|f| f.name)
+        .unwrap_or("");
+    let dir = match (hook.kind, cgroup_root) {
+        (HookKind::Cgroup, Some(root)) => Some(
+            File::open(root)
+                .map_err(|e| format!("cannot open cgroup v2 root {}: {e}", root.display()))?,
+        ),
+        (HookKind::Cgroup, None) => return Err("no cgroup v2 hierarchy mounted".into()),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for p in hook.programs {
+        let attached = match *p {
+            // A cgroup program switched off alone (debug.disable_probes).
+            Attach::Cgroup { .. } if disabled.contains(&p.probe_name()) => Err(format!(
+                "{} disabled by debug.disable_probes",
+                p.probe_name()
+            )),
+            Attach::Tracepoint {
+                program: name,
+                event,
+                ..
+            } => attach_tracepoint(ebpf, name, event, &p.probe_name(), btf),
+            Attach::Fexit {
+                program: name,
+                func,
+            } => attach_fexit(ebpf, name, func, btf),
+            Attach::Kprobe {
+                program: name,
+                func,
+                ..
+            } => attach_kprobe(ebpf, name, func),
+            Attach::Cgroup { program: name, .. } => attach_sock_addr(
+                ebpf,
+                name,
+                dir.as_ref().expect("cgroup dir"),
+                cgroup_root.expect("cgroup root"),
+            ),
+        };
+        match attached {
+            Ok(prog_id) => out.push(ProbeInfo {
+                name: p.probe_name(),
+                feature,
+                prog_id,
+                has_target: hook.kind == HookKind::Cgroup,
+            }),
+            Err(e) if hook.kind == HookKind::Cgroup => {
+                tracing::debug!("{e}");
+                out.push(ProbeInfo {
+                    name: p.probe_name(),
+                    feature,
+                    prog_id: 0,
+                    has_target: true,
+                })
+            }
+            Err(e) => {
+                unload_hook(ebpf, hook);
+                return Err(e);
+            }
+        }
+    }
+    if out.iter().all(|p| p.prog_id == 0) {
+        return Err("no program of the hook attached".into());
+    }
+    Ok(out)
+}
+
+/// Detaches and unloads a hook's programs (those that were loaded).
+fn unload_hook(ebpf: &mut Ebpf, hook: &Hook) {
+    for p in hook.programs {
+        if let Some(prog) = ebpf.program_mut(p.program()) {
+            let _ = match prog {
+                aya::programs::Program::BtfTracePoint(x) => x.unload(),
+                aya::programs::Program::FExit(x) => x.unload(),
+                aya::programs::Program::KProbe(x) => x.unload(),
+                aya::programs::Program::CgroupSockAddr(x) => x.unload(),
+                _ => Ok(()),
+            };
+        }
     }
 }
 
 /// Loads and attaches one tracepoint program; its kernel id, or why not.
-fn attach_tracepoint(ebpf: &mut Ebpf, tp: &Tracepoint, btf: &Btf) -> Result<u32, String> {
-    let prog: &mut BtfTracePoint = program(ebpf, tp.program).map_err(|e| e.to_string())?;
-    prog.load(tp.event, btf)
-        .map_err(|e| load_error(tp.program, e).to_string())?;
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    event: &str,
+    hook: &str,
+    btf: &Btf,
+) -> Result<u32, String> {
+    let prog: &mut BtfTracePoint = program(ebpf, name).map_err(|e| e.to_string())?;
+    prog.load(event, btf)
+        .map_err(|e| load_error(name, e).to_string())?;
     prog.attach().map_err(|source| {
         KernelError::Attach {
-            program: tp.program,
-            hook: format!("tracepoint {}", tracepoint_name(tp)),
+            program: name,
+            hook: hook.to_string(),
             source,
         }
-        .to_string()
+        .chain()
+    })?;
+    Ok(prog.info().map(|i| i.id()).unwrap_or(0))
+}
+
+fn attach_fexit(ebpf: &mut Ebpf, name: &'static str, func: &str, btf: &Btf) -> Result<u32, String> {
+    let prog: &mut FExit = program(ebpf, name).map_err(|e| e.to_string())?;
+    prog.load(func, btf)
+        .map_err(|e| load_error(name, e).to_string())?;
+    prog.attach().map_err(|source| {
+        KernelError::Attach {
+            program: name,
+            hook: format!("fexit {func}"),
+            source,
+        }
+        .chain()
+    })?;
+    Ok(prog.info().map(|i| i.id()).unwrap_or(0))
+}
+
+fn attach_kprobe(ebpf: &mut Ebpf, name: &'static str, func: &str) -> Result<u32, String> {
+    let prog: &mut KProbe = program(ebpf, name).map_err(|e| e.to_string())?;
+    prog.load().map_err(|e| load_error(name, e).to_string())?;
+    prog.attach(func, 0).map_err(|source| {
+        KernelError::Attach {
+            program: name,
+            hook: format!("kprobe {func}"),
+            source,
+        }
+        .chain()
     })?;
     Ok(prog.info().map(|i| i.id()).unwrap_or(0))
 }
@@ -337,21 +634,9 @@ fn attach_sock_addr(
     Ok(prog.info().map(|i| i.id()).unwrap_or(0))
 }
 
-/// Probe names a config may disable (`debug.disable_probes`).
+/// Names a config may list in `debug.disable_probes`.
 pub fn probe_names() -> Vec<String> {
-    TRACEPOINTS
-        .iter()
-        .map(|tp| format!("tracepoint/{}", tracepoint_name(tp)))
-        .chain(
-            SOCK_ADDR_HOOKS
-                .iter()
-                .map(|n| format!("cgroup/{}", n.trim_start_matches("on_"))),
-        )
-        .collect()
-}
-
-fn tracepoint_name(tp: &Tracepoint) -> String {
-    format!("{}:{}", tp.category, tp.event)
+    hooks::disable_names()
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, KernelError> {
@@ -368,6 +653,23 @@ where
         .ok_or_else(|| KernelError::Object(format!("program {name} not found")))?;
     prog.try_into()
         .map_err(|e: ProgramError| KernelError::Object(format!("program {name}: {e}")))
+}
+
+impl KernelError {
+    /// The error and every cause, on one line (aya nests the errno).
+    fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            cause = c.source();
+        }
+        out
+    }
 }
 
 /// Turns a load failure into one message: the errno plus the last lines of

@@ -2,9 +2,11 @@
 
 pub mod abi;
 pub mod cgroup;
+pub mod hooks;
 pub mod iface;
 pub mod links;
 pub mod loader;
 pub mod privileges;
+pub mod report;
 
 pub use loader::{KernelError, KernelMaps, LoadOptions, Probes};

@@ -234,6 +234,28 @@ pub fn http_get(port: u16, path: &str, accept: Option<&str>) -> Result<String, S
     Ok(body.to_string())
 }
 
+/// `/health` as JSON whatever its status (200 ok, 503 degraded).
+pub fn health(port: u16) -> (u16, serde_json::Value) {
+    match http_get(port, "/health", None) {
+        Ok(body) => (200, serde_json::from_str(&body).unwrap()),
+        Err(_) => {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(
+                s,
+                "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).unwrap();
+            let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+            let code = head.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+            (code, serde_json::from_str(body).unwrap_or_default())
+        }
+    }
+}
+
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((len, rest)) = body.split_once("\r\n") {
@@ -386,8 +408,12 @@ pub fn our_prog_ids() -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// How many of [`OUR_PROGRAMS`] (the first ones) a default agent loads on
+/// this kernel: the preferred hooks (6 tracepoints, 4 cgroup, 2 TC).
+pub const DEFAULT_PROGRAMS: usize = 12;
+
 /// Program names in bpf/netagent.bpf.c and bpf/iface.bpf.c.
-pub const OUR_PROGRAMS: [&str; 12] = [
+pub const OUR_PROGRAMS: [&str; 26] = [
     "on_tc_ingress",
     "on_tc_egress",
     "on_inet_sock_set_state",
@@ -400,6 +426,21 @@ pub const OUR_PROGRAMS: [&str; 12] = [
     "on_sendmsg6",
     "on_recvmsg4",
     "on_recvmsg6",
+    // Fallback message hooks (src/kernel/hooks.rs).
+    "fx_inet_sendmsg",
+    "fx_inet6_sendmsg",
+    "fx_inet_recvmsg",
+    "fx_inet6_recvmsg",
+    "kp_inet_sendmsg",
+    "krp_inet_sendmsg",
+    "kp_inet6_sendmsg",
+    "krp_inet6_sendmsg",
+    "kp_inet_recvmsg",
+    "krp_inet_recvmsg",
+    "kp_inet6_recvmsg",
+    "krp_inet6_recvmsg",
+    "on_sys_enter",
+    "on_sys_exit",
 ];
 
 /// Pipes an exposition to `promtool check metrics`; panics with its output on failure.

@@ -1,0 +1,345 @@
+//! What the kernel side measures (features) and, for each, the hooks that
+//! can serve it in order of preference: stable tracepoints first, then BTF
+//! trampolines (fexit), kprobes, and raw syscall hooks. The loader attaches
+//! the first hook of each feature that works on the running kernel.
+
+use aya::Btf;
+use aya_obj::btf::BtfKind;
+
+/// A kind of kernel hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    Tracepoint,
+    Fexit,
+    Kprobe,
+    Syscalls,
+    Cgroup,
+}
+
+impl HookKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HookKind::Tracepoint => "tracepoint",
+            HookKind::Fexit => "fexit",
+            HookKind::Kprobe => "kprobe",
+            HookKind::Syscalls => "syscalls",
+            HookKind::Cgroup => "cgroup",
+        }
+    }
+
+    /// Untyped hooks see socket addresses, not BTF-typed sockets, so the
+    /// kernel programs keep message state in `sock_index` for them.
+    pub fn untyped(self) -> bool {
+        matches!(self, HookKind::Kprobe | HookKind::Syscalls)
+    }
+}
+
+/// One program of a hook and where it attaches.
+#[derive(Debug, Clone, Copy)]
+pub enum Attach {
+    /// BTF-typed tracepoint (tp_btf): `category:event`.
+    Tracepoint {
+        program: &'static str,
+        category: &'static str,
+        event: &'static str,
+    },
+    Fexit {
+        program: &'static str,
+        func: &'static str,
+    },
+    Kprobe {
+        program: &'static str,
+        func: &'static str,
+        ret: bool,
+    },
+    /// cgroup sock_addr program attached to the cgroup v2 root.
+    Cgroup {
+        program: &'static str,
+        attach: &'static str,
+    },
+}
+
+impl Attach {
+    pub fn program(&self) -> &'static str {
+        match *self {
+            Attach::Tracepoint { program, .. }
+            | Attach::Fexit { program, .. }
+            | Attach::Kprobe { program, .. }
+            | Attach::Cgroup { program, .. } => program,
+        }
+    }
+
+    /// The probe's name in `/health`, `netagent_probe_up` and
+    /// `debug.disable_probes`.
+    pub fn probe_name(&self) -> String {
+        match *self {
+            Attach::Tracepoint {
+                category, event, ..
+            } => format!("tracepoint/{category}:{event}"),
+            Attach::Fexit { func, .. } => format!("fexit/{func}"),
+            Attach::Kprobe {
+                func, ret: false, ..
+            } => format!("kprobe/{func}"),
+            Attach::Kprobe {
+                func, ret: true, ..
+            } => format!("kretprobe/{func}"),
+            Attach::Cgroup { attach, .. } => format!("cgroup/{attach}"),
+        }
+    }
+}
+
+/// A way to serve a feature: all of its programs attach, or none is used.
+#[derive(Debug)]
+pub struct Hook {
+    pub kind: HookKind,
+    pub programs: &'static [Attach],
+}
+
+/// Something the agent measures, and the hooks that can provide it.
+#[derive(Debug)]
+pub struct Feature {
+    pub name: &'static str,
+    pub needed_for: &'static str,
+    /// Without it the agent has nothing to do: start-up fails.
+    pub core: bool,
+    pub hooks: &'static [Hook],
+}
+
+const fn tp(program: &'static str, category: &'static str, event: &'static str) -> Attach {
+    Attach::Tracepoint {
+        program,
+        category,
+        event,
+    }
+}
+
+const fn kp(program: &'static str, func: &'static str, ret: bool) -> Attach {
+    Attach::Kprobe { program, func, ret }
+}
+
+const fn fx(program: &'static str, func: &'static str) -> Attach {
+    Attach::Fexit { program, func }
+}
+
+const fn cg(program: &'static str, attach: &'static str) -> Attach {
+    Attach::Cgroup { program, attach }
+}
+
+/// Every feature, the core one first.
+pub static FEATURES: &[Feature] = &[
+    Feature {
+        name: "connections",
+        needed_for: "TCP connects, connection lifecycle and listeners",
+        core: true,
+        hooks: &[Hook {
+            kind: HookKind::Tracepoint,
+            programs: &[tp("on_inet_sock_set_state", "sock", "inet_sock_set_state")],
+        }],
+    },
+    Feature {
+        name: "retransmits",
+        needed_for: "TCP retransmits",
+        core: false,
+        hooks: &[Hook {
+            kind: HookKind::Tracepoint,
+            programs: &[tp("on_tcp_retransmit_skb", "tcp", "tcp_retransmit_skb")],
+        }],
+    },
+    Feature {
+        name: "resets_sent",
+        needed_for: "TCP resets sent",
+        core: false,
+        hooks: &[Hook {
+            kind: HookKind::Tracepoint,
+            programs: &[tp("on_tcp_send_reset", "tcp", "tcp_send_reset")],
+        }],
+    },
+    Feature {
+        name: "resets_received",
+        needed_for: "TCP resets received",
+        core: false,
+        hooks: &[Hook {
+            kind: HookKind::Tracepoint,
+            programs: &[tp("on_tcp_receive_reset", "tcp", "tcp_receive_reset")],
+        }],
+    },
+    Feature {
+        name: "messages",
+        needed_for: "UDP datagrams, bytes sent and received, send->recv durations and spans",
+        core: false,
+        hooks: &[
+            Hook {
+                kind: HookKind::Tracepoint,
+                programs: &[
+                    tp("on_sock_send_length", "sock", "sock_send_length"),
+                    tp("on_sock_recv_length", "sock", "sock_recv_length"),
+                ],
+            },
+            Hook {
+                kind: HookKind::Fexit,
+                programs: &[
+                    fx("fx_inet_sendmsg", "inet_sendmsg"),
+                    fx("fx_inet6_sendmsg", "inet6_sendmsg"),
+                    fx("fx_inet_recvmsg", "inet_recvmsg"),
+                    fx("fx_inet6_recvmsg", "inet6_recvmsg"),
+                ],
+            },
+            Hook {
+                kind: HookKind::Kprobe,
+                programs: &[
+                    kp("kp_inet_sendmsg", "inet_sendmsg", false),
+                    kp("krp_inet_sendmsg", "inet_sendmsg", true),
+                    kp("kp_inet6_sendmsg", "inet6_sendmsg", false),
+                    kp("krp_inet6_sendmsg", "inet6_sendmsg", true),
+                    kp("kp_inet_recvmsg", "inet_recvmsg", false),
+                    kp("krp_inet_recvmsg", "inet_recvmsg", true),
+                    kp("kp_inet6_recvmsg", "inet6_recvmsg", false),
+                    kp("krp_inet6_recvmsg", "inet6_recvmsg", true),
+                ],
+            },
+            Hook {
+                kind: HookKind::Syscalls,
+                programs: &[
+                    tp("on_sys_enter", "raw_syscalls", "sys_enter"),
+                    tp("on_sys_exit", "raw_syscalls", "sys_exit"),
+                ],
+            },
+        ],
+    },
+    Feature {
+        name: "udp_peers",
+        needed_for: "peers of unconnected UDP sockets",
+        core: false,
+        hooks: &[Hook {
+            kind: HookKind::Cgroup,
+            programs: &[
+                cg("on_sendmsg4", "sendmsg4"),
+                cg("on_sendmsg6", "sendmsg6"),
+                cg("on_recvmsg4", "recvmsg4"),
+                cg("on_recvmsg6", "recvmsg6"),
+            ],
+        }],
+    },
+];
+
+/// `feature:hook` names a whole hook in `debug.disable_probes`.
+pub fn hook_id(feature: &Feature, hook: &Hook) -> String {
+    format!("{}:{}", feature.name, hook.kind.name())
+}
+
+/// Every name `debug.disable_probes` accepts: probe names and hook ids.
+pub fn disable_names() -> Vec<String> {
+    let mut out = Vec::new();
+    for f in FEATURES {
+        for h in f.hooks {
+            out.push(hook_id(f, h));
+            for p in h.programs {
+                out.push(p.probe_name());
+            }
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// Why a hook cannot work on this kernel, from BTF and the kernel version
+/// alone (before anything is loaded), or None if it may.
+pub fn precheck(hook: &Hook, btf: &Btf, release: (u32, u32)) -> Option<String> {
+    match hook.kind {
+        HookKind::Syscalls if !cfg!(target_arch = "x86_64") => {
+            return Some("raw syscall hooks are implemented for x86-64 only".into())
+        }
+        HookKind::Fexit if release < (5, 19) => {
+            // inet_recvmsg lost its `noblock` argument in 5.19; fexit reads
+            // the return value by position.
+            return Some(format!(
+                "kernel {}.{} has the pre-5.19 inet_recvmsg prototype",
+                release.0, release.1
+            ));
+        }
+        _ => {}
+    }
+    for p in hook.programs {
+        match *p {
+            Attach::Tracepoint {
+                category, event, ..
+            } => {
+                if btf
+                    .id_by_type_name_kind(&format!("btf_trace_{event}"), BtfKind::Typedef)
+                    .is_err()
+                {
+                    return Some(format!(
+                        "tracepoint {category}:{event} does not exist on this kernel"
+                    ));
+                }
+            }
+            Attach::Fexit { func, .. } | Attach::Kprobe { func, .. } => {
+                if btf.id_by_type_name_kind(func, BtfKind::Func).is_err() {
+                    return Some(format!("kernel function {func} not found in BTF"));
+                }
+            }
+            Attach::Cgroup { .. } => {}
+        }
+    }
+    None
+}
+
+/// The running kernel's major.minor from uname.
+pub fn kernel_release() -> (String, (u32, u32)) {
+    let uts = uname_release();
+    let mut parts = uts
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (uts, (major, minor))
+}
+
+fn uname_release() -> String {
+    // SAFETY: uname fills the struct it is given; zeroed is a valid start.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return String::new();
+    }
+    // SAFETY: the kernel NUL-terminates `release`.
+    unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_core_is_first() {
+        assert!(FEATURES[0].core);
+        assert_eq!(FEATURES.iter().filter(|f| f.core).count(), 1);
+        let mut progs: Vec<&str> = FEATURES
+            .iter()
+            .flat_map(|f| f.hooks.iter().flat_map(|h| h.programs.iter()))
+            .map(|p| p.program())
+            .collect();
+        let n = progs.len();
+        progs.sort();
+        progs.dedup();
+        assert_eq!(progs.len(), n, "a program is listed twice");
+    }
+
+    #[test]
+    fn disable_names_cover_hooks_and_probes() {
+        let names = disable_names();
+        assert!(names.contains(&"messages:tracepoint".to_string()));
+        assert!(names.contains(&"tracepoint/sock:sock_send_length".to_string()));
+        assert!(names.contains(&"kretprobe/inet6_recvmsg".to_string()));
+        assert!(names.contains(&"cgroup/recvmsg4".to_string()));
+    }
+
+    #[test]
+    fn release_parses() {
+        let (s, (maj, _)) = kernel_release();
+        assert!(!s.is_empty());
+        assert!(maj >= 5);
+    }
+}
