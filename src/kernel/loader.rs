@@ -78,6 +78,9 @@ pub enum KernelError {
 pub struct KernelMaps {
     pub flows: HashMap<MapData, FlowKey, FlowStats>,
     pub hists: HashMap<MapData, FlowKey, Hist>,
+    /// Second descriptors of `flows` and `hists` for batch reads.
+    pub flows_fd: std::os::fd::OwnedFd,
+    pub hists_fd: std::os::fd::OwnedFd,
     pub listeners: HashMap<MapData, ListenKey, Listener>,
     pub lost: PerCpuArray<MapData, u64>,
 }
@@ -427,11 +430,13 @@ fn load_with(
         features.push(status);
     }
 
+    let flows = take_map(&mut ebpf, "flows")?;
+    let hists = take_map(&mut ebpf, "hists")?;
     let maps = KernelMaps {
-        flows: HashMap::try_from(take_map(&mut ebpf, "flows")?)
-            .map_err(|e| KernelError::Object(e.to_string()))?,
-        hists: HashMap::try_from(take_map(&mut ebpf, "hists")?)
-            .map_err(|e| KernelError::Object(e.to_string()))?,
+        flows_fd: dup_fd(&flows)?,
+        hists_fd: dup_fd(&hists)?,
+        flows: HashMap::try_from(flows).map_err(|e| KernelError::Object(e.to_string()))?,
+        hists: HashMap::try_from(hists).map_err(|e| KernelError::Object(e.to_string()))?,
         listeners: HashMap::try_from(take_map(&mut ebpf, "listeners")?)
             .map_err(|e| KernelError::Object(e.to_string()))?,
         lost: PerCpuArray::try_from(take_map(&mut ebpf, "lost")?)
@@ -637,6 +642,19 @@ fn attach_sock_addr(
 /// Names a config may list in `debug.disable_probes`.
 pub fn probe_names() -> Vec<String> {
     hooks::disable_names()
+}
+
+/// A second descriptor of a hash map (for batch reads).
+fn dup_fd(map: &aya::maps::Map) -> Result<std::os::fd::OwnedFd, KernelError> {
+    use std::os::fd::AsFd;
+    match map {
+        aya::maps::Map::HashMap(data) => data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| KernelError::Object(format!("dup map fd: {e}"))),
+        _ => Err(KernelError::Object("expected a hash map".into())),
+    }
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, KernelError> {

@@ -1,6 +1,7 @@
 //! Kernel side: the BPF object, its Rust mirror types, and loading/attaching.
 
 pub mod abi;
+pub mod batch;
 pub mod cgroup;
 pub mod hooks;
 pub mod iface;
