@@ -56,6 +56,26 @@ fn scrape_until(agent: &Agent, within: Duration, done: impl Fn(&Metrics) -> bool
     }
 }
 
+/// Scrapes until the first detection round has ended, found or not.
+fn first_round(agent: &Agent) -> Metrics {
+    scrape_until(agent, Duration::from_secs(15), |m| {
+        let (found, not_found) = rounds(m);
+        found + not_found >= 1.0
+    })
+}
+
+/// The first round found an instance.
+fn detected(agent: &Agent) -> Metrics {
+    let m = first_round(agent);
+    assert_eq!(
+        rounds(&m),
+        (1.0, 0.0),
+        "not detected; agent log:\n{}",
+        agent.stderr()
+    );
+    m
+}
+
 /// The single `netagent_cloud_info` series has exactly these labels, and 1.
 fn assert_info(m: &Metrics, want: &[(&str, &str)]) {
     let series = m.series(INFO);
@@ -138,9 +158,8 @@ fn aws_imdsv2_instance_is_exported_with_every_label() {
     let before = fake.requests().len();
 
     let agent = agent(&fake.url(), 2.0, 600.0);
-    let m = scrape_until(&agent, Duration::from_secs(15), |m| rounds(m).0 >= 1.0);
+    let m = detected(&agent);
     assert_info(&m, &as_refs(&want));
-    assert_eq!(rounds(&m), (1.0, 0.0));
     report_duration("aws, fake IMDSv2", &m);
     assert_eq!(health_provider(&agent), "aws");
 
@@ -203,7 +222,7 @@ fn gcp_spot_vm_without_external_ip() {
     let before = fake.requests().len();
 
     let agent = agent(&fake.url(), 2.0, 600.0);
-    let m = scrape_until(&agent, Duration::from_secs(15), |m| rounds(m).0 >= 1.0);
+    let m = detected(&agent);
     assert_info(
         &m,
         &[
@@ -256,7 +275,7 @@ fn gcp_answers_without_the_flavor_header_are_not_trusted() {
         send_flavor: false,
     }));
     let agent = agent(&fake.url(), 2.0, 600.0);
-    let m = scrape_until(&agent, Duration::from_secs(15), |m| rounds(m).1 >= 1.0);
+    let m = first_round(&agent);
     assert_eq!(rounds(&m), (0.0, 1.0));
     assert!(m.series(INFO).is_empty(), "{:?}", m.series(INFO));
     // The agent did ask (and got 200s), so the header check is what refused.
@@ -298,7 +317,7 @@ fn azure_regular_vm_in_a_zone() {
     assert!(err.starts_with("HTTP/1.1 400"), "{err}");
 
     let agent = agent(&fake.url(), 2.0, 600.0);
-    let m = scrape_until(&agent, Duration::from_secs(15), |m| rounds(m).0 >= 1.0);
+    let m = detected(&agent);
     assert_info(
         &m,
         &[
@@ -342,7 +361,7 @@ fn hetzner_server_in_a_private_network() {
         private_ip: Some(private.clone()),
     }));
     let agent = agent(&fake.url(), 2.0, 600.0);
-    let m = scrape_until(&agent, Duration::from_secs(15), |m| rounds(m).0 >= 1.0);
+    let m = detected(&agent);
     assert_info(
         &m,
         &[
@@ -371,7 +390,7 @@ fn nothing_answering_exports_no_info_and_costs_nothing() {
     }
     let closed = free_port();
     let agent = agent(&format!("http://127.0.0.1:{closed}"), 1.0, 600.0);
-    let m = scrape_until(&agent, Duration::from_secs(15), |m| rounds(m).1 >= 1.0);
+    let m = first_round(&agent);
     assert_eq!(rounds(&m), (0.0, 1.0));
     assert!(m.series(INFO).is_empty(), "{:?}", m.series(INFO));
     let d = report_duration("closed port", &m);
@@ -444,7 +463,7 @@ fn a_service_that_appears_later_is_found_at_the_next_refresh() {
     }
     let port = free_port();
     let agent = agent(&format!("http://127.0.0.1:{port}"), 1.0, 1.0);
-    let m = scrape_until(&agent, Duration::from_secs(15), |m| rounds(m).1 >= 1.0);
+    let m = first_round(&agent);
     assert_eq!(m.get(ROUNDS, &[("result", "detected")]), 0.0);
     assert!(m.series(INFO).is_empty());
 
@@ -456,6 +475,7 @@ fn a_service_that_appears_later_is_found_at_the_next_refresh() {
     // Refreshes keep going and keep finding the same instance.
     let m = scrape_until(&agent, Duration::from_secs(10), |m| rounds(m).0 >= 2.0);
     assert_info(&m, &as_refs(&want));
+    report_duration("aws, a refresh on an idle agent", &m);
     let log = agent.stderr();
     assert_eq!(log.matches("cloud instance detected").count(), 1, "{log}");
 }
