@@ -162,6 +162,9 @@ fn aws_imdsv2_instance_is_exported_with_every_label() {
     assert_info(&m, &as_refs(&want));
     report_duration("aws, fake IMDSv2", &m);
     assert_eq!(health_provider(&agent), "aws");
+    if require(have("promtool"), "promtool to check the exposition") {
+        promtool_check(&agent.scrape());
+    }
 
     // The token flow: one PUT for a token with its TTL header, then every
     // GET carries that token, and none was refused.
