@@ -29,6 +29,7 @@ use crate::model::graph::{self, RateState};
 use crate::model::labels::{Labeler, ProcessNames};
 use crate::model::spans::FlowSpan;
 use crate::model::{bounds_ns, interfaces, scalar_family, self_metrics, tcp, Family, Kind};
+use crate::node::cloud::{self, CloudState};
 
 /// How often cached cgroup -> container mappings are checked for removal.
 const CONTAINER_PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -80,6 +81,8 @@ struct Agent {
     started: Instant,
     last_scrape: Mutex<Option<SystemTime>>,
     targets: usize,
+    /// Cloud instance metadata, filled in by a background task.
+    cloud: Arc<CloudState>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -222,6 +225,7 @@ impl Gather for Agent {
         ));
         families.extend(self.bpf_self.families());
         families.extend(self.span_stats.families());
+        families.extend(self.cloud.families());
         families.extend(self_metrics::process_families());
         *lock(&self.last_scrape) = Some(SystemTime::now());
         Ok(families)
@@ -256,6 +260,7 @@ impl Gather for Agent {
             "interfaces_failed": ifs.snapshot.failed,
             "events_lost": lost,
             "udp_peers": lock(&self.probes).udp_destinations,
+            "cloud_provider": self.cloud.provider(),
         });
         (ok, doc)
     }
@@ -481,6 +486,10 @@ pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
 
 /// Loads the kernel side, serves HTTP until a signal, then detaches.
 pub async fn run(cfg: Config) -> Result<(), RunError> {
+    // Cloud detection starts first and runs beside everything else: it
+    // never delays start-up. Dropping `_cloud` at return stops it.
+    let cloud_state = Arc::new(CloudState::new(cfg.cloud.enabled));
+    let _cloud = cloud::spawn(&cfg.cloud, cloud_state.clone());
     let targets: Vec<(&str, &str)> = cfg
         .targets
         .iter()
@@ -554,6 +563,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         started: Instant::now(),
         last_scrape: Mutex::new(None),
         targets: targets.len(),
+        cloud: cloud_state,
     });
 
     let mut tasks = Vec::new();

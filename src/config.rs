@@ -49,6 +49,9 @@ pub struct Config {
     /// Switches for testing and troubleshooting.
     #[serde(default)]
     pub debug: Debug,
+    /// Cloud instance metadata (`netagent_cloud_info`).
+    #[serde(default)]
+    pub cloud: crate::node::cloud::CloudConfig,
 }
 
 /// `kernel:` section.
@@ -218,6 +221,7 @@ impl Default for Config {
             statsd: Default::default(),
             bpf_self: Default::default(),
             debug: Debug::default(),
+            cloud: Default::default(),
         }
     }
 }
@@ -480,6 +484,13 @@ impl Config {
                 ));
             }
         }
+        if let Err(e) = self.cloud.validate() {
+            return Err(invalid(
+                format!("cloud.{}", e.key),
+                LineRef(e.line),
+                e.message,
+            ));
+        }
         Ok(warnings)
     }
 
@@ -665,6 +676,37 @@ otel:
         assert!(err.contains("debug.disable_probes[0] (line 2)"), "{err}");
         assert!(err.contains("tracepoint/sock:inet_sock_set_state"), "{err}");
         parse("debug:\n  disable_probes: [\"cgroup/sendmsg6\"]\n").unwrap();
+    }
+
+    #[test]
+    fn cloud_defaults_and_keys() {
+        let c = parse("# nothing\n").unwrap();
+        assert!(c.cloud.enabled);
+        assert_eq!(c.cloud.base_url.value, "http://169.254.169.254");
+        assert_eq!(c.cloud.timeout(), std::time::Duration::from_secs(1));
+        assert_eq!(c.cloud.refresh_interval().as_secs(), 600);
+        let c = parse(
+            "cloud:\n  enabled: false\n  base_url: \"http://127.0.0.1:8080/\"\n  timeout_seconds: 0.5\n  refresh_interval_seconds: 60\n",
+        )
+        .unwrap();
+        assert!(!c.cloud.enabled);
+        assert_eq!(c.cloud.timeout().as_millis(), 500);
+        assert_eq!(c.cloud.refresh_interval().as_secs(), 60);
+    }
+
+    #[test]
+    fn bad_cloud_keys_are_named_with_their_line() {
+        let err = parse("targets: []\ncloud:\n  base_url: \"169.254.169.254\"\n").unwrap_err();
+        assert!(err.contains("cloud.base_url (line 3)"), "{err}");
+        let err = parse("cloud:\n  enabled: true\n  timeout_seconds: 0\n").unwrap_err();
+        assert!(err.contains("cloud.timeout_seconds (line 3)"), "{err}");
+        let err = parse("cloud:\n  refresh_interval_seconds: 0.5\n").unwrap_err();
+        assert!(
+            err.contains("cloud.refresh_interval_seconds (line 2)"),
+            "{err}"
+        );
+        let err = parse("cloud:\n  enabled: true\n  timeout: 1\n").unwrap_err();
+        assert!(err.contains("timeout") && err.contains("line 3"), "{err}");
     }
 
     #[test]

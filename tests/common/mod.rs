@@ -3,6 +3,7 @@
 //! the real HTTP endpoint, and check what the kernel has loaded.
 #![allow(dead_code)]
 
+pub mod fake_cloud;
 pub mod hostlink;
 pub mod netns;
 pub mod prometheus_server;

@@ -1,0 +1,572 @@
+//! Cloud instance metadata: which cloud and which instance the agent runs
+//! on, read from the provider's link-local metadata service and exported as
+//! `netagent_cloud_info{provider,account_id,instance_id,…} 1`.
+//!
+//! AWS (IMDSv2), GCP, Azure and Hetzner are probed concurrently against one
+//! base URL (all four serve at 169.254.169.254; GCP's documented
+//! `metadata.google.internal` resolves there too). One round is bounded by
+//! `cloud.timeout_seconds` and runs in a background task, once at start and
+//! then every `cloud.refresh_interval_seconds`: start-up and scrapes never
+//! wait for it. When nothing answers there is no `netagent_cloud_info`
+//! series, one info line in the log, and the next round tries again.
+//!
+//! Families (only with `cloud.enabled`):
+//! - `netagent_cloud_info` (gauge, always 1): the detected instance; label
+//!   values the provider does not have are empty.
+//! - `netagent_cloud_probes_total{result="detected"|"not_detected"}`:
+//!   detection rounds.
+//! - `netagent_cloud_probe_duration_seconds` (gauge): the last round's time.
+
+mod aws;
+mod azure;
+mod gcp;
+mod hetzner;
+mod http;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::model::{Family, Kind, Labels, Value};
+use http::Client;
+pub use http::ProbeError;
+
+/// `cloud:` config section.
+///
+/// ```yaml
+/// cloud:
+///   enabled: true
+///   base_url: "http://169.254.169.254"
+///   timeout_seconds: 1
+///   refresh_interval_seconds: 600
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudConfig {
+    /// Probe the metadata services at all (default true).
+    pub enabled: bool,
+    /// Where every provider's metadata service is asked (default
+    /// `http://169.254.169.254`); provider paths are appended to it.
+    pub base_url: Spanned<String>,
+    /// Budget of one detection round, all providers concurrently and every
+    /// request included (default 1 s).
+    pub timeout_seconds: Spanned<f64>,
+    /// Seconds between rounds (default 600), whether the last one found
+    /// something or not.
+    pub refresh_interval_seconds: Spanned<f64>,
+}
+
+/// The link-local address every supported provider serves metadata on.
+pub const DEFAULT_BASE_URL: &str = "http://169.254.169.254";
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            base_url: unspanned(DEFAULT_BASE_URL.to_string()),
+            timeout_seconds: unspanned(1.0),
+            refresh_interval_seconds: unspanned(600.0),
+        }
+    }
+}
+
+/// The line of a value, when it came from the file.
+fn line<T>(s: &Spanned<T>) -> Option<u64> {
+    let l = s.referenced.line();
+    (l > 0).then_some(l)
+}
+
+fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(
+        value,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+/// A `cloud.*` key that failed validation (config.rs adds the file name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidKey {
+    /// Key below `cloud.`, e.g. `base_url`.
+    pub key: &'static str,
+    pub line: Option<u64>,
+    pub message: String,
+}
+
+impl CloudConfig {
+    /// Checks every key, whether or not detection is enabled (a typo should
+    /// not wait until someone turns it on).
+    pub fn validate(&self) -> Result<(), InvalidKey> {
+        if let Err(message) = base_url(&self.base_url.value) {
+            return Err(InvalidKey {
+                key: "base_url",
+                line: line(&self.base_url),
+                message,
+            });
+        }
+        for (key, v, range) in [
+            ("timeout_seconds", &self.timeout_seconds, 0.01..=60.0),
+            (
+                "refresh_interval_seconds",
+                &self.refresh_interval_seconds,
+                1.0..=86400.0,
+            ),
+        ] {
+            if !range.contains(&v.value) {
+                return Err(InvalidKey {
+                    key,
+                    line: line(v),
+                    message: format!("{} is outside {}..={}", v.value, range.start(), range.end()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_seconds.value)
+    }
+
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.refresh_interval_seconds.value)
+    }
+}
+
+/// `scheme://host[:port][/prefix]` without the trailing slash, or why not.
+fn base_url(s: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{s:?}: scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{s:?} has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!(
+            "{s:?}: only scheme, host, port and a path prefix are allowed"
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// A cloud provider with a metadata service we read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Aws,
+    Gcp,
+    Azure,
+    Hetzner,
+}
+
+impl Provider {
+    /// Value of the `provider` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Aws => "aws",
+            Provider::Gcp => "gcp",
+            Provider::Azure => "azure",
+            Provider::Hetzner => "hetzner",
+        }
+    }
+}
+
+/// `lifecycle` values shared by the providers (AWS may also report its
+/// own, e.g. `scheduled` or `capacity-block`, which are passed through).
+pub const ON_DEMAND: &str = "on-demand";
+pub const SPOT: &str = "spot";
+pub const PREEMPTIBLE: &str = "preemptible";
+
+/// What the metadata service said about this instance; empty strings for
+/// what the provider does not tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub provider: Provider,
+    pub account_id: String,
+    pub instance_id: String,
+    pub instance_type: String,
+    pub region: String,
+    pub availability_zone: String,
+    pub availability_zone_id: String,
+    pub lifecycle: String,
+    pub private_ip: String,
+    pub public_ip: String,
+}
+
+impl Instance {
+    pub fn new(provider: Provider) -> Self {
+        Self {
+            provider,
+            account_id: String::new(),
+            instance_id: String::new(),
+            instance_type: String::new(),
+            region: String::new(),
+            availability_zone: String::new(),
+            availability_zone_id: String::new(),
+            lifecycle: String::new(),
+            private_ip: String::new(),
+            public_ip: String::new(),
+        }
+    }
+
+    /// Labels of `netagent_cloud_info`, in render order.
+    pub fn labels(&self) -> Labels {
+        vec![
+            ("provider", self.provider.name().to_string()),
+            ("account_id", label_value(&self.account_id)),
+            ("instance_id", label_value(&self.instance_id)),
+            ("instance_type", label_value(&self.instance_type)),
+            ("region", label_value(&self.region)),
+            ("availability_zone", label_value(&self.availability_zone)),
+            (
+                "availability_zone_id",
+                label_value(&self.availability_zone_id),
+            ),
+            ("lifecycle", label_value(&self.lifecycle)),
+            ("private_ip", ip_label(&self.private_ip)),
+            ("public_ip", ip_label(&self.public_ip)),
+        ]
+    }
+}
+
+/// Longest label value taken from a metadata answer (bytes); real values
+/// are short, this only bounds a misbehaving service.
+const MAX_LABEL_BYTES: usize = 256;
+
+/// Trimmed, without control characters, at most [`MAX_LABEL_BYTES`].
+fn label_value(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.trim().chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > MAX_LABEL_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An IP address in canonical form, or empty for anything else.
+fn ip_label(s: &str) -> String {
+    s.trim()
+        .parse::<IpAddr>()
+        .map(|ip| ip.to_string())
+        .unwrap_or_default()
+}
+
+/// One detection round: every provider concurrently, within `budget`.
+/// The first that answers (in the order AWS, GCP, Azure, Hetzner) wins;
+/// otherwise every provider's reason.
+async fn detect(
+    client: &Client,
+    budget: Duration,
+) -> Result<Instance, Vec<(Provider, ProbeError)>> {
+    let (aws, gcp, azure, hetzner) = tokio::join!(
+        bounded(budget, aws::probe(client)),
+        bounded(budget, gcp::probe(client)),
+        bounded(budget, azure::probe(client)),
+        bounded(budget, hetzner::probe(client)),
+    );
+    let mut errors = Vec::new();
+    for (provider, result) in [
+        (Provider::Aws, aws),
+        (Provider::Gcp, gcp),
+        (Provider::Azure, azure),
+        (Provider::Hetzner, hetzner),
+    ] {
+        match result {
+            Ok(instance) => return Ok(instance),
+            Err(e) => errors.push((provider, e)),
+        }
+    }
+    Err(errors)
+}
+
+/// `probe`, or a timeout error once `budget` has passed.
+async fn bounded(
+    budget: Duration,
+    probe: impl std::future::Future<Output = Result<Instance, ProbeError>>,
+) -> Result<Instance, ProbeError> {
+    tokio::time::timeout(budget, probe)
+        .await
+        .unwrap_or(Err(ProbeError::Timeout(budget)))
+}
+
+/// What detection has found so far, shared with the scrape path.
+pub struct CloudState {
+    enabled: bool,
+    inner: Mutex<Rounds>,
+}
+
+#[derive(Default)]
+struct Rounds {
+    instance: Option<Instance>,
+    detected: u64,
+    not_detected: u64,
+    last_duration: Option<Duration>,
+}
+
+impl CloudState {
+    /// `enabled: false` exports nothing at all.
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            inner: Mutex::new(Rounds::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Rounds> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The detected provider's name, for `/health`.
+    pub fn provider(&self) -> Option<&'static str> {
+        self.lock().instance.as_ref().map(|i| i.provider.name())
+    }
+
+    /// Records a round; returns whether the exported instance changed.
+    fn record(&self, found: Option<Instance>, took: Duration) -> bool {
+        let mut r = self.lock();
+        r.last_duration = Some(took);
+        match found {
+            Some(instance) => {
+                r.detected += 1;
+                let changed = r.instance.as_ref() != Some(&instance);
+                r.instance = Some(instance);
+                changed
+            }
+            None => {
+                // A service that answered before is kept: the instance's
+                // identity does not change while it runs, and a busy
+                // metadata service should not make the series flap.
+                r.not_detected += 1;
+                false
+            }
+        }
+    }
+
+    /// `netagent_cloud_*` families (none when disabled).
+    pub fn families(&self) -> Vec<Family> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        let r = self.lock();
+        let mut info = Family::new(
+            "netagent_cloud_info",
+            "Cloud instance the agent runs on, from the provider's metadata service; always 1, absent when no metadata service answered.",
+            Kind::Gauge,
+        );
+        if let Some(instance) = &r.instance {
+            info.push(instance.labels(), Value::Gauge(1.0));
+        }
+        let mut rounds = Family::new(
+            "netagent_cloud_probes",
+            "Cloud metadata detection rounds, by result.",
+            Kind::Counter,
+        );
+        for (result, n) in [("detected", r.detected), ("not_detected", r.not_detected)] {
+            rounds.push(
+                vec![("result", result.to_string())],
+                Value::Counter(n as f64),
+            );
+        }
+        let mut duration = Family::new(
+            "netagent_cloud_probe_duration_seconds",
+            "Time the last cloud metadata detection round took (all providers concurrently).",
+            Kind::Gauge,
+        );
+        if let Some(d) = r.last_duration {
+            duration.push(Vec::new(), Value::Gauge(d.as_secs_f64()));
+        }
+        vec![info, rounds, duration]
+    }
+}
+
+/// The background detection task; stopped when dropped.
+pub struct Detector(tokio::task::JoinHandle<()>);
+
+impl Drop for Detector {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts detection in the background (None when disabled). Must be called
+/// inside a tokio runtime.
+pub fn spawn(cfg: &CloudConfig, state: Arc<CloudState>) -> Option<Detector> {
+    if !cfg.enabled {
+        return None;
+    }
+    // Validated at load; a default config never fails here.
+    let base = base_url(&cfg.base_url.value).unwrap_or_else(|_| DEFAULT_BASE_URL.to_string());
+    let (budget, every) = (cfg.timeout(), cfg.refresh_interval());
+    Some(Detector(tokio::spawn(async move {
+        let client = match Client::new(&base, budget) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build the cloud metadata HTTP client; cloud detection is off");
+                return;
+            }
+        };
+        detect_every(&client, &base, budget, every, &state).await;
+    })))
+}
+
+/// Detection rounds forever, `every` apart.
+async fn detect_every(
+    client: &Client,
+    base: &str,
+    budget: Duration,
+    every: Duration,
+    state: &CloudState,
+) {
+    // Log "nothing answered" once per streak, not every round.
+    let mut quiet = false;
+    loop {
+        let started = Instant::now();
+        let result = detect(client, budget).await;
+        let took = started.elapsed();
+        let took_ms = (took.as_secs_f64() * 1e6).round() / 1e3;
+        match result {
+            Ok(instance) => {
+                quiet = false;
+                let summary = format!(
+                    "{} {} {}",
+                    instance.provider.name(),
+                    instance.instance_id,
+                    instance.region
+                );
+                if state.record(Some(instance), took) {
+                    tracing::info!(instance = %summary, took_ms, "cloud instance detected");
+                }
+            }
+            Err(errors) => {
+                for (provider, e) in &errors {
+                    tracing::debug!(provider = provider.name(), error = %e, "cloud metadata probe failed");
+                }
+                let had = state.provider().is_some();
+                state.record(None, took);
+                if !quiet {
+                    quiet = true;
+                    if had {
+                        tracing::info!(
+                            base_url = base,
+                            took_ms,
+                            "cloud metadata service did not answer; keeping the last answer"
+                        );
+                    } else {
+                        tracing::info!(
+                            base_url = base,
+                            took_ms,
+                            retry_seconds = every.as_secs_f64(),
+                            "no cloud metadata service answered; no netagent_cloud_info until one does"
+                        );
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_forms() {
+        assert_eq!(
+            base_url("http://169.254.169.254").unwrap(),
+            "http://169.254.169.254"
+        );
+        assert_eq!(
+            base_url("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            base_url("http://metadata.google.internal/prefix/").unwrap(),
+            "http://metadata.google.internal/prefix"
+        );
+        for bad in [
+            "169.254.169.254",
+            "ftp://x",
+            "http://",
+            "http://x/?a=1",
+            "http://u@x",
+        ] {
+            assert!(base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_bounded_and_ips_canonical() {
+        assert_eq!(label_value("  i-123\n"), "i-123");
+        assert_eq!(label_value("a\u{7}b"), "ab");
+        assert_eq!(label_value(&"é".repeat(200)).len(), 256);
+        assert_eq!(ip_label(" 10.0.0.1\n"), "10.0.0.1");
+        assert_eq!(ip_label("2001:DB8::1"), "2001:db8::1");
+        assert_eq!(ip_label("<html>"), "");
+        assert_eq!(ip_label(""), "");
+    }
+
+    #[test]
+    fn families_follow_the_rounds() {
+        let state = CloudState::new(true);
+        let f = state.families();
+        assert_eq!(f.len(), 3);
+        assert!(f[0].series.is_empty(), "no instance before detection");
+        assert!(f[2].series.is_empty(), "no duration before the first round");
+
+        assert!(!state.record(None, Duration::from_millis(3)));
+        let mut i = Instance::new(Provider::Hetzner);
+        i.instance_id = "42".into();
+        i.public_ip = "192.0.2.10".into();
+        assert!(state.record(Some(i.clone()), Duration::from_millis(5)));
+        assert!(!state.record(Some(i.clone()), Duration::from_millis(5)));
+        // A failed refresh keeps the instance.
+        assert!(!state.record(None, Duration::from_millis(7)));
+        assert_eq!(state.provider(), Some("hetzner"));
+
+        let f = state.families();
+        assert_eq!(f[0].series.len(), 1);
+        let labels = &f[0].series[0].labels;
+        assert_eq!(labels.len(), 10);
+        assert_eq!(labels[0], ("provider", "hetzner".to_string()));
+        assert_eq!(labels[2], ("instance_id", "42".to_string()));
+        assert_eq!(labels[9], ("public_ip", "192.0.2.10".to_string()));
+        assert_eq!(f[1].series[0].value, Value::Counter(2.0));
+        assert_eq!(f[1].series[1].value, Value::Counter(2.0));
+        assert_eq!(f[2].series[0].value, Value::Gauge(0.007));
+
+        assert!(CloudState::new(false).families().is_empty());
+    }
+
+    /// A closed port fails at once; a service that accepts but never
+    /// answers costs exactly the budget, never more.
+    #[tokio::test]
+    async fn rounds_are_bounded_by_the_budget() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let budget = Duration::from_millis(300);
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), budget).unwrap();
+        let t = Instant::now();
+        let errors = detect(&client, budget).await.unwrap_err();
+        assert_eq!(errors.len(), 4);
+        assert!(t.elapsed() < budget, "{:?}", t.elapsed());
+
+        // The kernel completes the handshake; nobody ever reads the request.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), budget).unwrap();
+        let t = Instant::now();
+        let errors = detect(&client, budget).await.unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(errors.len(), 4);
+        assert!(
+            took >= budget && took < budget + Duration::from_millis(500),
+            "{took:?}"
+        );
+    }
+}
