@@ -81,12 +81,15 @@ fn churn_over_many_peers_keeps_memory_flat_and_counts_exact() {
     let started = Instant::now();
     let warm_up = Duration::from_secs(seconds / 5);
     let mut rss_warm = None;
+    let mut slowest = Duration::ZERO;
     while load.try_wait().unwrap().is_none() {
         assert!(
             started.elapsed() < Duration::from_secs(seconds + 60),
             "load did not stop"
         );
+        let t = Instant::now();
         agent.scrape();
+        slowest = slowest.max(t.elapsed());
         if rss_warm.is_none() && started.elapsed() >= warm_up {
             rss_warm = Some(rss_kib(pid));
         }
@@ -100,7 +103,10 @@ fn churn_over_many_peers_keeps_memory_flat_and_counts_exact() {
     agent.scrape();
     let rss_end = rss_kib(pid);
     let rss_warm = rss_warm.expect("warm-up RSS");
-    eprintln!("soak: {attempts} connects over {peers} peers in {seconds} s; RSS {rss_warm} -> {rss_end} KiB");
+    eprintln!(
+        "soak: {attempts} connects over {peers} peers in {seconds} s; RSS {rss_warm} -> {rss_end} KiB; \
+         slowest scrape during the load {slowest:?}"
+    );
 
     let m = agent.metrics();
     let counted = m.get(

@@ -209,7 +209,9 @@ impl Drop for Agent {
 pub fn http_get(port: u16, path: &str, accept: Option<&str>) -> Result<String, String> {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Generous: the soak scrapes hundreds of thousands of kernel entries on
+    // a machine it keeps busy.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let accept = accept
         .map(|a| format!("Accept: {a}\r\n"))
         .unwrap_or_default();
