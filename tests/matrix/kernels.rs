@@ -12,6 +12,8 @@ pub struct Series {
     pub label: &'static str,
     /// `apt-cache search --names-only` pattern of its image packages.
     pub pattern: &'static str,
+    /// What every package name of the series starts with (cache pruning).
+    pub prefix: &'static str,
 }
 
 /// Debian 12's own kernel: has kprobes and fentry, lacks the
@@ -19,12 +21,14 @@ pub struct Series {
 pub const DEBIAN_6_1: Series = Series {
     label: "6.1",
     pattern: r"^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$",
+    prefix: "linux-image-6.1.0-",
 };
 
 /// Debian's 6.12 built for bookworm.
 pub const DEBIAN_6_12: Series = Series {
     label: "6.12",
     pattern: r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$",
+    prefix: "linux-image-6.12.",
 };
 
 /// Modules the agent needs that Debian builds as modules (a guest has no
@@ -93,6 +97,7 @@ pub fn fetch(series: Series, cache: &Path) -> Result<Kernel, String> {
     let dir = cache.join(&package);
     if !dir.join(READY).exists() {
         prepare(&package, &dir)?;
+        prune(series, &package, cache);
     }
     let image = ["vmlinux", "vmlinuz"]
         .iter()
@@ -109,6 +114,19 @@ pub fn fetch(series: Series, cache: &Path) -> Result<Kernel, String> {
         image,
         modules,
     })
+}
+
+/// Removes older kernels of the series from the cache (~60 MB each).
+fn prune(series: Series, keep: &str, cache: &Path) {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(series.prefix) && name != keep {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Downloads `package` and keeps only what a boot needs, in `dir`.
