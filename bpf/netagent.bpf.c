@@ -179,9 +179,14 @@ static __always_inline void count_lost(__u32 reason)
 		*v += 1;
 }
 
-/* Is the current task one we track? Fills comm either way. */
+/* Is the current task one we track? Fills comm either way. The buffer is
+ * zeroed first: older kernels (Debian 12's 6.1) copy the comm with
+ * strscpy(), which leaves the bytes after the NUL as they were, so an
+ * uninitialised stack buffer made the targets lookup (and the flow keys)
+ * miss (found by the kernel matrix, tests/kernel_matrix.rs). */
 static __always_inline bool current_is_target(__u8 comm[NA_COMM_LEN])
 {
+	__builtin_memset(comm, 0, NA_COMM_LEN);
 	if (bpf_get_current_comm(comm, NA_COMM_LEN))
 		return false;
 	if (track_all)

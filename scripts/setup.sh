@@ -6,10 +6,13 @@ set -euo pipefail
 
 # build: clang compiles bpf/*.c; libbpf-dev has bpf_helpers.h; linux-libc-dev the uapi headers.
 # tests: bpftool (layout and cleanup checks), prometheus (promtool + server), setpriv (util-linux),
-#        nft (firewalls of the netns test hosts), chromium (headless test of the web page).
+#        nft (firewalls of the netns test hosts), chromium (headless test of the web page),
+#        qemu-system-x86 + xz-utils/zstd/binutils (kernel matrix: boot Debian kernels, unpack them,
+#        strip the binaries put into the initramfs).
 packages=(clang llvm libbpf-dev linux-libc-dev iproute2)
 if [ "${1:-}" != "--agent-only" ]; then
   packages+=(bpftool prometheus util-linux nftables curl chromium)
+  packages+=(qemu-system-x86 xz-utils zstd binutils)
 fi
 
 missing=()
@@ -27,6 +30,14 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   # No recommends: the prometheus package would pull in node-exporter and friends.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The kernel matrix (tests/kernel_matrix.rs) picks the newest Debian kernel
+# packages with apt-cache, which needs package lists.
+if [ "${1:-}" != "--agent-only" ] \
+   && [ -z "$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' 2>/dev/null)" ]; then
+  echo "setup: refreshing apt package lists for the kernel matrix" >&2
+  if [ "$(id -u)" -ne 0 ]; then sudo apt-get update -qq; else apt-get update -qq; fi
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup, stable >= 1.95)" >&2; exit 1; }
