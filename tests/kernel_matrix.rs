@@ -14,49 +14,50 @@ use common::serial;
 use matrix::kernels::{DEBIAN_6_1, DEBIAN_6_12};
 use matrix::{guest_row, host_row};
 
-/// Checks that need the sock:sock_send_length/sock_recv_length
-/// tracepoints: with neither them nor a fallback hook, UDP datagrams and
-/// send->recv durations are not counted. Debian 12's 6.1 lacks both
-/// tracepoints, and the fallback hooks are not in the agent yet (issue 8):
-/// once they are, these checks pass and must leave the lists below.
-const SEND_RECV_GAPS: &[&str] = &[
-    "udp4_sends",
-    "udp6_sends",
-    "udp4_edge",
-    "udp6_edge",
-    "tx_duration_tcp",
-    "tx_duration_udp",
-    "connect_series_exact",
-];
+/// Forces the message hooks down their fallback list: each list switches
+/// off the hooks before the one the row expects.
+const NO_TRACEPOINTS: &str = "debug:\n  disable_probes: [\"messages:tracepoint\"]\n";
+const KPROBES: &str = "debug:\n  disable_probes: [\"messages:tracepoint\", \"messages:fexit\"]\n";
+const SYSCALLS: &str = "debug:\n  disable_probes: [\"messages:tracepoint\", \"messages:fexit\", \
+                        \"messages:kprobe\"]\n";
 
-/// Switches off the preferred send/recv hooks on a kernel that has them.
-const WITHOUT_SEND_RECV_TRACEPOINTS: &str = "debug:\n  disable_probes:\n    \
-     - \"tracepoint/sock:sock_send_length\"\n    - \"tracepoint/sock:sock_recv_length\"\n";
-
+/// Debian 12's 6.1 has no sock_send_length/sock_recv_length tracepoints:
+/// messages go through fexit on inet_sendmsg/inet_recvmsg.
 #[test]
 fn debian_6_1_under_qemu() {
     let _g = serial();
-    guest_row(DEBIAN_6_1, None, SEND_RECV_GAPS);
+    guest_row(DEBIAN_6_1, "", None, &[], "fexit");
+}
+
+/// 6.1 has kprobes too: the third hook, forced.
+#[test]
+fn debian_6_1_kprobes_under_qemu() {
+    let _g = serial();
+    guest_row(DEBIAN_6_1, "-kprobe", Some(KPROBES), &[], "kprobe");
 }
 
 #[test]
 fn debian_6_12_under_qemu() {
     let _g = serial();
-    guest_row(DEBIAN_6_12, None, &[]);
+    guest_row(DEBIAN_6_12, "", None, &[], "tracepoint");
+}
+
+/// fexit again on a kernel that has the tracepoints, forced.
+#[test]
+fn debian_6_12_fexit_under_qemu() {
+    let _g = serial();
+    guest_row(DEBIAN_6_12, "-fexit", Some(NO_TRACEPOINTS), &[], "fexit");
 }
 
 #[test]
 fn host_kernel() {
     let _g = serial();
-    host_row("host", None, &[]);
+    host_row("host", None, &[], "tracepoint");
 }
 
+/// On the host fexit and kprobes cannot load: the last resort, forced.
 #[test]
-fn host_kernel_without_send_recv_tracepoints() {
+fn host_kernel_with_syscall_hooks() {
     let _g = serial();
-    host_row(
-        "host-no-send-recv-tracepoints",
-        Some(WITHOUT_SEND_RECV_TRACEPOINTS),
-        SEND_RECV_GAPS,
-    );
+    host_row("host-syscalls", Some(SYSCALLS), &[], "syscalls");
 }

@@ -46,7 +46,14 @@ fn row_dir(row: &str) -> PathBuf {
 }
 
 /// Judges a run: prints what a README needs, panics with every problem.
-fn judge(row: &str, run: &Run, known_gaps: &[&str], timing: String, log: &Path) {
+fn judge(
+    row: &str,
+    run: &Run,
+    known_gaps: &[&str],
+    messages_hook: &str,
+    timing: String,
+    log: &Path,
+) {
     std::fs::write(row_dir(row).join("probe.txt"), &run.probe).unwrap();
     eprintln!("=== kernel matrix row {row}: {timing}");
     eprint!("{}", run.probe);
@@ -56,7 +63,14 @@ fn judge(row: &str, run: &Run, known_gaps: &[&str], timing: String, log: &Path) 
     if !known_gaps.is_empty() {
         eprintln!("  known gaps (expected to fail): {known_gaps:?}");
     }
-    let problems = run.problems(known_gaps);
+    let mut problems = run.problems(known_gaps);
+    let hook = run.info("hook_messages").unwrap_or("(not reported)");
+    eprintln!("  messages hook: {hook} (expected {messages_hook})");
+    if hook != messages_hook {
+        problems.push(format!(
+            "messages served by hook {hook}, expected {messages_hook}"
+        ));
+    }
     assert!(
         problems.is_empty(),
         "kernel matrix row {row} (log: {}):\n  {}",
@@ -66,7 +80,13 @@ fn judge(row: &str, run: &Run, known_gaps: &[&str], timing: String, log: &Path) 
 }
 
 /// Boots the newest kernel of `series` with the driver as init.
-pub fn guest_row(series: kernels::Series, extra_yaml: Option<&str>, known_gaps: &[&str]) {
+pub fn guest_row(
+    series: kernels::Series,
+    label: &str,
+    extra_yaml: Option<&str>,
+    known_gaps: &[&str],
+    messages_hook: &str,
+) {
     let tools = [
         "qemu-system-x86_64",
         "apt-get",
@@ -84,7 +104,7 @@ pub fn guest_row(series: kernels::Series, extra_yaml: Option<&str>, known_gaps: 
     ) {
         return;
     }
-    let row = format!("debian-{}", series.label);
+    let row = format!("debian-{}{label}", series.label);
     let dir = row_dir(&row);
     let started = Instant::now();
     let kernel = match kernels::fetch(series, &target_dir().join("kernels")) {
@@ -141,11 +161,11 @@ pub fn guest_row(series: kernels::Series, extra_yaml: Option<&str>, known_gaps: 
         run.info("scenario_seconds").unwrap_or("?"),
         started.elapsed().as_secs_f64()
     );
-    judge(&row, &run, known_gaps, timing, &log);
+    judge(&row, &run, known_gaps, messages_hook, timing, &log);
 }
 
 /// The same scenario on the host's kernel, in a private network namespace.
-pub fn host_row(row: &str, extra_yaml: Option<&str>, known_gaps: &[&str]) {
+pub fn host_row(row: &str, extra_yaml: Option<&str>, known_gaps: &[&str], messages_hook: &str) {
     if !require_bpf() {
         return;
     }
@@ -202,5 +222,5 @@ pub fn host_row(row: &str, extra_yaml: Option<&str>, known_gaps: &[&str]) {
         run.info("agent_ready_seconds").unwrap_or("?"),
         started.elapsed().as_secs_f64()
     );
-    judge(row, &run, known_gaps, timing, &log);
+    judge(row, &run, known_gaps, messages_hook, timing, &log);
 }

@@ -138,6 +138,13 @@ fn run_agent(setup: &Setup, report: &mut Report) -> Result<()> {
         let name = labels.values().cloned().collect::<Vec<_>>().join(",");
         report.info(format!("probe_up {name}={v}"));
     }
+    // The hook serving each feature, for the runner to compare with the
+    // one this kernel (and forced config) should use.
+    for (labels, _) in m.matching("netagent_probe_info", &[]) {
+        if let (Some(f), Some(h)) = (labels.get("feature"), labels.get("hook")) {
+            report.info(format!("hook_{f}={h}"));
+        }
+    }
     check_loopback(addr, &lo_before, report)?;
     drop(traffic);
     shutdown(&mut agent, &before, setup.guest, report)
