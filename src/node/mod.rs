@@ -1,0 +1,4 @@
+//! Node signals: what the kernel knows about the processes on this host
+//! beyond their network traffic.
+
+pub mod taskstats;
