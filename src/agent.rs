@@ -78,6 +78,10 @@ struct Agent {
     started: Instant,
     last_scrape: Mutex<Option<SystemTime>>,
     targets: usize,
+    /// OOM kills per victim (node signals).
+    oom: crate::node::oom::OomKills,
+    /// Delay accounting, collected by its own thread; None when disabled.
+    delays: Option<crate::node::delayacct::DelayAccounting>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -128,6 +132,8 @@ impl Agent {
         let ifs = lock(&self.interfaces);
         let mut ids: Vec<u32> = probes.iter().map(|p| p.prog_id).collect();
         ids.extend(&ifs.program_ids);
+        let oom = self.oom.probe();
+        ids.extend(oom.map(|(_, id)| id));
         let links = links_of(&ids);
         let mut out: Vec<ProbeStatus> = probes
             .iter()
@@ -152,6 +158,13 @@ impl Agent {
                 required: false,
             });
         }
+        if let Some((name, prog_id)) = oom {
+            out.push(ProbeStatus {
+                name: name.to_string(),
+                attached: prog_id != 0 && links.iter().any(|l| l.prog_id == prog_id),
+                required: false,
+            });
+        }
         out
     }
 }
@@ -160,17 +173,24 @@ impl Gather for Agent {
     fn gather(&self) -> anyhow::Result<Vec<Family>> {
         // One collection at a time: concurrent scrapes queue on the locks.
         let snap = self.snapshot()?;
+        let mut oom_lost = Vec::new();
         let mut families = self.with_labeler(|labeler| {
             let resolved = connections::resolve(&snap, labeler);
             let mut f = connections::families(&resolved);
             f.push(tcp::listen_family(&snap.listeners, labeler));
             f.extend(tcp::families(&resolved));
+            let (oom, lost) = self.oom.families(labeler);
+            f.extend(oom);
+            oom_lost = lost;
             f
         });
         let ifs = lock(&self.interfaces);
         families.extend(interfaces::families(&ifs.snapshot, self.active_only));
         let iface_lost = ifs.snapshot.lost;
         drop(ifs);
+        if let Some(d) = &self.delays {
+            families.extend(d.families());
+        }
 
         let mut limiter = lock(&self.limiter);
         let mut dropped = BTreeMap::new();
@@ -180,6 +200,7 @@ impl Gather for Agent {
         drop(limiter);
         families.push(dropped_family(&dropped));
         families.extend(self_metrics::agent_families(&snap.lost, iface_lost));
+        crate::node::oom::add_lost(&mut families, &oom_lost);
         let up = self
             .probe_status()
             .into_iter()
@@ -483,6 +504,18 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         }
     }
 
+    let oom = crate::node::oom::OomKills::start(
+        &cfg.oom_kills,
+        cfg.limits.max_series,
+        &opts.disabled_probes,
+    );
+    let delays = cfg.delay_accounting.enabled.then(|| {
+        crate::node::delayacct::DelayAccounting::start(
+            &cfg.delay_accounting,
+            names.clone(),
+            cfg.limits.max_series as usize,
+        )
+    });
     let agent = Arc::new(Agent {
         probes: Mutex::new(probes),
         names,
@@ -501,6 +534,8 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         started: Instant::now(),
         last_scrape: Mutex::new(None),
         targets: targets.len(),
+        oom,
+        delays,
     });
 
     let mut tasks = Vec::new();

@@ -46,6 +46,12 @@ pub struct Config {
     /// Switches for testing and troubleshooting.
     #[serde(default)]
     pub debug: Debug,
+    /// Per-process CPU and disk delays from taskstats (README, "Delay accounting").
+    #[serde(default)]
+    pub delay_accounting: crate::node::delayacct::DelayAccountingConfig,
+    /// OOM kills per victim (README, "OOM kills").
+    #[serde(default)]
+    pub oom_kills: crate::node::oom::OomConfig,
 }
 
 /// `debug:` section.
@@ -185,6 +191,8 @@ impl Default for Config {
             statsd: Default::default(),
             bpf_self: Default::default(),
             debug: Debug::default(),
+            delay_accounting: Default::default(),
+            oom_kills: Default::default(),
         }
     }
 }
@@ -447,6 +455,14 @@ impl Config {
                 ));
             }
         }
+        if let Err((key, at, message)) = self.delay_accounting.check() {
+            let line = at.line();
+            return Err(invalid(
+                key.into(),
+                LineRef((line > 0).then_some(line)),
+                message,
+            ));
+        }
         Ok(warnings)
     }
 
@@ -632,6 +648,34 @@ otel:
         assert!(err.contains("debug.disable_probes[0] (line 2)"), "{err}");
         assert!(err.contains("tracepoint/sock:inet_sock_set_state"), "{err}");
         parse("debug:\n  disable_probes: [\"cgroup/sendmsg6\"]\n").unwrap();
+    }
+
+    #[test]
+    fn node_sections_parse_and_bad_values_name_key_and_line() {
+        let c = parse(
+            "delay_accounting:\n  enable_sysctl: true\n  interval_seconds: 0.5\noom_kills:\n  enabled: false\n",
+        )
+        .unwrap();
+        assert!(c.delay_accounting.enabled && c.delay_accounting.enable_sysctl);
+        assert_eq!(c.delay_accounting.interval_seconds.value, 0.5);
+        assert!(!c.oom_kills.enabled);
+        let d = parse("").unwrap();
+        assert!(d.delay_accounting.enabled && !d.delay_accounting.enable_sysctl);
+        assert!(d.oom_kills.enabled);
+        let err = parse("delay_accounting:\n  interval_seconds: 0\n").unwrap_err();
+        assert!(
+            err.contains("delay_accounting.interval_seconds (line 2)"),
+            "{err}"
+        );
+        let err = parse("delay_accounting:\n\n  max_processes: 0\n").unwrap_err();
+        assert!(
+            err.contains("delay_accounting.max_processes (line 3)"),
+            "{err}"
+        );
+        let err = parse("oom_kills:\n  enable: true\n").unwrap_err();
+        assert!(err.contains("enable") && err.contains("line 2"), "{err}");
+        let err = parse("delay_accounting:\n  intervall: 1\n").unwrap_err();
+        assert!(err.contains("intervall") && err.contains("line 2"), "{err}");
     }
 
     #[test]

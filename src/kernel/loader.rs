@@ -347,6 +347,7 @@ pub fn probe_names() -> Vec<String> {
                 .iter()
                 .map(|n| format!("cgroup/{}", n.trim_start_matches("on_"))),
         )
+        .chain(super::node::probe_names())
         .collect()
 }
 

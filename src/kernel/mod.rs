@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod iface;
 pub mod links;
 pub mod loader;
+pub mod node;
 pub mod privileges;
 
 pub use loader::{KernelError, KernelMaps, LoadOptions, Probes};

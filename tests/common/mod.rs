@@ -3,6 +3,7 @@
 //! the real HTTP endpoint, and check what the kernel has loaded.
 #![allow(dead_code)]
 
+pub mod cgroup;
 pub mod hostlink;
 pub mod netns;
 pub mod prometheus_server;
@@ -386,8 +387,9 @@ pub fn our_prog_ids() -> Vec<u64> {
         .unwrap_or_default()
 }
 
-/// Program names in bpf/netagent.bpf.c and bpf/iface.bpf.c.
-pub const OUR_PROGRAMS: [&str; 12] = [
+/// Program names in bpf/netagent.bpf.c, bpf/iface.bpf.c and bpf/node.bpf.c
+/// (of node.bpf.c only the variant this kernel loads: on_mark_victim).
+pub const OUR_PROGRAMS: [&str; 13] = [
     "on_tc_ingress",
     "on_tc_egress",
     "on_inet_sock_set_state",
@@ -400,6 +402,7 @@ pub const OUR_PROGRAMS: [&str; 12] = [
     "on_sendmsg6",
     "on_recvmsg4",
     "on_recvmsg6",
+    "on_mark_victim",
 ];
 
 /// Pipes an exposition to `promtool check metrics`; panics with its output on failure.
