@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Kernel programs, one object each (more come with later features).
-const SOURCES: &[&str] = &["netagent.bpf.c", "iface.bpf.c"];
+const SOURCES: &[&str] = &["netagent.bpf.c", "iface.bpf.c", "node.bpf.c"];
 
 const SETUP_HINT: &str = "run `sudo scripts/setup.sh` (installs clang and libbpf-dev)";
 

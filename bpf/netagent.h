@@ -158,4 +158,27 @@ struct na_iface_counters {
 	__u64 bytes; /* skb->len: the whole frame as TC sees it, L2 header included */
 };
 
+/* ---- node signals: OOM kills (node.bpf.c) ---- */
+
+/* Reasons an OOM kill was not counted (index into `node_lost`). */
+enum na_node_lost_reason {
+	NA_NODE_LOST_OOM_MAP_FULL = 0,  /* `oom_kills` full: a new (comm, cgroup) key did not fit */
+	NA_NODE_LOST_OOM_UNKNOWN = 1,   /* old (int pid) tracepoint and the victim was not current */
+	NA_NODE_LOST_REASONS = 2,
+};
+
+/* `oom_kills` key: the victim's comm and cgroup v2 id. 24 bytes, no padding. */
+struct na_oom_key {
+	__u8 comm[NA_COMM_LEN];
+	__u64 cgroup_id;
+};
+
+/* `oom_seen` key: one process (thread group), so a victim whose threads
+ * are marked one after the other is counted once. */
+struct na_oom_proc {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 start_ns; /* the group leader's start_time: pids are reused, this pair is not */
+};
+
 #endif /* NETAGENT_H */

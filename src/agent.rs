@@ -55,6 +55,8 @@ struct InterfaceState {
     snapshot: InterfaceSnapshot,
     /// TC program ids and attached interfaces, for health.
     program_ids: Vec<u32>,
+    /// Attached with netlink filters (no link descriptors to check).
+    netlink: bool,
     attached: Vec<(u32, String)>,
 }
 
@@ -83,6 +85,10 @@ struct Agent {
     targets: usize,
     /// Cloud instance metadata, filled in by a background task.
     cloud: Arc<CloudState>,
+    /// OOM kills per victim (node signals).
+    oom: crate::node::oom::OomKills,
+    /// Delay accounting, collected by its own thread; None when disabled.
+    delays: Option<crate::node::delayacct::DelayAccounting>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -133,6 +139,8 @@ impl Agent {
         let ifs = lock(&self.interfaces);
         let mut ids: Vec<u32> = probes.iter().map(|p| p.prog_id).collect();
         ids.extend(&ifs.program_ids);
+        let oom = self.oom.probe();
+        ids.extend(oom.map(|(_, id)| id));
         let links = links_of(&ids);
         let mut out: Vec<ProbeStatus> = probes
             .iter()
@@ -152,10 +160,25 @@ impl Agent {
                     ifs.program_ids.contains(&l.prog_id) && l.target == Some(*ifindex as u64)
                 })
                 .count();
+            // Netlink filters have no descriptor to inspect: they stay
+            // while the interface exists (the watcher detaches vanished ones).
+            let attached = if ifs.netlink {
+                std::path::Path::new("/sys/class/net").join(name).exists()
+            } else {
+                n == 2 // ingress and egress links
+            };
             out.push(ProbeStatus {
                 name: format!("tc/{name}"),
                 feature: "interfaces",
-                attached: n == 2, // ingress and egress
+                attached,
+                required: false,
+            });
+        }
+        if let Some((name, prog_id)) = oom {
+            out.push(ProbeStatus {
+                name: name.to_string(),
+                feature: "oom_kills",
+                attached: prog_id != 0 && links.iter().any(|l| l.prog_id == prog_id),
                 required: false,
             });
         }
@@ -167,17 +190,24 @@ impl Gather for Agent {
     fn gather(&self) -> anyhow::Result<Vec<Family>> {
         // One collection at a time: concurrent scrapes queue on the locks.
         let snap = self.snapshot()?;
+        let mut oom_lost = Vec::new();
         let mut families = self.with_labeler(|labeler| {
             let resolved = connections::resolve(&snap, labeler);
             let mut f = connections::families(&resolved);
             f.push(tcp::listen_family(&snap.listeners, labeler));
             f.extend(tcp::families(&resolved));
+            let (oom, lost) = self.oom.families(labeler);
+            f.extend(oom);
+            oom_lost = lost;
             f
         });
         let ifs = lock(&self.interfaces);
         families.extend(interfaces::families(&ifs.snapshot, self.active_only));
         let iface_lost = ifs.snapshot.lost;
         drop(ifs);
+        if let Some(d) = &self.delays {
+            families.extend(d.families());
+        }
 
         let mut limiter = lock(&self.limiter);
         let mut dropped = BTreeMap::new();
@@ -187,6 +217,7 @@ impl Gather for Agent {
         drop(limiter);
         families.push(dropped_family(&dropped));
         families.extend(self_metrics::agent_families(&snap.lost, iface_lost));
+        crate::node::oom::add_lost(&mut families, &oom_lost);
         let up = self
             .probe_status()
             .into_iter()
@@ -434,7 +465,11 @@ fn spawn_interface_thread(
                 .into_iter()
                 .map(|(_, id)| id)
                 .collect();
-            lock(&state).program_ids = program_ids;
+            {
+                let mut s = lock(&state);
+                s.program_ids = program_ids;
+                s.netlink = watcher.uses_netlink();
+            }
             while !stop.load(Ordering::Relaxed) {
                 let snap = watcher.tick();
                 let attached = watcher.attached();
@@ -531,7 +566,10 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         let patterns: Vec<String> = cfg.interfaces.iter().map(|p| p.value.clone()).collect();
         let filter =
             InterfaceFilter::new(&patterns).map_err(|e| anyhow::anyhow!("interfaces: {e}"))?;
-        let iface_probes = IfaceProbes::load(cfg.interface_stats.max_interfaces)?;
+        let iface_probes = IfaceProbes::load(
+            cfg.interface_stats.max_interfaces,
+            cfg.interface_stats.netlink_filters,
+        )?;
         iface_thread = Some(spawn_interface_thread(
             InterfaceWatcher::new(iface_probes, filter),
             iface_state.clone(),
@@ -545,6 +583,18 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         }
     }
 
+    let oom = crate::node::oom::OomKills::start(
+        &cfg.oom_kills,
+        cfg.limits.max_series,
+        &opts.disabled_probes,
+    );
+    let delays = cfg.delay_accounting.enabled.then(|| {
+        crate::node::delayacct::DelayAccounting::start(
+            &cfg.delay_accounting,
+            names.clone(),
+            cfg.limits.max_series as usize,
+        )
+    });
     let agent = Arc::new(Agent {
         probes: Mutex::new(probes),
         names,
@@ -564,6 +614,8 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         last_scrape: Mutex::new(None),
         targets: targets.len(),
         cloud: cloud_state,
+        oom,
+        delays,
     });
 
     let mut tasks = Vec::new();

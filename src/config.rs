@@ -52,6 +52,12 @@ pub struct Config {
     /// Cloud instance metadata (`netagent_cloud_info`).
     #[serde(default)]
     pub cloud: crate::node::cloud::CloudConfig,
+    /// Per-process CPU and disk delays from taskstats (README, "Delay accounting").
+    #[serde(default)]
+    pub delay_accounting: crate::node::delayacct::DelayAccountingConfig,
+    /// OOM kills per victim (README, "OOM kills").
+    #[serde(default)]
+    pub oom_kills: crate::node::oom::OomConfig,
 }
 
 /// `kernel:` section.
@@ -111,6 +117,10 @@ pub struct InterfaceStats {
     /// Interfaces the kernel map has room for.
     #[serde(default = "default_max_interfaces")]
     pub max_interfaces: u32,
+    /// Attach with netlink TC filters on a clsact qdisc even where TCX
+    /// links exist (kernels before 6.6 always use them).
+    #[serde(default)]
+    pub netlink_filters: bool,
 }
 
 impl Default for InterfaceStats {
@@ -120,6 +130,7 @@ impl Default for InterfaceStats {
             interval_seconds: default_interval(),
             active_only: false,
             max_interfaces: default_max_interfaces(),
+            netlink_filters: false,
         }
     }
 }
@@ -222,6 +233,8 @@ impl Default for Config {
             bpf_self: Default::default(),
             debug: Debug::default(),
             cloud: Default::default(),
+            delay_accounting: Default::default(),
+            oom_kills: Default::default(),
         }
     }
 }
@@ -491,6 +504,14 @@ impl Config {
                 e.message,
             ));
         }
+        if let Err((key, at, message)) = self.delay_accounting.check() {
+            let line = at.line();
+            return Err(invalid(
+                key.into(),
+                LineRef((line > 0).then_some(line)),
+                message,
+            ));
+        }
         Ok(warnings)
     }
 
@@ -707,6 +728,34 @@ otel:
         );
         let err = parse("cloud:\n  enabled: true\n  timeout: 1\n").unwrap_err();
         assert!(err.contains("timeout") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn node_sections_parse_and_bad_values_name_key_and_line() {
+        let c = parse(
+            "delay_accounting:\n  enable_sysctl: true\n  interval_seconds: 0.5\noom_kills:\n  enabled: false\n",
+        )
+        .unwrap();
+        assert!(c.delay_accounting.enabled && c.delay_accounting.enable_sysctl);
+        assert_eq!(c.delay_accounting.interval_seconds.value, 0.5);
+        assert!(!c.oom_kills.enabled);
+        let d = parse("").unwrap();
+        assert!(d.delay_accounting.enabled && !d.delay_accounting.enable_sysctl);
+        assert!(d.oom_kills.enabled);
+        let err = parse("delay_accounting:\n  interval_seconds: 0\n").unwrap_err();
+        assert!(
+            err.contains("delay_accounting.interval_seconds (line 2)"),
+            "{err}"
+        );
+        let err = parse("delay_accounting:\n\n  max_processes: 0\n").unwrap_err();
+        assert!(
+            err.contains("delay_accounting.max_processes (line 3)"),
+            "{err}"
+        );
+        let err = parse("oom_kills:\n  enable: true\n").unwrap_err();
+        assert!(err.contains("enable") && err.contains("line 2"), "{err}");
+        let err = parse("delay_accounting:\n  intervall: 1\n").unwrap_err();
+        assert!(err.contains("intervall") && err.contains("line 2"), "{err}");
     }
 
     #[test]

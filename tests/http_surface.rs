@@ -257,7 +257,8 @@ fn graph_api_lists_processes_peers_and_edges() {
         "4 connects + the exchange connection"
     );
     let p95 = edge["p95_seconds"].as_f64().unwrap();
-    assert!((0.01..=0.025).contains(&p95), "p95 {p95}");
+    // 20 ms plus scheduling; a loaded 2-core machine has added ~20 ms.
+    assert!((0.01..=0.1).contains(&p95), "p95 {p95}");
     assert_eq!(edge["errors_total"], 0);
 }
 

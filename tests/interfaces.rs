@@ -289,3 +289,105 @@ fn new_interfaces_are_attached_vanished_ones_dropped_and_foreign_filters_kept() 
         "our TC programs still loaded after exit"
     );
 }
+
+/// `tc -j filter show dev <dev> <hook>`: (kind, BPF program name) per
+/// filter entry that carries options.
+fn tc_filter_list(dev: &str, hook: &str) -> Vec<(String, String)> {
+    let out = Command::new("tc")
+        .args(["-j", "filter", "show", "dev", dev, hook])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f.get("options").is_some())
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap_or("").to_string(),
+                f["options"]["bpf_name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn ours(dev: &str, hook: &str, prog: &str) -> usize {
+    tc_filter_list(dev, hook)
+        .iter()
+        .filter(|(kind, name)| kind == "bpf" && name.starts_with(prog))
+        .count()
+}
+
+/// Kernels before 6.6 get netlink TC filters, which outlive a killed agent.
+/// Forced here with `interface_stats.netlink_filters`: after SIGKILL the
+/// filters remain; the next agent replaces them (one of each, not two) and
+/// leaves another tool's filter on the same hook alone; SIGTERM removes ours.
+#[test]
+fn netlink_filters_left_by_sigkill_are_replaced_not_duplicated() {
+    let _g = serial();
+    if !require_bpf() || !require(have("tc"), "tc (iproute2) not installed") {
+        return;
+    }
+    let veth = RootVeth::new('n');
+    let dev = veth.a.clone();
+    let yaml = format!(
+        "targets: []\ninterfaces: [\"{dev}\"]\ninterface_stats:\n  netlink_filters: true\n  \
+         interval_seconds: 0.3\n"
+    );
+    let attached = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if ours(&dev, "ingress", "on_tc_ingress") == n
+                && ours(&dev, "egress", "on_tc_egress") == n
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    let mut first = Agent::start_with_yaml(&yaml);
+    assert!(
+        attached(1),
+        "first agent: {:?}",
+        tc_filter_list(&dev, "ingress")
+    );
+    // Someone else's filter on the same hook.
+    let status = Command::new("tc")
+        .args(["filter", "add", "dev", &dev, "ingress", "prio", "7", "u32"])
+        .args(["match", "u32", "0", "0", "classid", "1:1"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    first.signal_and_wait(libc::SIGKILL);
+    assert_eq!(ours(&dev, "ingress", "on_tc_ingress"), 1, "left by SIGKILL");
+
+    let mut second = Agent::start_with_yaml(&yaml);
+    assert!(
+        attached(1),
+        "after restart: {:?} / {:?}",
+        tc_filter_list(&dev, "ingress"),
+        tc_filter_list(&dev, "egress")
+    );
+    let foreign = |dev: &str| {
+        tc_filter_list(dev, "ingress")
+            .iter()
+            .filter(|(k, _)| k == "u32")
+            .count()
+    };
+    assert!(foreign(&dev) >= 1, "the other filter was removed");
+    let up = second
+        .metrics()
+        .series("netagent_probe_up")
+        .into_iter()
+        .find(|(l, _)| l["probe"] == format!("tc/{dev}"))
+        .map(|(_, v)| v);
+    assert_eq!(up, Some(1.0), "netlink-attached interface reported up");
+    assert_eq!(second.signal_and_wait(libc::SIGTERM).code(), Some(0));
+    assert!(
+        attached(0),
+        "SIGTERM leaves filters: {:?}",
+        tc_filter_list(&dev, "ingress")
+    );
+    assert!(foreign(&dev) >= 1, "the other filter was removed at exit");
+}

@@ -13,6 +13,9 @@
 //!   timed request/response exchanges; prints one JSON summary line.
 //! * `load`   – paced TCP connection churn (SO_LINGER 0, so no TIME_WAIT) for
 //!   benchmarks; prints one JSON summary line.
+//! * `spin`, `diskio`, `alloc` – CPU, synchronous disk I/O and memory load for
+//!   the node-signal tests (delay accounting, OOM kills); each prints a JSON
+//!   line when ready and one when done.
 //!
 //! Traffic only goes to addresses given on the command line (servers bind to
 //! loopback by default), and every loop is bounded by a count and/or a deadline.
@@ -84,6 +87,12 @@ enum Command {
     Client(ClientArgs),
     /// Paced TCP connection churn against one or more targets.
     Load(LoadArgs),
+    /// Burn CPU (optionally pinned to one core) for a while: delay accounting tests.
+    Spin(SpinArgs),
+    /// Synchronous disk I/O (O_DIRECT) on a file for a while: delay accounting tests.
+    Diskio(DiskioArgs),
+    /// Allocate and touch memory, then hold it: OOM tests.
+    Alloc(AllocArgs),
 }
 
 #[derive(Args)]
@@ -1528,6 +1537,236 @@ fn load_worker(
 }
 
 // ---------------------------------------------------------------------------
+// spin, diskio, alloc: node-signal load
+
+/// Options shared by the node-signal subcommands.
+#[derive(Args)]
+struct Placement {
+    /// Join this cgroup (write our pid to DIR/cgroup.procs) before starting;
+    /// repeatable, e.g. one v1 memory cgroup and one v2 cgroup.
+    #[arg(long = "cgroup", value_name = "DIR")]
+    cgroups: Vec<std::path::PathBuf>,
+    /// Pin to this CPU (sched_setaffinity) before starting.
+    #[arg(long, value_name = "N")]
+    cpu: Option<usize>,
+}
+
+impl Placement {
+    fn apply(&self) -> Result<()> {
+        for dir in &self.cgroups {
+            let procs = dir.join("cgroup.procs");
+            std::fs::write(&procs, std::process::id().to_string())
+                .with_context(|| format!("joining {}", procs.display()))?;
+        }
+        if let Some(cpu) = self.cpu {
+            ensure!(cpu < libc::CPU_SETSIZE as usize, "--cpu {cpu} out of range");
+            // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+            // sched_setaffinity only touch the set we pass.
+            let rc = unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+            };
+            ensure!(
+                rc == 0,
+                "sched_setaffinity to CPU {cpu}: {}",
+                io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize)]
+struct Ready {
+    pid: u32,
+}
+
+#[derive(Args)]
+struct SpinArgs {
+    #[command(flatten)]
+    place: Placement,
+    /// Spin for this many seconds, then exit.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    seconds: f64,
+}
+
+fn spin(args: SpinArgs) -> Result<ExitCode> {
+    args.place.apply()?;
+    print_json(&Ready {
+        pid: std::process::id(),
+    })?;
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(args.seconds);
+    let mut x: u64 = 1;
+    while Instant::now() < until {
+        for _ in 0..10_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+    #[derive(Serialize)]
+    struct Done {
+        pid: u32,
+        spun_ms: f64,
+    }
+    print_json(&Done {
+        pid: std::process::id(),
+        spun_ms: ms(start.elapsed()),
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+struct DiskioArgs {
+    #[command(flatten)]
+    place: Placement,
+    /// File to write and read back (on a real disk: O_DIRECT bypasses the
+    /// page cache, tmpfs refuses it). Removed at the end.
+    #[arg(long, value_name = "PATH")]
+    file: std::path::PathBuf,
+    /// File size in MiB.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    mib: u64,
+    /// Keep reading the file back (O_DIRECT) for this many seconds.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    seconds: f64,
+    /// After the I/O, print the summary and sleep this long before exiting
+    /// (so a test can read the finished process's counters).
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    hold_seconds: f64,
+}
+
+/// Block size of `diskio`: a multiple of any logical block size.
+const DISKIO_BLOCK: usize = 64 * 1024;
+
+/// A heap buffer aligned for O_DIRECT.
+struct AlignedBuf {
+    ptr: *mut u8,
+    layout: std::alloc::Layout,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> Self {
+        let layout = std::alloc::Layout::from_size_align(len, 4096).expect("layout");
+        // SAFETY: non-zero size; checked for null below.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!ptr.is_null(), "out of memory");
+        Self { ptr, layout }
+    }
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: ptr is valid for layout.size() bytes and owned by self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated with this layout in `new`.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+    }
+}
+
+fn diskio(args: DiskioArgs) -> Result<ExitCode> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    args.place.apply()?;
+    print_json(&Ready {
+        pid: std::process::id(),
+    })?;
+    /// Removes the file however we leave.
+    struct Remove<'a>(&'a std::path::Path);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+        .open(&args.file)
+        .with_context(|| format!("opening {} with O_DIRECT", args.file.display()))?;
+    let _remove = Remove(&args.file);
+    let mut buf = AlignedBuf::new(DISKIO_BLOCK);
+    buf.as_mut().fill(0x5a);
+    let blocks = args.mib * 1024 * 1024 / DISKIO_BLOCK as u64;
+    for i in 0..blocks {
+        file.write_all_at(buf.as_mut(), i * DISKIO_BLOCK as u64)
+            .context("O_DIRECT write")?;
+    }
+    let until = Instant::now() + Duration::from_secs_f64(args.seconds);
+    let mut reads = 0u64;
+    'outer: loop {
+        for i in 0..blocks {
+            if Instant::now() >= until {
+                break 'outer;
+            }
+            file.read_exact_at(buf.as_mut(), i * DISKIO_BLOCK as u64)
+                .context("O_DIRECT read")?;
+            reads += 1;
+        }
+    }
+    #[derive(Serialize)]
+    struct Done {
+        pid: u32,
+        writes: u64,
+        reads: u64,
+    }
+    print_json(&Done {
+        pid: std::process::id(),
+        writes: blocks,
+        reads,
+    })?;
+    thread::sleep(Duration::from_secs_f64(args.hold_seconds.clamp(0.0, 600.0)));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+struct AllocArgs {
+    #[command(flatten)]
+    place: Placement,
+    /// Allocate and touch this many MiB, 1 MiB at a time.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    mib: u64,
+    /// Write this to /proc/self/oom_score_adj first (-1000 … 1000).
+    #[arg(long, value_name = "V", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+    oom_score_adj: Option<i32>,
+    /// Once everything is allocated, print a JSON line and hold the memory
+    /// this many seconds before exiting.
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    hold_seconds: f64,
+}
+
+fn alloc(args: AllocArgs) -> Result<ExitCode> {
+    if let Some(adj) = args.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .context("writing /proc/self/oom_score_adj")?;
+    }
+    args.place.apply()?;
+    print_json(&Ready {
+        pid: std::process::id(),
+    })?;
+    const MIB: usize = 1024 * 1024;
+    // Non-zero fill: every page is written, so every page is charged.
+    let held: Vec<Vec<u8>> = (0..args.mib).map(|_| vec![0xa5u8; MIB]).collect();
+    #[derive(Serialize)]
+    struct Allocated {
+        pid: u32,
+        allocated_mib: usize,
+    }
+    print_json(&Allocated {
+        pid: std::process::id(),
+        allocated_mib: held.len(),
+    })?;
+    thread::sleep(Duration::from_secs_f64(args.hold_seconds.clamp(0.0, 600.0)));
+    std::hint::black_box(&held);
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -1548,5 +1787,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => serve(a),
         Command::Client(a) => client(a),
         Command::Load(a) => load(a),
+        Command::Spin(a) => spin(a),
+        Command::Diskio(a) => diskio(a),
+        Command::Alloc(a) => alloc(a),
     }
 }

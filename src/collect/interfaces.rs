@@ -190,6 +190,11 @@ impl InterfaceWatcher {
         self.probes.program_ids()
     }
 
+    /// True when TC attachments are netlink filters, not TCX links.
+    pub fn uses_netlink(&self) -> bool {
+        self.probes.uses_netlink()
+    }
+
     /// Attached interfaces (ifindex, name).
     pub fn attached(&self) -> Vec<(u32, String)> {
         self.probes

@@ -191,6 +191,30 @@ pub struct IfaceCounters {
     pub bytes: u64,
 }
 
+/// `enum na_node_lost_reason`: OOM kills not counted, with the label value
+/// exported in `netagent_events_lost_total{reason}`.
+pub const NODE_LOST_REASONS: [&str; 2] = ["oom_map_full", "oom_victim_unknown"];
+
+/// `struct na_oom_key`: the key of the `oom_kills` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OomKey {
+    /// The victim process's comm.
+    pub comm: [u8; COMM_LEN],
+    /// The victim's cgroup v2 id.
+    pub cgroup_id: u64,
+}
+
+/// `struct na_oom_proc`: key of `oom_seen`. Only the kernel uses it; it is
+/// mirrored so the layout test covers every shared struct.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OomProc {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub start_ns: u64,
+}
+
 // SAFETY: plain-old-data `repr(C)` structs without implicit padding.
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowStats {}
@@ -199,6 +223,7 @@ unsafe impl aya::Pod for ListenKey {}
 unsafe impl aya::Pod for Listener {}
 unsafe impl aya::Pod for IfaceKey {}
 unsafe impl aya::Pod for IfaceCounters {}
+unsafe impl aya::Pod for OomKey {}
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -364,5 +389,8 @@ mod tests {
         let iface = object_btf_types(crate::kernel::iface::OBJECT).unwrap();
         check!(&iface, "na_iface_key", IfaceKey, [ifindex, direction]);
         check!(&iface, "na_iface_counters", IfaceCounters, [packets, bytes]);
+        let node = object_btf_types(crate::kernel::node::OBJECT).unwrap();
+        check!(&node, "na_oom_key", OomKey, [comm, cgroup_id]);
+        check!(&node, "na_oom_proc", OomProc, [tgid, _pad, start_ns]);
     }
 }

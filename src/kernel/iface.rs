@@ -1,7 +1,10 @@
 //! TC programs counting packets and bytes per interface and direction.
 //! On kernels with TCX (6.6+) every attachment is a link owned by a file
 //! descriptor: it coexists with other TC programs, and it is gone when the
-//! agent exits, however it exits. Older kernels get a clsact qdisc.
+//! agent exits, however it exits. Older kernels get netlink filters on a
+//! clsact qdisc, which outlive a killed agent: the next start removes the
+//! filters of our programs (by name) before attaching, so restarts never
+//! duplicate them, and leaves everyone else's alone.
 
 use std::collections::HashMap;
 
@@ -34,11 +37,16 @@ pub struct IfaceProbes {
     stats: PerCpuHashMap<MapData, IfaceKey, IfaceCounters>,
     lost: PerCpuArray<MapData, u64>,
     attached: HashMap<u32, Attachment>,
+    /// Netlink filters instead of TCX links.
+    netlink: bool,
 }
 
 impl IfaceProbes {
-    /// Loads both programs (not attached anywhere yet).
-    pub fn load(max_interfaces: u32) -> Result<Self, KernelError> {
+    /// Loads both programs (not attached anywhere yet). `force_netlink`
+    /// uses netlink filters even where TCX exists.
+    pub fn load(max_interfaces: u32, force_netlink: bool) -> Result<Self, KernelError> {
+        let netlink = force_netlink
+            || !KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("iface_stats", max_interfaces.saturating_mul(2))
             .load(OBJECT)
@@ -62,7 +70,13 @@ impl IfaceProbes {
                 .map_err(|e| KernelError::Object(e.to_string()))?,
             lost: PerCpuArray::try_from(lost).map_err(|e| KernelError::Object(e.to_string()))?,
             attached: HashMap::new(),
+            netlink,
         })
+    }
+
+    /// True when attachments are netlink filters (no link descriptors).
+    pub fn uses_netlink(&self) -> bool {
+        self.netlink
     }
 
     /// Attaches ingress and egress counting to an interface.
@@ -70,15 +84,33 @@ impl IfaceProbes {
         if self.attached.contains_key(&ifindex) {
             return Ok(());
         }
-        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
-        if !tcx {
-            // Without TCX, classifiers hang off a clsact qdisc. EEXIST is fine:
-            // we never delete a qdisc, it may be someone else's.
+        let netlink = self.netlink;
+        if netlink {
+            // Classifiers hang off a clsact qdisc. EEXIST is fine: we never
+            // delete a qdisc, it may be someone else's.
             let _ = tc::qdisc_add_clsact(name);
+            // Filters of ours left by an agent that was killed (one agent
+            // runs per host): removed by program name, others' untouched.
+            for (at, prog) in [
+                (TcAttachType::Ingress, INGRESS),
+                (TcAttachType::Egress, EGRESS),
+            ] {
+                if tc::qdisc_detach_program(name, at, prog).is_ok() {
+                    tracing::info!(
+                        interface = name,
+                        "removed a TC filter {prog} left by an earlier run"
+                    );
+                }
+            }
         }
         let attach = |ebpf: &mut Ebpf, prog: &'static str, at: TcAttachType| {
+            let options = if netlink {
+                tc::TcAttachOptions::Netlink(tc::NlOptions::default())
+            } else {
+                tc::TcAttachOptions::TcxOrder(aya::programs::links::LinkOrder::default())
+            };
             classifier(ebpf, prog)?
-                .attach(name, at)
+                .attach_with_options(name, at, options)
                 .map_err(|source| KernelError::Attach {
                     program: prog,
                     hook: format!("tc {name} {at:?}"),

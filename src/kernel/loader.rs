@@ -416,8 +416,13 @@ fn load_with(
                     feature.needed_for,
                     rejected_text(&status.rejected)
                 );
-                // Reported as down under the preferred hook's probe names.
-                for p in feature.hooks[0].programs {
+                // Reported as down under the preferred hook's probe names;
+                // except cgroup hooks on a host without cgroup v2, which is
+                // how that host is, not a fault (/health still lists it
+                // under `features`).
+                let no_cgroup_v2 =
+                    feature.hooks[0].kind == HookKind::Cgroup && cgroup_root.is_none();
+                for p in feature.hooks[0].programs.iter().filter(|_| !no_cgroup_v2) {
                     probes.push(ProbeInfo {
                         name: p.probe_name(),
                         feature: feature.name,
@@ -641,7 +646,9 @@ fn attach_sock_addr(
 
 /// Names a config may list in `debug.disable_probes`.
 pub fn probe_names() -> Vec<String> {
-    hooks::disable_names()
+    let mut names = hooks::disable_names();
+    names.extend(super::node::probe_names());
+    names
 }
 
 /// A second descriptor of a hash map (for batch reads).

@@ -7,6 +7,7 @@ pub mod hooks;
 pub mod iface;
 pub mod links;
 pub mod loader;
+pub mod node;
 pub mod privileges;
 pub mod report;
 

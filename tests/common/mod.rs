@@ -3,6 +3,7 @@
 //! the real HTTP endpoint, and check what the kernel has loaded.
 #![allow(dead_code)]
 
+pub mod cgroup;
 pub mod fake_cloud;
 pub mod hostlink;
 pub mod netns;
@@ -412,11 +413,13 @@ pub fn our_prog_ids() -> Vec<u64> {
 }
 
 /// How many of [`OUR_PROGRAMS`] (the first ones) a default agent loads on
-/// this kernel: the preferred hooks (6 tracepoints, 4 cgroup, 2 TC).
-pub const DEFAULT_PROGRAMS: usize = 12;
+/// this kernel: the preferred hooks (6 tracepoints, 4 cgroup, 2 TC) and the
+/// OOM tracepoint.
+pub const DEFAULT_PROGRAMS: usize = 13;
 
-/// Program names in bpf/netagent.bpf.c and bpf/iface.bpf.c.
-pub const OUR_PROGRAMS: [&str; 26] = [
+/// Program names in bpf/netagent.bpf.c, bpf/iface.bpf.c and bpf/node.bpf.c
+/// (of node.bpf.c only the variant this kernel loads: on_mark_victim).
+pub const OUR_PROGRAMS: [&str; 27] = [
     "on_tc_ingress",
     "on_tc_egress",
     "on_inet_sock_set_state",
@@ -429,6 +432,7 @@ pub const OUR_PROGRAMS: [&str; 26] = [
     "on_sendmsg6",
     "on_recvmsg4",
     "on_recvmsg6",
+    "on_mark_victim",
     // Fallback message hooks (src/kernel/hooks.rs).
     "fx_inet_sendmsg",
     "fx_inet6_sendmsg",
