@@ -78,6 +78,8 @@ struct Agent {
     started: Instant,
     last_scrape: Mutex<Option<SystemTime>>,
     targets: usize,
+    /// Log pattern extraction (`logs.enabled`).
+    logs: Option<crate::node::logs::LogCollector>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -171,6 +173,9 @@ impl Gather for Agent {
         families.extend(interfaces::families(&ifs.snapshot, self.active_only));
         let iface_lost = ifs.snapshot.lost;
         drop(ifs);
+        if let Some(logs) = &self.logs {
+            families.extend(logs.families());
+        }
 
         let mut limiter = lock(&self.limiter);
         let mut dropped = BTreeMap::new();
@@ -501,6 +506,12 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         started: Instant::now(),
         last_scrape: Mutex::new(None),
         targets: targets.len(),
+        logs: if cfg.logs.enabled {
+            // Started before serving: files that exist now are the "old" ones.
+            Some(crate::node::logs::LogCollector::start(&cfg.logs).context("logs")?)
+        } else {
+            None
+        },
     });
 
     let mut tasks = Vec::new();
@@ -557,6 +568,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     stop.store(true, Ordering::Relaxed);
     for t in [iface_thread, statsd_thread].into_iter().flatten() {
         let _ = t.join();
+    }
+    if let Some(logs) = &agent.logs {
+        logs.shutdown(); // saves the log offsets
     }
     tracing::info!("shutting down; detaching kernel programs");
     drop(agent);

@@ -46,6 +46,9 @@ pub struct Config {
     /// Switches for testing and troubleshooting.
     #[serde(default)]
     pub debug: Debug,
+    /// Log pattern extraction (off by default).
+    #[serde(default)]
+    pub logs: crate::node::logs::LogsConfig,
 }
 
 /// `debug:` section.
@@ -185,6 +188,7 @@ impl Default for Config {
             statsd: Default::default(),
             bpf_self: Default::default(),
             debug: Debug::default(),
+            logs: Default::default(),
         }
     }
 }
@@ -447,6 +451,9 @@ impl Config {
                 ));
             }
         }
+        if let Err(e) = self.logs.validate() {
+            return Err(invalid(e.key, LineRef(e.line), e.message));
+        }
         Ok(warnings)
     }
 
@@ -638,5 +645,32 @@ otel:
     fn wrong_type_is_reported() {
         let err = parse("targets: 5\n").unwrap_err();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn logs_section_defaults_and_errors_name_key_and_line() {
+        let c = parse("logs:\n  enabled: true\n").unwrap();
+        assert!(c.logs.enabled && c.logs.journald);
+        assert_eq!(c.logs.max_patterns_per_source.value, 100);
+        assert!(!parse("# nothing\n").unwrap().logs.enabled);
+        let err = parse("logs:\n  enabled: true\n  max_patern: 3\n").unwrap_err();
+        assert!(
+            err.contains("max_patern") && err.contains("line 3"),
+            "{err}"
+        );
+        let err =
+            parse("logs:\n  paths:\n    - /var/log/*.log\n    - relative/*.log\n").unwrap_err();
+        assert!(err.contains("logs.paths[1] (line 4)"), "{err}");
+        let err = parse("logs:\n  paths: [\"/var/log/[x\"]\n").unwrap_err();
+        assert!(err.contains("logs.paths[0] (line 2)"), "{err}");
+        let err = parse("logs:\n\n  max_patterns_per_source: 0\n").unwrap_err();
+        assert!(
+            err.contains("logs.max_patterns_per_source (line 3)"),
+            "{err}"
+        );
+        let err = parse("logs:\n  similarity: 1.5\n").unwrap_err();
+        assert!(err.contains("logs.similarity (line 2)"), "{err}");
+        let err = parse("logs:\n  journald_directory: journal\n").unwrap_err();
+        assert!(err.contains("logs.journald_directory (line 2)"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ pub mod export;
 pub mod http;
 pub mod kernel;
 pub mod model;
+pub mod node;
 
 #[cfg(test)]
 mod test_support;
