@@ -10,6 +10,8 @@ set -euo pipefail
 packages=(clang llvm libbpf-dev linux-libc-dev iproute2)
 if [ "${1:-}" != "--agent-only" ]; then
   packages+=(bpftool prometheus util-linux nftables curl chromium)
+  # log patterns test: journalctl (systemd) reads a journal written by systemd-journal-remote.
+  packages+=(systemd systemd-journal-remote)
 fi
 
 missing=()
