@@ -724,7 +724,8 @@ fn journalctl_pids(dir: &Path) -> Vec<u32> {
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 
 /// Appends entries to a journal file with systemd-journal-remote (from the
-/// export format, stamped with this boot and the current time).
+/// export format, stamped with this boot and the current time); an empty
+/// message leaves MESSAGE out.
 fn write_journal(file: &Path, entries: &[(&str, u8, &str)]) {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .unwrap()
@@ -742,11 +743,16 @@ fn write_journal(file: &Path, entries: &[(&str, u8, &str)]) {
         let mono_us = mono.tv_sec as u64 * 1_000_000 + mono.tv_nsec as u64 / 1000;
         export += &format!(
             "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID={boot}\n\
-             _SYSTEMD_UNIT={unit}\nSYSLOG_IDENTIFIER={}\nPRIORITY={priority}\nMESSAGE={message}\n\n",
+             _SYSTEMD_UNIT={unit}\nSYSLOG_IDENTIFIER={}\nPRIORITY={priority}\n",
             now.as_micros(),
             mono_us,
             unit.trim_end_matches(".service")
         );
+        // An empty message stands for an entry without MESSAGE.
+        if !message.is_empty() {
+            export += &format!("MESSAGE={message}\n");
+        }
+        export += "\n";
     }
     let mut child = Command::new(JOURNAL_REMOTE)
         .arg("-o")
@@ -798,6 +804,7 @@ fn journald_entries_via_journalctl_with_cursor_across_restarts() {
             ("shop.service", 6, "order 6 placed"),
             ("shop.service", 6, "order 7 placed"),
             ("cron.service", 5, "job backup-42 started"),
+            ("cron.service", 6, ""),
         ],
     );
     let cfg = format!(
@@ -840,6 +847,22 @@ fn journald_entries_via_journalctl_with_cursor_across_restarts() {
         (key("journald/cron.service", "info", "job <*> started"), 1.0),
     ]);
     assert_eq!(got, want);
+    let s = scrape_until(&agent, Duration::from_secs(5), |s| {
+        value(
+            s,
+            MALFORMED,
+            &[("source", "journald/cron.service"), ("container", "")],
+        ) == Some(1.0)
+    });
+    assert_eq!(
+        value(
+            &s,
+            MALFORMED,
+            &[("source", "journald/cron.service"), ("container", "")]
+        ),
+        Some(1.0),
+        "the entry without MESSAGE"
+    );
     assert_eq!(value(&s, "netagent_log_journald_up", &[]), Some(1.0));
     assert_eq!(
         journalctl_pids(d).len(),

@@ -198,6 +198,8 @@ fn read_line(r: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> std::io::R
 /// exits.
 pub fn follow(opts: JournalOptions, shared: Arc<JournalShared>, patterns: Arc<Mutex<Patterns>>) {
     let mut warned = false;
+    // Warn about the first exit of a streak, not about every restart.
+    let mut exit_warned = false;
     while !shared.stop.load(Ordering::SeqCst) {
         let cursor = lock(&shared.cursor).clone();
         let mut cmd = Command::new(&opts.program);
@@ -246,7 +248,9 @@ pub fn follow(opts: JournalOptions, shared: Arc<JournalShared>, patterns: Arc<Mu
         shared.up.store(true, Ordering::Relaxed);
         tracing::info!(cursor = cursor.is_some(), "following the journal");
         if let Some(out) = stdout {
-            read_entries(out, &opts, &shared, &patterns);
+            if read_entries(out, &opts, &shared, &patterns) > 0 {
+                exit_warned = false;
+            }
         }
         shared.up.store(false, Ordering::Relaxed);
         let status = lock(&shared.child).take().map(|mut c| c.wait());
@@ -254,19 +258,26 @@ pub fn follow(opts: JournalOptions, shared: Arc<JournalShared>, patterns: Arc<Mu
             break;
         }
         shared.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(status = ?status, "journalctl exited; restarting in {} s", RESTART_PAUSE.as_secs());
+        if !exit_warned {
+            tracing::warn!(status = ?status, "journalctl exited; restarting every {} s", RESTART_PAUSE.as_secs());
+            exit_warned = true;
+        } else {
+            tracing::debug!(status = ?status, "journalctl exited again");
+        }
         pause(&shared);
     }
 }
 
+/// Counts entries until journalctl's output ends; returns how many.
 fn read_entries(
     out: impl Read,
     opts: &JournalOptions,
     shared: &JournalShared,
     patterns: &Mutex<Patterns>,
-) {
+) -> u64 {
     let mut reader = BufReader::with_capacity(64 << 10, out);
     let mut line = Vec::new();
+    let mut n = 0;
     while let Ok(true) = read_line(
         &mut reader,
         &mut line,
@@ -291,7 +302,9 @@ fn read_entries(
         };
         lock(patterns).add(&e.source, &e.container, msg, hint(e.priority));
         *lock(&shared.cursor) = Some(e.cursor);
+        n += 1;
     }
+    n
 }
 
 fn pause(shared: &JournalShared) {

@@ -104,6 +104,10 @@ impl Patterns {
         let clean = normalize(&msg.text);
         let (text, field_level) = structured(&clean);
         if text.trim().is_empty() {
+            if msg.malformed {
+                // e.g. a journal entry without MESSAGE: not lost silently.
+                self.stream(source, container).malformed += 1;
+            }
             return;
         }
         let level = match hint {
@@ -374,9 +378,12 @@ mod tests {
         m.malformed = true;
         m.truncated = true;
         p.add("docker", "id", m, LevelHint::None);
+        let mut empty = msg("");
+        empty.malformed = true;
+        p.add("docker", "id", empty, LevelHint::None);
         assert_eq!(
             series(&p, "netagent_log_lines_malformed"),
-            vec![(vec!["docker".to_string(), "id".to_string()], 1.0)]
+            vec![(vec!["docker".to_string(), "id".to_string()], 2.0)]
         );
         assert_eq!(
             series(&p, "netagent_log_lines_truncated"),

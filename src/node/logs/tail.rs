@@ -52,8 +52,11 @@ const CHUNK: usize = 64 << 10;
 const FP_MIN: usize = 64;
 /// …and at most this many.
 const FP_MAX: usize = 1024;
-/// Offsets of files no longer read, kept for copies and restarts.
+/// Offsets of files no longer read, kept for copies and restarts…
 const MAX_KNOWN: usize = 1024;
+/// …for this long: a copy shows up within a rescan, and the state file's
+/// entries are matched at the first scan; older ones would only grow it.
+const KNOWN_TTL: Duration = Duration::from_secs(15 * 60);
 /// Paths warned about (unreadable), so the log is not flooded.
 const MAX_WARNED: usize = 1000;
 
@@ -292,8 +295,8 @@ pub struct Tailer {
     cfg: TailConfig,
     tails: Vec<FileTail>,
     /// Offsets of files not read now: restored from the state file,
-    /// rotated away, or truncated (their copies may appear).
-    known: VecDeque<SavedFile>,
+    /// rotated away, or truncated (their copies may appear); with when.
+    known: VecDeque<(SavedFile, Instant)>,
     /// No state file existed: the agent's very first run.
     fresh: bool,
     scanned: bool,
@@ -310,7 +313,11 @@ impl Tailer {
             cfg,
             tails: Vec::new(),
             fresh: saved.is_none(),
-            known: saved.unwrap_or_default().into(),
+            known: saved
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| (f, Instant::now()))
+                .collect(),
             scanned: false,
             scratch: vec![0; CHUNK],
             warned: HashSet::new(),
@@ -334,12 +341,12 @@ impl Tailer {
         self.tails
             .iter()
             .map(FileTail::saved)
-            .chain(self.known.iter().cloned())
+            .chain(self.known.iter().map(|(f, _)| f.clone()))
             .collect()
     }
 
     fn remember(&mut self, f: SavedFile) {
-        self.known.push_back(f);
+        self.known.push_back((f, Instant::now()));
         while self.known.len() > MAX_KNOWN {
             self.known.pop_front();
         }
@@ -354,6 +361,7 @@ impl Tailer {
 
     /// Finds matching files and starts reading new ones.
     pub fn scan(&mut self) {
+        self.known.retain(|(_, at)| at.elapsed() < KNOWN_TTL);
         let mut skipped = 0;
         for path in expand(&self.cfg.patterns) {
             let Ok(meta) = std::fs::metadata(&path) else {
@@ -421,14 +429,19 @@ impl Tailer {
     }
 
     fn start_offset(&mut self, id: FileId, fp: Option<Fingerprint>, file: &File, len: u64) -> u64 {
-        let same_file = |k: &SavedFile| k.dev == id.dev && k.ino == id.ino && k.fingerprint == fp;
-        let same_content = |k: &SavedFile| fp.is_some() && k.fingerprint == fp;
+        // The same inode with the same first line — or saved before it had
+        // a full first line; or, under another inode, a copy or a rename
+        // while the agent was down.
+        let same_file = |(k, _): &(SavedFile, Instant)| {
+            k.dev == id.dev && k.ino == id.ino && (k.fingerprint == fp || k.fingerprint.is_none())
+        };
+        let same_content = |(k, _): &(SavedFile, Instant)| fp.is_some() && k.fingerprint == fp;
         let found = self
             .known
             .iter()
             .position(same_file)
             .or_else(|| self.known.iter().position(same_content));
-        if let Some(k) = found.and_then(|i| self.known.remove(i)) {
+        if let Some((k, _)) = found.and_then(|i| self.known.remove(i)) {
             return k.offset;
         }
         if self.fresh && !self.scanned && !self.cfg.read_from_start {
@@ -625,6 +638,23 @@ mod tests {
         let saved = t.saved();
         drop(t);
         append(&p, &lines("a", 5..8));
+        let mut t = Tailer::new(cfg(&d.0), Some(saved));
+        t.scan();
+        assert_eq!(poll(&mut t).len(), 3);
+    }
+
+    #[test]
+    fn a_small_file_saved_before_its_fingerprint_resumes_by_inode() {
+        let d = Dir::new("small");
+        let p = d.0.join("a.log");
+        append(&p, "one\n");
+        let mut t = Tailer::new(cfg(&d.0), None);
+        t.scan();
+        assert_eq!(poll(&mut t), vec!["one"]);
+        let saved = t.saved();
+        assert_eq!(saved[0].fingerprint, None);
+        drop(t);
+        append(&p, &lines("a", 0..3)); // now long enough for a fingerprint
         let mut t = Tailer::new(cfg(&d.0), Some(saved));
         t.scan();
         assert_eq!(poll(&mut t).len(), 3);
