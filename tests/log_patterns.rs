@@ -460,37 +460,64 @@ fn a_restart_continues_from_the_saved_offsets() {
     let d = &dir.0;
     let cfg = config(d, &[format!("{}/*.log", d.display())], "");
     let app = d.join("app.log");
+    let rotated = d.join("rotated.log");
     let line = |i: usize| format!("{} INFO job {i} finished\n", ts(i));
+    let other = |i: usize| format!("{} WARN queue {i} is backing up\n", ts(i));
     let mut agent = Agent::start_with_yaml(&cfg);
     append(&app, &(0..20).map(line).collect::<String>());
+    append(&rotated, &(0..10).map(other).collect::<String>());
     let s = scrape_until(&agent, Duration::from_secs(15), |s| {
-        total_under(s, d) >= 20.0
+        total_under(s, d) >= 30.0
     });
-    assert_eq!(total_under(&s, d), 20.0);
+    assert_eq!(total_under(&s, d), 30.0);
     assert!(agent.signal_and_wait(libc::SIGTERM).success());
     drop(agent);
     let state = std::fs::read_to_string(d.join("state/offsets.json")).unwrap();
     assert!(state.contains("app.log"), "{state}");
 
-    // While the agent is down: 7 lines, and the start of an 8th.
+    // While the agent is down: 7 lines and the start of an 8th; and
+    // rotated.log gets 4 lines, is renamed to a name no glob matches, and a
+    // new rotated.log gets 3.
     append(&app, &(20..27).map(line).collect::<String>());
     append(&app, "2026-11-22T03:00:00.000Z INFO job 27 fin");
+    append(&rotated, &(10..14).map(other).collect::<String>());
+    std::fs::rename(&rotated, d.join("rotated.log.1")).unwrap();
+    append(&rotated, &(100..103).map(other).collect::<String>());
     let agent = Agent::start_with_yaml(&cfg);
     let s = scrape_until(&agent, Duration::from_secs(15), |s| {
-        total_under(s, d) >= 7.0
+        total_under(s, d) >= 14.0
     });
-    assert_eq!(total_under(&s, d), 7.0, "only what was written while down");
+    assert_eq!(total_under(&s, d), 14.0, "only what was written while down");
+    let from = |s: &[Sample], f: &Path| -> f64 {
+        messages(s, |l| l["source"] == f.display().to_string())
+            .values()
+            .map(|(v, _)| v)
+            .sum()
+    };
+    assert_eq!(
+        from(&s, &rotated),
+        7.0,
+        "the renamed file's rest and the new file"
+    );
     append(&app, "ished\n");
     let s = scrape_until(&agent, Duration::from_secs(15), |s| {
-        total_under(s, d) >= 8.0
+        total_under(s, d) >= 15.0
     });
     assert_eq!(
         total_under(&s, d),
-        8.0,
+        15.0,
         "the line completed after the restart"
     );
+    // The renamed file is closed after rotate_wait; nothing is read twice.
+    let s = scrape_until(&agent, Duration::from_secs(10), |s| {
+        value(s, "netagent_log_files", &[("state", "rotated")]) == Some(0.0)
+    });
+    assert_eq!(
+        value(&s, "netagent_log_files", &[("state", "rotated")]),
+        Some(0.0)
+    );
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(total_under(&parse(&agent.scrape()), d), 8.0);
+    assert_eq!(total_under(&parse(&agent.scrape()), d), 15.0);
 }
 
 #[test]

@@ -14,13 +14,14 @@
 //!   The old fingerprint and offset are remembered, so if the copy is
 //!   matched by a glob it is read from where the original was left — the
 //!   lines between our last read and the truncation are then not lost.
-//!   A new file whose fingerprint equals that of a file being read is a
-//!   copy in the making and is left alone until the original is truncated.
+//!   A new file whose content equals the start of a file being read is a
+//!   copy in the making and is left alone until the original is truncated
+//!   (at most [`COPY_WAIT`]; then it is a file of its own).
 //! - Offsets saved are those of the last *complete* record (a partial CRI
 //!   or Docker line, or a line without its newline yet, is read again after
 //!   a restart), so a restart neither loses nor repeats a message.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -59,6 +60,10 @@ const MAX_KNOWN: usize = 1024;
 const KNOWN_TTL: Duration = Duration::from_secs(15 * 60);
 /// Paths warned about (unreadable), so the log is not flooded.
 const MAX_WARNED: usize = 1000;
+/// How long a copy in the making waits for its original to be truncated.
+pub const COPY_WAIT: Duration = Duration::from_secs(60);
+/// Bytes compared to tell a copy from a file that merely starts alike.
+const COPY_COMPARE: usize = 64 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileId {
@@ -107,6 +112,17 @@ pub fn fingerprint(file: &File) -> io::Result<Option<Fingerprint>> {
         len: len as u32,
         hash: u64::from_be_bytes(h),
     }))
+}
+
+/// True when one file's content is a prefix of the other's (up to
+/// [`COPY_COMPARE`] bytes): what a copy of a growing file looks like.
+fn same_prefix(a: &File, b: &File) -> bool {
+    let mut x = vec![0u8; COPY_COMPARE];
+    let mut y = vec![0u8; COPY_COMPARE];
+    match (read_full_at(a, &mut x, 0), read_full_at(b, &mut y, 0)) {
+        (Ok(n), Ok(m)) => x[..n.min(m)] == y[..n.min(m)],
+        _ => false,
+    }
 }
 
 /// The offset just after the last newline (where "from the end" starts
@@ -302,6 +318,8 @@ pub struct Tailer {
     scanned: bool,
     scratch: Vec<u8>,
     warned: HashSet<PathBuf>,
+    /// Copies in the making (see the module docs), since when.
+    copies: HashMap<PathBuf, Instant>,
     errors: u64,
     skipped: usize,
 }
@@ -321,6 +339,7 @@ impl Tailer {
             scanned: false,
             scratch: vec![0; CHUNK],
             warned: HashSet::new(),
+            copies: HashMap::new(),
             errors: 0,
             skipped: 0,
         }
@@ -362,6 +381,7 @@ impl Tailer {
     /// Finds matching files and starts reading new ones.
     pub fn scan(&mut self) {
         self.known.retain(|(_, at)| at.elapsed() < KNOWN_TTL);
+        self.copies.retain(|_, at| at.elapsed() < 2 * COPY_WAIT);
         let mut skipped = 0;
         for path in expand(&self.cfg.patterns) {
             let Ok(meta) = std::fs::metadata(&path) else {
@@ -384,8 +404,69 @@ impl Tailer {
         }
         self.skipped = skipped;
         if !self.scanned {
+            self.find_rotated_while_down();
             self.scanned = true;
             tracing::info!(files = self.tails.len(), "log files found");
+        }
+    }
+
+    /// Files of the state file that were renamed while the agent was down
+    /// (rotation): found by inode next to their old path, and drained from
+    /// their saved offset like any rotated file.
+    fn find_rotated_while_down(&mut self) {
+        let mut dirs: Vec<PathBuf> = self
+            .known
+            .iter()
+            .filter_map(|(k, _)| Path::new(&k.path).parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for path in entries.flatten().map(|e| e.path()) {
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                let id = FileId::of(&meta);
+                // Under a new name: at its old one it is simply no longer
+                // configured.
+                let Some(i) = self.known.iter().position(|(k, _)| {
+                    let old = Path::new(&k.path);
+                    k.dev == id.dev && k.ino == id.ino && old.parent() == Some(&dir) && old != path
+                }) else {
+                    continue;
+                };
+                if self.tails.len() >= self.cfg.max_files || self.tails.iter().any(|t| t.id == id) {
+                    continue;
+                }
+                let Ok(file) = File::open(&path) else {
+                    continue;
+                };
+                let fp = fingerprint(&file).ok().flatten();
+                let saved = &self.known[i].0;
+                if saved.fingerprint.is_some() && saved.fingerprint != fp {
+                    continue; // the inode now holds another file
+                }
+                let (saved, _) = self.known.remove(i).expect("index from position");
+                let origin = origin(Path::new(&saved.path));
+                tracing::debug!(from = %saved.path, to = %path.display(), "log file rotated while stopped; draining it");
+                self.tails.push(FileTail {
+                    decoder: Decoder::new(origin.format, self.cfg.max_line_bytes),
+                    origin,
+                    path,
+                    file,
+                    id,
+                    pos: saved.offset,
+                    committed: saved.offset,
+                    line: Vec::new(),
+                    cut: false,
+                    fp,
+                    last_len: meta.len(),
+                    moved_at: Some(Instant::now()),
+                });
+            }
         }
     }
 
@@ -406,9 +487,18 @@ impl Tailer {
             Ok(fp) => fp,
             Err(e) => return self.failed(path, "read", &e),
         };
-        if fp.is_some() && self.tails.iter().any(|t| t.fp == fp) {
-            return; // a copy of a file being read (copytruncate in progress)
+        let original = self.tails.iter().find(|t| fp.is_some() && t.fp == fp);
+        if original.is_some_and(|t| same_prefix(&file, &t.file)) {
+            // A copy of a file being read (copytruncate in progress).
+            let since = *self
+                .copies
+                .entry(path.to_path_buf())
+                .or_insert_with(Instant::now);
+            if since.elapsed() < COPY_WAIT {
+                return;
+            }
         }
+        self.copies.remove(path);
         let offset = self.start_offset(id, fp, &file, meta.len());
         let origin = origin(path);
         tracing::debug!(path = %path.display(), offset, source = %origin.source, "following log file");
@@ -628,6 +718,18 @@ mod tests {
     }
 
     #[test]
+    fn files_that_only_start_alike_are_both_read() {
+        let d = Dir::new("alike");
+        let banner = lines("start", 0..3);
+        append(&d.0.join("a.log"), &format!("{banner}a only\n"));
+        append(&d.0.join("b.log"), &format!("{banner}b only\n"));
+        let mut t = Tailer::new(cfg(&d.0), None);
+        t.scan();
+        assert_eq!(t.stats().live, 2);
+        assert_eq!(poll(&mut t).len(), 8);
+    }
+
+    #[test]
     fn restart_resumes_from_the_saved_offset() {
         let d = Dir::new("restart");
         let p = d.0.join("a.log");
@@ -641,6 +743,39 @@ mod tests {
         let mut t = Tailer::new(cfg(&d.0), Some(saved));
         t.scan();
         assert_eq!(poll(&mut t).len(), 3);
+    }
+
+    #[test]
+    fn a_file_rotated_while_stopped_is_drained_from_its_offset() {
+        let d = Dir::new("down");
+        let p = d.0.join("a.log");
+        append(&p, &lines("a", 0..5));
+        let mut t = Tailer::new(cfg(&d.0), None);
+        t.scan();
+        assert_eq!(poll(&mut t).len(), 5);
+        let saved = t.saved();
+        drop(t);
+        append(&p, &lines("a", 5..8));
+        std::fs::rename(&p, d.0.join("a.log.1")).unwrap(); // not matched by *.log
+        append(&p, &lines("b", 0..2));
+        let mut t = Tailer::new(cfg(&d.0), Some(saved));
+        t.scan();
+        let mut got = Vec::new();
+        let mut sources = Vec::new();
+        for _ in 0..3 {
+            t.poll(&mut |o, m| {
+                sources.push(o.source.clone());
+                got.push(m.text.into_owned());
+            });
+        }
+        got.sort();
+        let mut want: Vec<String> = lines("a", 5..8).lines().map(String::from).collect();
+        want.extend(lines("b", 0..2).lines().map(String::from));
+        want.sort();
+        assert_eq!(got, want);
+        // Counted under the name it had when it was followed.
+        assert!(sources.iter().all(|s| s.ends_with("/a.log")), "{sources:?}");
+        assert_eq!(t.stats().rotated, 0, "drained and closed");
     }
 
     #[test]
