@@ -1136,3 +1136,55 @@ fn bench_cpu_per_10k_lines_per_second() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("logs.md"), &out).unwrap();
 }
+
+#[test]
+fn journald_on_a_first_run_counts_from_the_agent_start() {
+    let _g = serial();
+    if !require_bpf()
+        || !require(have("journalctl"), "needs journalctl (systemd)")
+        || !require(
+            Path::new(JOURNAL_REMOTE).exists(),
+            "needs systemd-journal-remote (scripts/setup.sh) to write a journal",
+        )
+    {
+        return;
+    }
+    let dir = TempDir::new("logs-journal-since");
+    let d = &dir.0;
+    let jdir = d.join("journal");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let jfile = jdir.join("test.journal");
+    write_journal(
+        &jfile,
+        &[
+            ("old.service", 6, "history 1"),
+            ("old.service", 6, "history 2"),
+        ],
+    );
+    let cfg = format!(
+        "{}  journald: true\n  journald_directory: \"{}\"\n",
+        config(d, &[], "").replace("  journald: false\n", ""),
+        jdir.display()
+    );
+    let agent = Agent::start_with_yaml(&cfg);
+    write_journal(&jfile, &[("new.service", 4, "disk 3 degraded")]);
+    let counted = |s: &[Sample]| messages(s, |l| l["source"].starts_with("journald/"));
+    let s = scrape_until(&agent, Duration::from_secs(15), |s| !counted(s).is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    let s2 = parse(&agent.scrape());
+    let want = BTreeMap::from([(
+        (
+            "journald/new.service".to_string(),
+            String::new(),
+            "warning".to_string(),
+            hash("disk <*> degraded"),
+        ),
+        (1.0, "disk 3 degraded".to_string()),
+    )]);
+    assert_eq!(counted(&s), want);
+    assert_eq!(
+        counted(&s2),
+        want,
+        "entries from before the start are not counted"
+    );
+}
