@@ -13,6 +13,8 @@ packages=(clang llvm libbpf-dev linux-libc-dev iproute2)
 if [ "${1:-}" != "--agent-only" ]; then
   packages+=(bpftool prometheus util-linux nftables curl chromium)
   packages+=(qemu-system-x86 xz-utils zstd binutils)
+  # log patterns test: journalctl (systemd) reads a journal written by systemd-journal-remote.
+  packages+=(systemd systemd-journal-remote)
 fi
 
 missing=()

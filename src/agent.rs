@@ -89,6 +89,8 @@ struct Agent {
     oom: crate::node::oom::OomKills,
     /// Delay accounting, collected by its own thread; None when disabled.
     delays: Option<crate::node::delayacct::DelayAccounting>,
+    /// Log pattern extraction (`logs.enabled`).
+    logs: Option<crate::node::logs::LogCollector>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -207,6 +209,9 @@ impl Gather for Agent {
         drop(ifs);
         if let Some(d) = &self.delays {
             families.extend(d.families());
+        }
+        if let Some(logs) = &self.logs {
+            families.extend(logs.families());
         }
 
         let mut limiter = lock(&self.limiter);
@@ -616,6 +621,12 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         cloud: cloud_state,
         oom,
         delays,
+        logs: if cfg.logs.enabled {
+            // Started before serving: files that exist now are the "old" ones.
+            Some(crate::node::logs::LogCollector::start(&cfg.logs).context("logs")?)
+        } else {
+            None
+        },
     });
 
     let mut tasks = Vec::new();
@@ -672,6 +683,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     stop.store(true, Ordering::Relaxed);
     for t in [iface_thread, statsd_thread].into_iter().flatten() {
         let _ = t.join();
+    }
+    if let Some(logs) = &agent.logs {
+        logs.shutdown(); // saves the log offsets
     }
     tracing::info!("shutting down; detaching kernel programs");
     drop(agent);

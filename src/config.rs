@@ -58,6 +58,9 @@ pub struct Config {
     /// OOM kills per victim (README, "OOM kills").
     #[serde(default)]
     pub oom_kills: crate::node::oom::OomConfig,
+    /// Log pattern extraction (off by default).
+    #[serde(default)]
+    pub logs: crate::node::logs::LogsConfig,
 }
 
 /// `kernel:` section.
@@ -235,6 +238,7 @@ impl Default for Config {
             cloud: Default::default(),
             delay_accounting: Default::default(),
             oom_kills: Default::default(),
+            logs: Default::default(),
         }
     }
 }
@@ -512,6 +516,9 @@ impl Config {
                 message,
             ));
         }
+        if let Err(e) = self.logs.validate() {
+            return Err(invalid(e.key, LineRef(e.line), e.message));
+        }
         Ok(warnings)
     }
 
@@ -762,5 +769,32 @@ otel:
     fn wrong_type_is_reported() {
         let err = parse("targets: 5\n").unwrap_err();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn logs_section_defaults_and_errors_name_key_and_line() {
+        let c = parse("logs:\n  enabled: true\n").unwrap();
+        assert!(c.logs.enabled && c.logs.journald);
+        assert_eq!(c.logs.max_patterns_per_source.value, 100);
+        assert!(!parse("# nothing\n").unwrap().logs.enabled);
+        let err = parse("logs:\n  enabled: true\n  max_patern: 3\n").unwrap_err();
+        assert!(
+            err.contains("max_patern") && err.contains("line 3"),
+            "{err}"
+        );
+        let err =
+            parse("logs:\n  paths:\n    - /var/log/*.log\n    - relative/*.log\n").unwrap_err();
+        assert!(err.contains("logs.paths[1] (line 4)"), "{err}");
+        let err = parse("logs:\n  paths: [\"/var/log/[x\"]\n").unwrap_err();
+        assert!(err.contains("logs.paths[0] (line 2)"), "{err}");
+        let err = parse("logs:\n\n  max_patterns_per_source: 0\n").unwrap_err();
+        assert!(
+            err.contains("logs.max_patterns_per_source (line 3)"),
+            "{err}"
+        );
+        let err = parse("logs:\n  similarity: 1.5\n").unwrap_err();
+        assert!(err.contains("logs.similarity (line 2)"), "{err}");
+        let err = parse("logs:\n  journald_directory: journal\n").unwrap_err();
+        assert!(err.contains("logs.journald_directory (line 2)"), "{err}");
     }
 }

@@ -1,0 +1,239 @@
+//! Masks the variable parts of a log message so that lines of one template
+//! look alike before clustering.
+//!
+//! A *word* is a run of characters between whitespace and the delimiters
+//! `, ; : ( ) [ ] { } < > = | " '`. Words with a digit (numbers, ids, IPs,
+//! hex, UUIDs, timestamps, durations, paths with numbers) and long hex
+//! strings become `<*>`; such words joined by colons (`12:00:01`,
+//! `10.0.0.1:5432`) become one `<*>`. Quoted strings become `<*>` as a whole, except JSON
+//! keys (a quoted string followed by `:`) and the value of `msg=`/`message=`,
+//! whose content is masked word by word: in logfmt that value *is* the
+//! message. Whitespace runs collapse to one space, and only the first
+//! [`MAX_TOKENS`] tokens are kept.
+
+/// What a variable part becomes.
+pub const WILDCARD: &str = "<*>";
+
+/// Tokens (space-separated parts of the masked text) kept per message:
+/// bounds the clustering cost of very long lines.
+pub const MAX_TOKENS: usize = 64;
+
+/// Keys whose quoted value is the human-readable message (logfmt).
+const MESSAGE_KEYS: [&str; 2] = ["msg", "message"];
+
+/// Hex words without digits are only masked from this length on (shorter
+/// ones are ordinary words: "added", "decade", "facade").
+const MIN_HEX_WORD: usize = 16;
+
+fn is_delim(b: u8) -> bool {
+    b.is_ascii_whitespace()
+        || matches!(
+            b,
+            b',' | b';'
+                | b':'
+                | b'('
+                | b')'
+                | b'['
+                | b']'
+                | b'{'
+                | b'}'
+                | b'<'
+                | b'>'
+                | b'='
+                | b'|'
+                | b'"'
+                | b'\''
+        )
+}
+
+/// The masked text of `msg`.
+pub fn mask(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut tokens = 1;
+    mask_into(msg, &mut out, &mut tokens);
+    while out.ends_with(' ') {
+        out.pop();
+    }
+    out
+}
+
+fn variable(word: &str) -> bool {
+    word.bytes().any(|b| b.is_ascii_digit())
+        || (word.len() >= MIN_HEX_WORD && word.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Index of the quote closing the one at `open`, if the string is closed.
+fn closing(b: &[u8], open: usize) -> Option<usize> {
+    let q = b[open];
+    let mut j = open + 1;
+    while j < b.len() {
+        if q == b'"' && b[j] == b'\\' {
+            j += 2;
+            continue;
+        }
+        // A single quote only closes before a delimiter: "it's" is a word.
+        if b[j] == q && (q == b'"' || b.get(j + 1).is_none_or(|&n| is_delim(n) || n == b'.')) {
+            return Some(j);
+        }
+        j += 1;
+    }
+    None
+}
+
+/// Appends the masked `s` to `out`; `tokens` counts the tokens started so
+/// far (across recursion into message values).
+fn mask_into(s: &str, out: &mut String, tokens: &mut usize) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut last_word = "";
+    let mut space = false;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            space = true;
+            i += 1;
+            continue;
+        }
+        if space {
+            space = false;
+            if !out.is_empty() && !out.ends_with(' ') {
+                if *tokens >= MAX_TOKENS {
+                    return;
+                }
+                *tokens += 1;
+                out.push(' ');
+            }
+        }
+        if c == b'"' || c == b'\'' {
+            let prev = i.checked_sub(1).map(|p| b[p]);
+            // Only at the start of a token or after `=`, `:`, `(`…: an
+            // apostrophe inside a word does not open a string.
+            let opens = prev.is_none_or(is_delim);
+            if let Some(end) = closing(b, i).filter(|_| opens) {
+                if b.get(end + 1) == Some(&b':') {
+                    out.push_str(&s[i..=end]); // a JSON key
+                } else if prev == Some(b'=') && MESSAGE_KEYS.contains(&last_word) {
+                    out.push(c as char);
+                    mask_into(&s[i + 1..end], out, tokens);
+                    while out.ends_with(' ') {
+                        out.pop();
+                    }
+                    out.push(c as char);
+                } else {
+                    out.push_str(WILDCARD);
+                }
+                i = end + 1;
+                continue;
+            }
+            out.push(c as char);
+            i += 1;
+            continue;
+        }
+        if is_delim(c) {
+            out.push(c as char);
+            i += 1;
+            continue;
+        }
+        // Delimiters are ASCII, so word boundaries are char boundaries.
+        let start = i;
+        while i < b.len() && !is_delim(b[i]) {
+            i += 1;
+        }
+        let word = &s[start..i];
+        if variable(word) {
+            out.push_str(WILDCARD);
+            // `12:00:01`, `10.0.0.1:5432`, `fe80::1`: one variable, not three.
+            while b.get(i) == Some(&b':') {
+                let mut j = i;
+                while b.get(j) == Some(&b':') {
+                    j += 1;
+                }
+                let end = j + b[j..].iter().take_while(|&&c| !is_delim(c)).count();
+                if end == j || !variable(&s[j..end]) {
+                    break;
+                }
+                i = end;
+            }
+        } else {
+            out.push_str(word);
+        }
+        last_word = word;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_are_masked() {
+        for (line, want) in [
+            (
+                "user 42 logged in from 10.0.0.1:5432",
+                "user <*> logged in from <*>",
+            ),
+            ("GET /api/v1/users/123 200 5ms", "GET <*> <*> <*>"),
+            ("peer [::1]:8080 closed", "peer [::<*>]:<*> closed"),
+            (
+                "id=550e8400-e29b-41d4-a716-446655440000 done",
+                "id=<*> done",
+            ),
+            ("commit deadbeefdeadbeefdeadbeef", "commit <*>"),
+            ("tx 0x1f ok", "tx <*> ok"),
+            (
+                "2024-01-02T03:04:05.123Z host sshd[1234]: Accepted key for root",
+                "<*> host sshd[<*>]: Accepted key for root",
+            ),
+            ("took 3.5s, retry=2", "took <*>, retry=<*>"),
+            ("at 12:00:01 via fe80::1 port:80", "at <*> via <*> port:<*>"),
+            ("listening on :8080", "listening on :<*>"),
+        ] {
+            assert_eq!(mask(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn quoted_strings_are_masked() {
+        assert_eq!(
+            mask(r#"open "/etc/my file.conf" failed: 'no such file'"#),
+            "open <*> failed: <*>"
+        );
+        assert_eq!(mask(r#"name="a \"quoted\" value" ok"#), "name=<*> ok");
+        // Apostrophes in words and unclosed quotes are text.
+        assert_eq!(mask("it's the user's fault"), "it's the user's fault");
+        assert_eq!(mask(r#"say "hi"#), r#"say "hi"#);
+        // JSON keys stay, values go.
+        assert_eq!(mask(r#"{"user":"bob","n":3}"#), r#"{"user":<*>,"n":<*>}"#);
+    }
+
+    #[test]
+    fn logfmt_message_is_masked_inside() {
+        assert_eq!(
+            mask(r#"level=info msg="user 42 logged in" took=3ms"#),
+            r#"level=info msg="user <*> logged in" took=<*>"#
+        );
+        assert_eq!(
+            mask(r#"message='cache  warm' n=1"#),
+            "message='cache warm' n=<*>"
+        );
+    }
+
+    #[test]
+    fn whitespace_collapses_and_tokens_are_bounded() {
+        assert_eq!(mask("  a \t b\n c  "), "a b c");
+        let long = (0..200)
+            .map(|i| format!("w{i}x"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let m = mask(&long);
+        assert_eq!(m.split(' ').count(), MAX_TOKENS);
+        assert!(m.split(' ').all(|t| t == WILDCARD));
+        assert_eq!(mask(""), "");
+    }
+
+    #[test]
+    fn non_ascii_is_kept_intact() {
+        assert_eq!(mask("Grüße an 5 Nutzer"), "Grüße an <*> Nutzer");
+        assert_eq!(mask("日志 123 条"), "日志 <*> 条");
+    }
+}

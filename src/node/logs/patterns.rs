@@ -1,0 +1,393 @@
+//! Counting messages per pattern, with bounded memory and series.
+//!
+//! Messages are grouped by stream — `source` and `container` — and level;
+//! each group has its own [`Drain`]. A group may hold at most
+//! `max_patterns_per_source` patterns, and all groups together at most
+//! `max_patterns`. A message that would need a pattern beyond either cap is
+//! still counted, under `pattern_hash="~other"`, and in
+//! `netagent_log_patterns_dropped_total`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::drain::Drain;
+use super::formats::{normalize, structured, Message};
+use super::level::{detect, Level};
+use crate::model::cardinality::OTHER;
+use crate::model::{scalar_family, Family, Kind, Labels};
+
+/// Streams (source, container) remembered; lines of further ones are
+/// counted under source and container `~other`.
+pub const MAX_STREAMS: usize = 10_000;
+
+/// Caps and knobs of the pattern stage.
+#[derive(Debug, Clone)]
+pub struct PatternLimits {
+    pub per_source: usize,
+    pub total: usize,
+    pub sample_max_bytes: usize,
+    pub similarity: f64,
+}
+
+/// Where a message's level comes from, besides its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelHint {
+    /// Only the text.
+    None,
+    /// This level, whatever the text says (e.g. journald PRIORITY=3).
+    Fixed(Level),
+    /// The text's level if it names one, else this (journald's default
+    /// PRIORITY=6 for a service's stdout says nothing about the line).
+    Default(Level),
+}
+
+#[derive(Debug)]
+struct Group {
+    drain: Drain,
+    /// Messages that found no pattern and could not create one.
+    overflow: u64,
+}
+
+#[derive(Debug, Default)]
+struct Stream {
+    levels: [Option<Box<Group>>; Level::ALL.len()],
+    malformed: u64,
+    truncated: u64,
+}
+
+/// All counts of the log collector's messages.
+#[derive(Debug)]
+pub struct Patterns {
+    limits: PatternLimits,
+    /// source -> container -> stream
+    streams: HashMap<String, HashMap<String, Stream>>,
+    stream_count: usize,
+    pattern_count: usize,
+}
+
+impl Patterns {
+    pub fn new(limits: PatternLimits) -> Self {
+        Self {
+            limits,
+            streams: HashMap::new(),
+            stream_count: 0,
+            pattern_count: 0,
+        }
+    }
+
+    fn stream(&mut self, source: &str, container: &str) -> &mut Stream {
+        let exists = self
+            .streams
+            .get(source)
+            .is_some_and(|c| c.contains_key(container));
+        let (source, container) = if exists || self.stream_count < MAX_STREAMS {
+            (source, container)
+        } else {
+            (OTHER, OTHER)
+        };
+        if !self
+            .streams
+            .get(source)
+            .is_some_and(|c| c.contains_key(container))
+        {
+            self.stream_count += 1;
+        }
+        self.streams
+            .entry(source.to_string())
+            .or_default()
+            .entry(container.to_string())
+            .or_default()
+    }
+
+    /// Counts one message of `source`/`container`. Blank messages are not
+    /// log messages and are not counted.
+    pub fn add(&mut self, source: &str, container: &str, msg: Message<'_>, hint: LevelHint) {
+        let clean = normalize(&msg.text);
+        let (text, field_level) = structured(&clean);
+        if text.trim().is_empty() {
+            if msg.malformed {
+                // e.g. a journal entry without MESSAGE: not lost silently.
+                self.stream(source, container).malformed += 1;
+            }
+            return;
+        }
+        let level = match hint {
+            LevelHint::Fixed(l) => l,
+            _ => field_level.unwrap_or_else(|| match (detect(&text), hint) {
+                (Level::Unknown, LevelHint::Default(l)) => l,
+                (l, _) => l,
+            }),
+        };
+        let limits = self.limits.clone();
+        let total_full = self.pattern_count >= limits.total;
+        let stream = self.stream(source, container);
+        stream.malformed += u64::from(msg.malformed);
+        stream.truncated += u64::from(msg.truncated);
+        let group = stream.levels[level.index()].get_or_insert_with(|| {
+            Box::new(Group {
+                drain: Drain::new(limits.similarity),
+                overflow: 0,
+            })
+        });
+        let masked = super::mask::mask(&text);
+        let tokens: Vec<&str> = masked.split(' ').collect();
+        let may_create = !total_full && group.drain.clusters().len() < limits.per_source;
+        match group.drain.add(&tokens, may_create) {
+            Some((i, created)) => {
+                let c = group.drain.cluster_mut(i);
+                c.count += 1;
+                if created {
+                    c.sample = shorten(&text, limits.sample_max_bytes);
+                    tracing::debug!(source, container, level = level.as_str(), hash = c.hash(), pattern = %c.pattern(), "new log pattern");
+                    self.pattern_count += 1;
+                }
+            }
+            None => group.overflow += 1,
+        }
+    }
+
+    /// The exported families (see the module docs of `node::logs`).
+    pub fn families(&self) -> Vec<Family> {
+        let mut messages: BTreeMap<[&str; 4], (&str, u64)> = BTreeMap::new();
+        let mut dropped = BTreeMap::new();
+        let mut malformed = BTreeMap::new();
+        let mut truncated = BTreeMap::new();
+        for (source, containers) in &self.streams {
+            for (container, stream) in containers {
+                let sc = || -> Labels {
+                    vec![("source", source.clone()), ("container", container.clone())]
+                };
+                malformed.insert(sc(), stream.malformed as f64);
+                truncated.insert(sc(), stream.truncated as f64);
+                for (level, group) in Level::ALL.iter().zip(&stream.levels) {
+                    let Some(group) = group else { continue };
+                    for c in group.drain.clusters() {
+                        // Two patterns may generalise into the same text:
+                        // one series, the counts added.
+                        let e = messages
+                            .entry([source, container, level.as_str(), c.hash()])
+                            .or_insert((&c.sample, 0));
+                        e.1 += c.count;
+                    }
+                    if group.overflow > 0 {
+                        let e = messages
+                            .entry([source, container, level.as_str(), OTHER])
+                            .or_insert(("", 0));
+                        e.1 += group.overflow;
+                    }
+                    let mut l = sc();
+                    l.push(("level", level.as_str().to_string()));
+                    dropped.insert(l, group.overflow as f64);
+                }
+            }
+        }
+        let messages = messages
+            .into_iter()
+            .map(|([source, container, level, hash], (sample, n))| {
+                let labels: Labels = vec![
+                    ("source", source.to_string()),
+                    ("container", container.to_string()),
+                    ("level", level.to_string()),
+                    ("pattern_hash", hash.to_string()),
+                    ("sample", sample.to_string()),
+                ];
+                (labels, n as f64)
+            })
+            .collect();
+        vec![
+            scalar_family(
+                "netagent_log_messages",
+                "Log messages by source, container, level and pattern; sample is the first message of the pattern.",
+                Kind::Counter,
+                messages,
+            ),
+            scalar_family(
+                "netagent_log_patterns_dropped",
+                "Log messages that needed a new pattern beyond max_patterns_per_source or max_patterns; they are counted under pattern_hash=\"~other\".",
+                Kind::Counter,
+                dropped,
+            ),
+            scalar_family(
+                "netagent_log_lines_malformed",
+                "Log lines not valid in their file's format (Docker JSON, CRI) or journal entries without a usable MESSAGE; counted as plain text.",
+                Kind::Counter,
+                malformed,
+            ),
+            scalar_family(
+                "netagent_log_lines_truncated",
+                "Log messages longer than logs.max_line_bytes, counted from their first max_line_bytes.",
+                Kind::Counter,
+                truncated,
+            ),
+        ]
+    }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn shorten(s: &str, max: usize) -> String {
+    let s = s.trim();
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn msg(text: &str) -> Message<'_> {
+        Message {
+            text: Cow::Borrowed(text),
+            malformed: false,
+            truncated: false,
+        }
+    }
+
+    fn limits(per_source: usize, total: usize) -> PatternLimits {
+        PatternLimits {
+            per_source,
+            total,
+            sample_max_bytes: 20,
+            similarity: 0.4,
+        }
+    }
+
+    fn series(p: &Patterns, family: &str) -> Vec<(Vec<String>, f64)> {
+        let f = p.families().into_iter().find(|f| f.name == family).unwrap();
+        f.series
+            .into_iter()
+            .map(|s| {
+                let v = match s.value {
+                    crate::model::Value::Counter(v) => v,
+                    _ => unreachable!(),
+                };
+                (s.labels.into_iter().map(|(_, v)| v).collect(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn counts_per_pattern_and_level_with_a_sample() {
+        let mut p = Patterns::new(limits(10, 100));
+        for i in 0..5 {
+            p.add(
+                "f",
+                "",
+                msg(&format!("ERROR disk {i} failed")),
+                LevelHint::None,
+            );
+            p.add(
+                "f",
+                "",
+                msg(&format!("INFO user {i} logged in from somewhere far away")),
+                LevelHint::None,
+            );
+        }
+        p.add("f", "", msg("   "), LevelHint::None);
+        let s = series(&p, "netagent_log_messages");
+        let h1 = crate::node::logs::drain::pattern_hash("ERROR disk <*> failed");
+        let h2 = crate::node::logs::drain::pattern_hash(
+            "INFO user <*> logged in from somewhere far away",
+        );
+        assert_eq!(s.len(), 2);
+        assert!(s.contains(&(
+            vec![
+                "f".into(),
+                "".into(),
+                "error".into(),
+                h1,
+                "ERROR disk 0 failed".into()
+            ],
+            5.0
+        )));
+        // The sample is cut at sample_max_bytes.
+        assert!(s.contains(&(
+            vec![
+                "f".into(),
+                "".into(),
+                "info".into(),
+                h2,
+                "INFO user 0 logged i".into()
+            ],
+            5.0
+        )));
+    }
+
+    #[test]
+    fn caps_fold_into_other_and_are_counted() {
+        let mut p = Patterns::new(limits(2, 3));
+        for w in ["alpha", "beta", "gamma", "delta"] {
+            p.add("a", "", msg(&format!("{w} {w} {w}")), LevelHint::None);
+        }
+        p.add("a", "", msg("alpha alpha alpha"), LevelHint::None);
+        // Two patterns in a, one in b: the total is full, c overflows.
+        p.add("b", "", msg("one two three"), LevelHint::None);
+        p.add("c", "", msg("four five six"), LevelHint::None);
+        let s = series(&p, "netagent_log_messages");
+        let other = |src: &str| {
+            s.iter()
+                .find(|(l, _)| l[0] == src && l[3] == OTHER)
+                .map(|(_, v)| *v)
+        };
+        assert_eq!(other("a"), Some(2.0));
+        assert_eq!(other("b"), None);
+        assert_eq!(other("c"), Some(1.0));
+        let total: f64 = s.iter().map(|(_, v)| v).sum();
+        assert_eq!(total, 7.0, "every message counted once");
+        let d = series(&p, "netagent_log_patterns_dropped");
+        assert!(d.contains(&(vec!["a".into(), "".into(), "unknown".into()], 2.0)));
+        assert!(d.contains(&(vec!["c".into(), "".into(), "unknown".into()], 1.0)));
+    }
+
+    #[test]
+    fn level_hints() {
+        let mut p = Patterns::new(limits(10, 100));
+        p.add("j", "", msg("ERROR x"), LevelHint::Fixed(Level::Warning));
+        p.add("j", "", msg("ERROR y"), LevelHint::Default(Level::Info));
+        p.add("j", "", msg("plain z"), LevelHint::Default(Level::Info));
+        p.add(
+            "j",
+            "",
+            msg(r#"{"level":"debug","msg":"tick 5"}"#),
+            LevelHint::None,
+        );
+        let levels: Vec<(String, f64)> = series(&p, "netagent_log_messages")
+            .into_iter()
+            .map(|(l, v)| (l[2].clone(), v))
+            .collect();
+        assert_eq!(
+            levels,
+            vec![
+                ("debug".into(), 1.0),
+                ("error".into(), 1.0),
+                ("info".into(), 1.0),
+                ("warning".into(), 1.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_and_truncated_are_counted_per_stream() {
+        let mut p = Patterns::new(limits(10, 100));
+        let mut m = msg("x");
+        m.malformed = true;
+        m.truncated = true;
+        p.add("docker", "id", m, LevelHint::None);
+        let mut empty = msg("");
+        empty.malformed = true;
+        p.add("docker", "id", empty, LevelHint::None);
+        assert_eq!(
+            series(&p, "netagent_log_lines_malformed"),
+            vec![(vec!["docker".to_string(), "id".to_string()], 2.0)]
+        );
+        assert_eq!(
+            series(&p, "netagent_log_lines_truncated"),
+            vec![(vec!["docker".to_string(), "id".to_string()], 1.0)]
+        );
+    }
+}
