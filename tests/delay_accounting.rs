@@ -7,9 +7,8 @@ mod common;
 use common::cgroup::{container_cgroup, Cgroups};
 use common::*;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SYSCTL: &str = "/proc/sys/kernel/task_delayacct";
@@ -37,50 +36,11 @@ impl Drop for SysctlRestore {
 }
 
 /// A testgen child, killed on drop.
-struct Gen {
-    child: Child,
-    out: BufReader<ChildStdout>,
-    pid: u32,
-}
-
-impl Gen {
-    fn start(comm: &str, args: &[&str]) -> Gen {
-        let mut child = Command::new(TESTGEN)
-            .args(["--comm", comm])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start testgen");
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let mut g = Gen { child, out, pid: 0 };
-        g.pid = g.line()["pid"].as_u64().expect("pid") as u32;
-        g
-    }
-
-    /// The next JSON line (the child prints one when ready and one when done).
-    fn line(&mut self) -> serde_json::Value {
-        let mut line = String::new();
-        self.out.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("testgen said {line:?}: {e}"))
-    }
-
-    fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "testgen did not exit in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Gen {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `netagent-testgen --comm COMM ARGS...`, past its ready line.
+fn start_gen(comm: &str, args: &[&str]) -> Stepper {
+    let mut cmd = Command::new(TESTGEN);
+    cmd.args(["--comm", comm]).args(args);
+    Stepper::start(cmd)
 }
 
 /// Run-queue delay of a process's main thread in ns (schedstat field 2);
@@ -164,8 +124,8 @@ fn cpu_delay_of_a_pinned_process_with_a_competitor_grows_and_matches_schedstat()
     if let Some(d) = &dir {
         spin_args.extend(["--cgroup", d]);
     }
-    let mut spinner = Gen::start(SPIN, &spin_args);
-    let _rival = Gen::start(RIVAL, &["spin", "--cpu", &cpu, "--seconds", "10"]);
+    let mut spinner = start_gen(SPIN, &spin_args);
+    let _rival = start_gen(RIVAL, &["spin", "--cpu", &cpu, "--seconds", "10"]);
     let labels = [("process", "spinner"), ("container", container.as_str())];
     let cpu_delay = |m: &Metrics| m.get("netagent_cpu_delay_seconds_total", &labels);
     eventually(&agent, 10, "the spinner's series", |m| cpu_delay(m) > 0.0);
@@ -243,7 +203,7 @@ fn disk_delay_of_synchronous_io_is_counted_as_the_kernel_reports_it() {
     }
     let _remove = Remove(file.clone());
     let file_arg = file.to_string_lossy().into_owned();
-    let mut disk = Gen::start(
+    let mut disk = start_gen(
         DISK,
         &[
             "diskio",
@@ -255,7 +215,7 @@ fn disk_delay_of_synchronous_io_is_counted_as_the_kernel_reports_it() {
             "30",
         ],
     );
-    let done = disk.line(); // I/O finished; the process now sleeps
+    let done = disk.line().expect("I/O done line"); // I/O finished; the process now sleeps
     assert!(done["reads"].as_u64().unwrap() > 0, "{done}");
 
     let ticks = blkio_ticks(disk.pid);

@@ -6,61 +6,21 @@ mod common;
 use common::cgroup::{memory_limited, Cgroups};
 use common::*;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
 
 /// A testgen child, killed on drop.
-struct Gen {
-    child: Child,
-    out: BufReader<ChildStdout>,
-}
-
-impl Gen {
-    /// Starts `alloc` and waits for its ready line (it has joined the cgroups).
-    fn alloc(comm: &str, join: &[std::path::PathBuf], args: &[&str]) -> Gen {
-        let mut cmd = Command::new(TESTGEN);
-        cmd.args(["--comm", comm, "alloc"]).args(args);
-        for dir in join {
-            cmd.arg("--cgroup").arg(dir);
-        }
-        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start testgen");
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let mut g = Gen { child, out };
-        let ready = g.line().expect("ready line");
-        assert!(ready["pid"].is_u64(), "{ready}");
-        g
+/// Starts `alloc` and waits for its ready line (it has joined the cgroups).
+fn alloc(comm: &str, join: &[std::path::PathBuf], args: &[&str]) -> Stepper {
+    let mut cmd = Command::new(TESTGEN);
+    cmd.args(["--comm", comm, "alloc"]).args(args);
+    for dir in join {
+        cmd.arg("--cgroup").arg(dir);
     }
-
-    /// The next JSON line; None at EOF (the process died).
-    fn line(&mut self) -> Option<serde_json::Value> {
-        let mut line = String::new();
-        self.out.read_line(&mut line).unwrap();
-        (!line.is_empty()).then(|| {
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("testgen said {line:?}: {e}"))
-        })
-    }
-
-    fn wait(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "testgen did not exit in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Gen {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Stepper::start(cmd)
 }
 
 /// Polls until `ok` holds for a scrape (bounded).
@@ -115,14 +75,14 @@ fn a_process_over_its_memory_limit_is_counted_once_as_the_victim() {
     );
 
     // One process alone: it runs out of memory and is itself the victim.
-    let mut alone = Gen::alloc("oom-alone", &limited.join, &["--mib", "200"]);
+    let mut alone = alloc("oom-alone", &limited.join, &["--mib", "200"]);
     let status = alone.wait(Duration::from_secs(30));
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
 
     // Two processes: the hog holds 40 MiB and sleeps, the trigger then
     // allocates 40 MiB more. The OOM killer runs in the trigger's context
     // and picks the hog (largest, oom_score_adj 1000); the trigger finishes.
-    let mut hog = Gen::alloc(
+    let mut hog = alloc(
         "oom-hog",
         &limited.join,
         &[
@@ -136,7 +96,7 @@ fn a_process_over_its_memory_limit_is_counted_once_as_the_victim() {
     );
     let held = hog.line().expect("hog allocated");
     assert_eq!(held["allocated_mib"], 40, "{held}");
-    let mut trigger = Gen::alloc("oom-trigger", &limited.join, &["--mib", "40"]);
+    let mut trigger = alloc("oom-trigger", &limited.join, &["--mib", "40"]);
     let status = hog.wait(Duration::from_secs(30));
     assert_eq!(status.signal(), Some(libc::SIGKILL), "hog: {status}");
     let done = trigger.line().expect("the trigger finished its allocation");
@@ -193,7 +153,7 @@ fn kills_beyond_the_map_capacity_are_counted_as_lost() {
         return;
     };
     for comm in ["oom-first", "oom-second", "oom-third"] {
-        let mut g = Gen::alloc(comm, &limited.join, &["--mib", "200"]);
+        let mut g = alloc(comm, &limited.join, &["--mib", "200"]);
         let status = g.wait(Duration::from_secs(30));
         assert_eq!(status.signal(), Some(libc::SIGKILL), "{comm}: {status}");
     }

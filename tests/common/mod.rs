@@ -474,3 +474,56 @@ pub fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A testgen process that reports on stdout one JSON line per step (ready,
+/// done, ...): read them in order, wait for its exit with a bound; killed
+/// on drop.
+pub struct Stepper {
+    pub child: Child,
+    out: BufReader<std::process::ChildStdout>,
+    /// From its first (ready) line.
+    pub pid: u32,
+}
+
+impl Stepper {
+    /// Spawns `cmd` (stdout is taken over) and reads its ready line, which
+    /// must carry its pid.
+    pub fn start(mut cmd: Command) -> Stepper {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start testgen");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut s = Stepper { child, out, pid: 0 };
+        let ready = s.line().expect("ready line");
+        s.pid = ready["pid"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no pid in {ready}")) as u32;
+        s
+    }
+
+    /// The next JSON line; None at EOF (the process died).
+    pub fn line(&mut self) -> Option<serde_json::Value> {
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        (!line.is_empty()).then(|| {
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("testgen said {line:?}: {e}"))
+        })
+    }
+
+    /// Its exit status, within `within` or the test fails.
+    pub fn wait(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "testgen did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Stepper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
