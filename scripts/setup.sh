@@ -7,10 +7,17 @@ set -euo pipefail
 # build: clang compiles bpf/*.c; libbpf-dev has bpf_helpers.h; linux-libc-dev the uapi headers.
 # tests: bpftool (layout and cleanup checks), prometheus (promtool + server), setpriv (util-linux),
 #        nft (firewalls of the netns test hosts), chromium (headless test of the web page).
+# `--bench`: only what the agent and the performance suite need (scripts/bench/run.sh).
 packages=(clang llvm libbpf-dev linux-libc-dev iproute2)
-if [ "${1:-}" != "--agent-only" ]; then
-  packages+=(bpftool prometheus util-linux nftables curl chromium)
-fi
+# bench (scripts/bench/, tests/bench_smoke.rs): workloads (nginx-light + wrk, sockperf, iperf3),
+#        the peers compared (bpftrace, libbpf-tools' tcpstates), bpftool for BPF run stats,
+#        matplotlib for the scaling plot.
+bench_packages=(nginx-light wrk sockperf iperf3 bpftrace libbpf-tools bpftool python3-matplotlib)
+case "${1:-}" in
+  --agent-only) ;;
+  --bench) packages+=("${bench_packages[@]}") ;;
+  *) packages+=(bpftool prometheus util-linux nftables curl chromium "${bench_packages[@]}") ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -32,6 +39,6 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup, stable >= 1.95)" >&2; exit 1; }
 # Validators for the deployment tests (Python venv, npm packages, cargo-deb);
 # not needed just to build and run the agent.
-if [ "${1:-}" != "--agent-only" ]; then
+if [ -z "${1:-}" ]; then
   "$(dirname "$0")/setup-deploy.sh"
 fi
