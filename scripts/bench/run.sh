@@ -18,6 +18,7 @@ if [ -z "${NETAGENT_BENCH_NO_BUILD:-}" ]; then
   cargo build --release --locked --bins >&2
 fi
 # Debian's python3 has python3-matplotlib (from apt) for the plot.
+export PYTHONDONTWRITEBYTECODE=1
 py=python3
 [ -x /usr/bin/python3 ] && py=/usr/bin/python3
 exec "$py" scripts/bench/suite.py --command "sudo scripts/bench/run.sh $*" "$@"

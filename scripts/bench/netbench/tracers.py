@@ -162,7 +162,11 @@ class Bpftrace(Running):
     def __init__(self, tmp, log):
         self.out = os.path.join(tmp, "bpftrace.out")
         self._f = open(self.out, "w")
-        proc = Proc("bpftrace", ["bpftrace", "-e", BPFTRACE_PROG], stdout=self._f, stderr=log)
+        # Room for every (comm, dport, proto) key: inbound sockets' dport is
+        # the client's ephemeral port, so the default 4096 keys would drop counts.
+        env = dict(os.environ, BPFTRACE_MAP_KEYS_MAX="262144")
+        proc = Proc("bpftrace", ["bpftrace", "-e", BPFTRACE_PROG], stdout=self._f, stderr=log,
+                    env=env)
         super().__init__("bpftrace", proc)
         wait_until(lambda: "ready" in open(self.out).read(), START_TIMEOUT_S,
                    "bpftrace attached", alive=proc.alive)
@@ -207,8 +211,10 @@ class Tcpstates(Running):
         return n
 
     def lost(self):
-        self._e.flush()
-        return sum(int(n) for n in re.findall(r"lost (\d+) events", open(self.err).read()))
+        if not self._e.closed:
+            self._e.flush()
+        with open(self.err) as f:
+            return sum(int(n) for n in re.findall(r"lost (\d+) events", f.read()))
 
     def stop(self):
         self.proc.stop(signal.SIGINT, grace=20)
