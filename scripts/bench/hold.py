@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Opens N TCP connections on loopback and holds them open, for the
 "cost vs open connections" curve. Both ends live in this process, whose
-comm is `bench-hold`. Listeners on 127.0.0.1 … 127.0.0.K (K = N / 20,000
+comm is `bench-hold` (2 fds per connection: the suite runs several
+holders, on different ports, for large counts). Listeners on 127.0.0.1 … 127.0.0.K (K = N / 20,000
 rounded up) let the kernel reuse ephemeral ports across peers, so 100,000
 connections fit one ephemeral range.
 
@@ -29,7 +30,12 @@ def main():
     args = ap.parse_args()
     ctypes.CDLL(None).prctl(15, b"bench-hold", 0, 0, 0)  # PR_SET_NAME
     need = 2 * args.conns + 100
-    resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and need > hard:
+        # Raising the hard limit needs CAP_SYS_RESOURCE (containers often lack it):
+        # the suite starts several holders instead.
+        sys.exit(f"hold: {args.conns} connections need {need} fds, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
     addrs = [f"127.0.0.{i + 1}" for i in range((args.conns + PER_ADDR - 1) // PER_ADDR)]
     listeners = []

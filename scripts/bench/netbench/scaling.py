@@ -9,6 +9,7 @@
 """
 import json
 import math
+import resource
 import subprocess
 import sys
 import time
@@ -116,16 +117,22 @@ def series_curve(ctx, wanted, seconds_per_point):
         load(ctx.testgen, "127.1.0.0", ctx.server.port, 1000, 1, spread=calib)
         _, with_calib = timed_scrapes(agent, 1)
         per_peer = max((with_calib - base) / calib, 1.0)
+        peers = calib
         for want in wanted:
-            peers = max(calib, math.ceil((want - base) / per_peer))
-            ctx.say(f"scaling: ~{want:,} series ({peers:,} peers)")
-            # Every peer at least once: the load walks the spread in order.
-            rate = 20_000
-            secs = max(seconds_per_point, math.ceil(peers * 1.5 / rate))
-            r = load(ctx.testgen, "127.1.0.0", ctx.server.port, rate, secs, spread=peers)
-            if r["failed"]:
-                raise BenchError(f"series load: {r}")
-            scrape_s, samples = timed_scrapes(agent, 5)
+            # At most three steps: each corrects the series-per-peer estimate.
+            for _ in range(3):
+                peers = max(peers, math.ceil((want - base) / per_peer))
+                ctx.say(f"scaling: ~{want:,} series ({peers:,} peers)")
+                # Every peer at least once: the load walks the spread in order.
+                rate = 20_000
+                secs = max(seconds_per_point, math.ceil(peers * 1.5 / rate))
+                r = load(ctx.testgen, "127.1.0.0", ctx.server.port, rate, secs, spread=peers)
+                if r["failed"]:
+                    raise BenchError(f"series load: {r}")
+                scrape_s, samples = timed_scrapes(agent, 5)
+                per_peer = max((samples - base) / peers, 1.0)
+                if samples >= want * 0.99:
+                    break
             rows.append({"wanted": want, "peers": peers, "series": samples,
                          "scrape_ms": scrape_s * 1e3,
                          "rss_mib": status_kib(agent.pid, "VmRSS") / 1024,
@@ -137,22 +144,43 @@ def series_curve(ctx, wanted, seconds_per_point):
 
 
 class Holder:
-    def __init__(self, ctx, conns, port):
-        self.proc = Proc("hold", [sys.executable, ctx.hold_script, "--conns", str(conns),
-                                  "--port", str(port), "--max-seconds", "900"],
+    """`conns` connections held open by as many hold.py processes as the
+    fd limit needs (each on its own port)."""
+
+    def __init__(self, ctx, conns):
+        self.procs = []
+        self.seconds = 0.0
+        try:
+            left = conns
+            while left > 0:
+                n = min(left, hold_per_process())
+                p = Proc("hold", [sys.executable, ctx.hold_script, "--conns", str(n),
+                                  "--port", str(ctx.free_port()), "--max-seconds", "900"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=ctx.log)
-        line = self.proc.p.stdout.readline()
-        if not line:
-            self.proc.stop()
-            raise BenchError(f"hold.py could not open {conns} connections (see the log)")
-        self.info = json.loads(line)
+                self.procs.append(p)
+                line = p.p.stdout.readline()
+                if not line:
+                    raise BenchError(f"hold.py could not open {n} connections (see the log)")
+                self.seconds += json.loads(line)["seconds"]
+                left -= n
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self):
-        try:
-            self.proc.p.stdin.close()
-        except OSError:
-            pass
-        self.proc.stop()
+        for p in self.procs:
+            try:
+                p.p.stdin.close()
+            except OSError:
+                pass
+            p.stop()
+
+
+def hold_per_process():
+    """Connections one holder can keep within its fd limit (2 fds each)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    return max(1000, min((limit - 200) // 2, 50_000))
 
 
 def conns_curve(ctx, counts, rate, seconds):
@@ -163,7 +191,7 @@ def conns_curve(ctx, counts, rate, seconds):
     try:
         for n in counts:
             ctx.say(f"scaling: {n:,} open connections")
-            holder = Holder(ctx, n, ctx.free_port())
+            holder = Holder(ctx, n)
             try:
                 r, cost = kernel_cost(
                     agent, lambda: load(ctx.testgen, "127.0.0.1", ctx.server.port, rate, seconds))
@@ -171,7 +199,7 @@ def conns_curve(ctx, counts, rate, seconds):
                 active = sample(agent.scrape(), "netagent_tcp_connections_active",
                                 [("process", HOLD_COMM), ("container", ""),
                                  ("direction", "outbound")])
-                rows.append({"open": n, "open_seconds": holder.info["seconds"],
+                rows.append({"open": n, "open_seconds": holder.seconds, "holders": len(holder.procs),
                              "active_outbound_seen": int(active),
                              "ns_per_run": cost["ns_per_run"],
                              "ns_per_connect": cost["ns"] / max(r["attempts"], 1),

@@ -122,12 +122,22 @@ class Netagent(Running):
     def lost(self):
         return int(metric_sum(self.scrape(), "netagent_events_lost_total"))
 
+    @staticmethod
+    def by_reason(text, name):
+        """{reason: value} of the non-zero samples of a `reason`-labelled counter."""
+        out = {}
+        for m in re.finditer(rf'^{name}{{reason="([^"]+)"}} (\S+)$', text, re.M):
+            if float(m.group(2)):
+                out[m.group(1)] = int(float(m.group(2)))
+        return out
+
     def stop(self):
         self._stop_scraping.set()
         self._scraper.join(timeout=SCRAPE_EVERY_S + 35)
         text = self.scrape()
         extra = {
-            "spans_dropped": int(metric_sum(text, "netagent_otlp_spans_dropped_total")),
+            "lost_reasons": self.by_reason(text, "netagent_events_lost_total"),
+            "spans_dropped": self.by_reason(text, "netagent_otlp_spans_dropped_total"),
             "scrapes": self.scrapes + 1,
         }
         code = self.proc.stop(signal.SIGTERM, grace=20)
