@@ -136,7 +136,6 @@ fn smoke_run_fills_every_row_and_leaves_nothing_behind() {
             if w.starts_with("churn") {
                 assert!(num(row, "bpf_runs") > 0.0, "{w}/{c}: no BPF runs: {row}");
                 assert!(num(row, "ns_per_run") > 0.0, "{row}");
-                assert!(num(row, "cpu_ms_per_10k") >= 0.0, "{row}");
             }
         }
     }

@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from netbench import bpf, report, scaling, tracers  # noqa: E402
-from netbench.procs import BenchError, cpu_seconds, free_port, status_kib  # noqa: E402
+from netbench.procs import BenchError, CpuMeter, free_port, status_kib  # noqa: E402
 from netbench.workloads import Workloads  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -90,11 +90,11 @@ def one_run(ctx, wl, workload, config, seconds, stats):
     try:
         pid = t.pid
         before = bpf.programs(t.prog_ids) if stats and t.prog_ids else {}
-        c0 = cpu_seconds(pid) if pid else 0.0
+        meter = CpuMeter(pid) if pid else None
         w0 = time.monotonic()
         res = wl.run(workload, seconds)
         wall = time.monotonic() - w0
-        cpu = cpu_seconds(pid) - c0 if pid else 0.0
+        cpu = meter.seconds() if meter else 0.0
         after = bpf.programs(t.prog_ids) if stats and t.prog_ids else {}
         hwm = status_kib(pid, "VmHWM") / 1024 if pid else None
         lost = t.lost()
@@ -157,13 +157,21 @@ def main():
     ap.add_argument("--agent", default="target/release/netagent")
     ap.add_argument("--testgen", default="target/release/netagent-testgen")
     ap.add_argument("--rounds", type=int, help="throughput rounds (default: 3, smoke 1)")
-    ap.add_argument("--seconds", type=float, help="seconds per workload run (default: 5, smoke 2)")
+    ap.add_argument("--seconds", type=int, help="seconds per workload run (default: 5, smoke 2)")
     ap.add_argument("--exact-seconds", type=int, help="length of the exact-count run (default 60)")
     ap.add_argument("--workloads", default=",".join(Workloads.NAMES))
     ap.add_argument("--configs", default=",".join(tracers.CONFIGS))
     ap.add_argument("--no-curves", action="store_true", help="skip the scaling curves")
+    ap.add_argument("--report-from", metavar="JSON",
+                    help="only rewrite results.md and scaling.png in --out from a results.json")
     ap.add_argument("--command", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.report_from:
+        with open(args.report_from) as fh:
+            result = json.load(fh)
+        os.makedirs(args.out, exist_ok=True)
+        report.write(result, args.out)
+        return
     if os.geteuid() != 0:
         sys.exit("bench: run as root (loads BPF programs, creates network namespaces)")
     mode = "smoke" if args.smoke else "full"
@@ -228,6 +236,7 @@ def main():
         result["sinks"] = sink_counts
     result["prog_ids"] = sorted(ctx.prog_ids)
     result["duration_s"] = round(time.monotonic() - ctx.started, 1)
+    result["machine"]["load_at_end"] = os.getloadavg()
     report.write(result, args.out)
     ctx.say(f"done in {result['duration_s']:.0f} s: {args.out}/results.md, results.json")
     sys.exit(1 if result["errors"] else 0)

@@ -104,6 +104,39 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def _task_ns(pid):
+    """{tid: on-CPU ns} of a live process's threads (/proc/<pid>/task/*/schedstat)."""
+    out = {}
+    base = f"/proc/{pid}/task"
+    for tid in os.listdir(base):
+        try:
+            with open(f"{base}/{tid}/schedstat") as f:
+                out[tid] = int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return out
+
+
+class CpuMeter:
+    """CPU time (user + sys) a live process uses from now on.
+
+    /proc/<pid>/stat counts in 10 ms ticks, too coarse for an agent that
+    uses milliseconds per second; the threads' schedstat run time is in ns
+    but loses a thread that exits meanwhile. The larger of the two is used:
+    each can only undercount."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.ticks0 = cpu_seconds(pid)
+        self.tasks0 = _task_ns(pid)
+
+    def seconds(self):
+        ticks = cpu_seconds(self.pid) - self.ticks0
+        tasks = _task_ns(self.pid)
+        ns = sum(v - self.tasks0.get(tid, 0) for tid, v in tasks.items())
+        return max(ticks, ns / 1e9)
+
+
 def status_kib(pid, key):
     """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM)."""
     with open(f"/proc/{pid}/status") as f:

@@ -159,8 +159,10 @@ def markdown(result, agg):
     a(f"# netagent benchmark results ({result['mode']})\n")
     a(f"- command: `{result['command']}`")
     a(f"- started {result['started']}, took {result.get('duration_s', 0):.0f} s")
+    end = m.get("load_at_end")
     a(f"- machine: {m['cpus']} CPUs ({m['cpu']}, {m['virt']}), {m['mem_gib']} GiB, Linux {m['kernel']}; "
-      f"load average at start {m['load_at_start'][0]:.2f}")
+      f"load average at start {m['load_at_start'][0]:.2f}"
+      + (f", at end {end[0]:.2f}" if end else ""))
     a(f"- {p['rounds']} throughput round(s) with BPF stats off"
       + (f" + {p['stats_rounds']} round(s) with BPF stats on for kernel cost" if p["stats_rounds"]
          else " (BPF stats on during the round: throughput includes their overhead)")
@@ -190,8 +192,8 @@ def markdown(result, agg):
     a("Columns: throughput (median of the throughput rounds) and its ratio to no tracer; "
       "kernel cost = mean ns per BPF program run over all of that tool's programs "
       "(run_time_ns / run_cnt); BPF runs and ns per workload operation (request, message, or "
-      "byte for bulk); tool CPU = user+sys of the tracer process per 10,000 BPF program runs "
-      "and as % of one core during the run; peak RSS = VmHWM; lost = "
+      "byte for bulk); tool CPU = user+sys of the tracer process (threads' schedstat, ns) per 10,000 BPF "
+      "program runs and as % of one core during the run; peak RSS = VmHWM; lost = "
       "netagent_events_lost_total (netagent), lost-event reports (tcpstates), none possible "
       "for bpftrace's in-kernel map; errors = the workload's own errors.\n")
     for w in result["workloads"]:
@@ -213,6 +215,10 @@ def markdown(result, agg):
         a("")
         for c in cfgs:
             g = agg.get((w, c))
+            if g and g["lost_reasons"] and c == "netagent-default":
+                a("(The default config tracks every process on the host, so its maps also "
+                  "hold the keys of whatever else runs there, and its programs' runs include "
+                  "other processes' events.)\n")
             if g and (g["lost_reasons"] or g["spans_dropped"]):
                 why = ", ".join(f"{k} {v:,}" for k, v in g["lost_reasons"].items()) or "none"
                 spans = ", ".join(f"{k} {v:,}" for k, v in g["spans_dropped"].items()) or "none"
@@ -308,14 +314,15 @@ def plot(result, path):
                  title="kernel cost vs targets")
     s = curves["series"]
     a1 = ax[0][1]
-    a1.plot([r["series"] for r in s], [r["hwm_mib"] for r in s], "o-", label="peak RSS MiB")
+    a1.plot([r["series"] for r in s], [r["rss_mib"] for r in s], "o-", label="RSS MiB")
+    a1.plot([r["series"] for r in s], [r["hwm_mib"] for r in s], "v:", label="peak RSS MiB")
     a1.plot([r["series"] for r in s], [r["scrape_ms"] for r in s], "s--", label="scrape ms")
     a1.set(xscale="log", xlabel="active series", title="memory and scrape time vs series")
     a1.legend()
     c = curves["conns"]
     a2 = ax[1][0]
     a2.plot([r["open"] for r in c], [r["ns_per_run"] or 0 for r in c], "o-", label="ns per BPF run")
-    a2.plot([r["open"] for r in c], [r["hwm_mib"] for r in c], "s--", label="peak RSS MiB")
+    a2.plot([r["open"] for r in c], [r["rss_mib"] for r in c], "s--", label="RSS MiB")
     a2.plot([r["open"] for r in c], [r["scrape_ms"] for r in c], "^:", label="scrape ms")
     a2.set(xscale="log", xlabel="open connections", title="cost vs open connections")
     a2.legend()

@@ -15,7 +15,7 @@ import sys
 import time
 
 from . import bpf
-from .procs import BenchError, Proc, cpu_seconds, run, status_kib
+from .procs import BenchError, CpuMeter, Proc, run, status_kib
 from .tracers import Netagent, metric_sum, sample
 
 LOAD_COMM = "bench-load"
@@ -220,10 +220,10 @@ def rate_curve(ctx, rates, seconds):
     try:
         for rate in rates:
             ctx.say(f"scaling: {rate:,} connections/s")
-            c0, t0 = cpu_seconds(agent.pid), time.monotonic()
+            meter, t0 = CpuMeter(agent.pid), time.monotonic()
             r, cost = kernel_cost(
                 agent, lambda: load(ctx.testgen, "127.0.0.1", ctx.server.port, rate, seconds))
-            cpu, wall = cpu_seconds(agent.pid) - c0, time.monotonic() - t0
+            cpu, wall = meter.seconds(), time.monotonic() - t0
             rows.append({"target_rate": rate, "rate": r["rate"], "connects": r["attempts"],
                          "agent_cpu_pct": 100 * cpu / wall,
                          "agent_cpu_s_per_10k": cpu * 1e4 / max(cost["runs"], 1),
@@ -241,9 +241,9 @@ def exact_run(ctx, seconds):
     ctx.say(f"exact counts: unthrottled churn for {seconds} s")
     agent = start_agent(ctx, "netagent-exact", "")
     try:
-        c0, t0 = cpu_seconds(agent.pid), time.monotonic()
+        meter, t0 = CpuMeter(agent.pid), time.monotonic()
         r = load(ctx.testgen, "127.0.0.1", ctx.server.port, UNTHROTTLED, seconds)
-        cpu, wall = cpu_seconds(agent.pid) - c0, time.monotonic() - t0
+        cpu, wall = meter.seconds(), time.monotonic() - t0
         text = agent.scrape()
         counted = sample(text, "netagent_connect_total",
                          [("process", LOAD_COMM), ("proto", "tcp"), ("dport", ctx.server.port)])

@@ -9,8 +9,9 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
-import time
 import urllib.request
 
 from . import bpf
@@ -58,11 +59,10 @@ def sample(text, name, labels):
 class Running:
     """A started tracer. `pid` is None for "none"."""
 
-    def __init__(self, name, proc=None, prog_ids=(), on_stop=None):
+    def __init__(self, name, proc=None):
         self.name = name
         self.proc = proc
-        self.prog_ids = set(prog_ids)
-        self._on_stop = on_stop
+        self.prog_ids = set()
 
     @property
     def pid(self):
@@ -73,12 +73,9 @@ class Running:
 
     def stop(self):
         """Stops the tracer; returns extra figures it reported (dict)."""
-        extra = {}
         if self.proc:
             self.proc.stop(signal.SIGINT, grace=20)
-        if self._on_stop:
-            extra = self._on_stop()
-        return extra
+        return {}
 
 
 class Netagent(Running):
@@ -258,8 +255,7 @@ class Sinks:
     (scripts/bench/sinks.py), one process for the whole suite."""
 
     def __init__(self, script, log):
-        import subprocess
-        self.proc = Proc("sinks", ["python3", script], stdout=subprocess.PIPE, stderr=log)
+        self.proc = Proc("sinks", [sys.executable, script], stdout=subprocess.PIPE, stderr=log)
         line = self.proc.p.stdout.readline()
         if not line:
             raise BenchError("sinks did not start")
@@ -274,8 +270,3 @@ class Sinks:
             return json.loads(tail.strip().splitlines()[-1])
         except (IndexError, ValueError):
             return {}
-
-
-def wait_quiet(seconds=0.5):
-    """A short pause between runs so sockets of the last run settle."""
-    time.sleep(seconds)
