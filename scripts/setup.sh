@@ -8,14 +8,22 @@ set -euo pipefail
 # tests: bpftool (layout and cleanup checks), prometheus (promtool + server), setpriv (util-linux),
 #        nft (firewalls of the netns test hosts), chromium (headless test of the web page),
 #        qemu-system-x86 + xz-utils/zstd/binutils (kernel matrix: boot Debian kernels, unpack them,
-#        strip the binaries put into the initramfs).
+#        strip the binaries put into the initramfs), systemd + systemd-journal-remote (log
+#        patterns test: journalctl reads a journal written by systemd-journal-remote).
+# `--bench`: only what the agent and the performance suite need (scripts/bench/run.sh).
 packages=(clang llvm libbpf-dev linux-libc-dev iproute2)
-if [ "${1:-}" != "--agent-only" ]; then
-  packages+=(bpftool prometheus util-linux nftables curl chromium)
-  packages+=(qemu-system-x86 xz-utils zstd binutils)
-  # log patterns test: journalctl (systemd) reads a journal written by systemd-journal-remote.
-  packages+=(systemd systemd-journal-remote)
-fi
+# bench (scripts/bench/, tests/bench_smoke.rs): workloads (nginx-light + wrk, sockperf, iperf3),
+#        the peers compared (bpftrace, libbpf-tools' tcpstates), bpftool for BPF run stats,
+#        matplotlib for the scaling plot.
+bench_packages=(nginx-light wrk sockperf iperf3 bpftrace libbpf-tools bpftool python3-matplotlib)
+case "${1:-}" in
+  --agent-only) ;;
+  --bench) packages+=("${bench_packages[@]}") ;;
+  *)
+    packages+=(bpftool prometheus util-linux nftables curl chromium "${bench_packages[@]}")
+    packages+=(qemu-system-x86 xz-utils zstd binutils systemd systemd-journal-remote)
+    ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -45,6 +53,6 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup, stable >= 1.95)" >&2; exit 1; }
 # Validators for the deployment tests (Python venv, npm packages, cargo-deb);
 # not needed just to build and run the agent.
-if [ "${1:-}" != "--agent-only" ]; then
+if [ -z "${1:-}" ]; then
   "$(dirname "$0")/setup-deploy.sh"
 fi

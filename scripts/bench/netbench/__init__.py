@@ -1,0 +1,1 @@
+"""netagent benchmark suite: see scripts/bench/suite.py and docs/BENCHMARKS.md."""
