@@ -494,6 +494,15 @@ fn spawn_interface_thread(
         .expect("spawn interface thread")
 }
 
+/// Returns freed heap pages to the kernel (glibc keeps them otherwise).
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// What the kernel side is loaded with, from the config.
 pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
     let targets: Vec<&str> = cfg
@@ -537,6 +546,8 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         .collect();
     let opts = load_options(&cfg)?;
     let mut probes = Probes::load(&opts)?;
+    // Loading parsed the kernel's BTF (several MB, now freed).
+    release_freed_memory();
     tracing::info!(
         targets = targets.len(),
         track_all = opts.track_all,
@@ -630,6 +641,15 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     });
 
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(async {
+        // Scrapes build and drop large buffers; hand the pages back so
+        // RSS follows what is in use, not the largest scrape so far.
+        let mut every = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            every.tick().await;
+            release_freed_memory();
+        }
+    }));
     let mut otlp_sink = None;
     if cfg.otel.enabled() {
         let transport = Transport::new(&cfg.otel).context("otel")?;
