@@ -120,11 +120,20 @@ fn exchange_spans_share_a_trace(receiver: OtlpReceiver, protocol: &str) {
         Some("netagent")
     );
     assert!(r.resource.contains_key("host.name") && r.resource.contains_key("service.version"));
-    let m = agent.metrics();
-    assert_eq!(
-        m.get("netagent_otlp_spans_exported_total", &[]),
-        (2 * n) as f64
-    );
+    // The receiver has the spans; the agent counts them once the export
+    // call's response is back, which can be a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut exported = 0.0;
+    while std::time::Instant::now() < deadline {
+        exported = agent
+            .metrics()
+            .get("netagent_otlp_spans_exported_total", &[]);
+        if exported == (2 * n) as f64 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(exported, (2 * n) as f64);
 }
 
 #[test]
