@@ -99,7 +99,7 @@ fn probe(cfg: &Config) -> ExitCode {
     };
     match loader::probe_kernel(&opts) {
         Ok(trials) => {
-            let (release, _) = hooks::kernel_release();
+            let release = hooks::kernel_release();
             let kernel = format!("{release} ({})", std::env::consts::ARCH);
             let btf = opts
                 .btf_path

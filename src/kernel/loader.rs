@@ -155,8 +155,7 @@ impl Probes {
         // run. Every other feature without a working hook is only reported
         // (in /health and netagent_probe_up) while the rest runs.
         let core = &hooks::FEATURES[0];
-        let (_, release) = hooks::kernel_release();
-        if let Some(why) = hooks::precheck(&core.hooks[0], &btf, release) {
+        if let Some(why) = hooks::precheck(&core.hooks[0], &btf) {
             return Err(KernelError::MissingHook {
                 hook: why,
                 needed_for: core.needed_for,
@@ -201,7 +200,6 @@ pub fn probe_kernel(opts: &LoadOptions) -> Result<Vec<HookTrial>, KernelError> {
     }
     privileges::raise_memlock_limit();
     let btf = kernel_btf(opts)?;
-    let (_, release) = hooks::kernel_release();
     let mut ebpf = open_object(opts, &btf, None)?;
     let cgroup_root = super::cgroup::v2_root();
     let mut out = Vec::new();
@@ -209,11 +207,12 @@ pub fn probe_kernel(opts: &LoadOptions) -> Result<Vec<HookTrial>, KernelError> {
         for hook in feature.hooks {
             let result = if let Some(why) = disabled(opts, feature, hook) {
                 Err(why)
-            } else if let Some(why) = hooks::precheck(hook, &btf, release) {
+            } else if let Some(why) = hooks::precheck(hook, &btf) {
                 Err(why)
             } else {
                 let attached = attach_hook(
                     &mut ebpf,
+                    feature.name,
                     hook,
                     &btf,
                     cgroup_root.as_deref(),
@@ -305,7 +304,6 @@ fn load_with(
     btf: &Btf,
     untyped: Option<HookKind>,
 ) -> Result<Loaded, KernelError> {
-    let (_, release) = hooks::kernel_release();
     let mut ebpf = open_object(opts, btf, untyped)?;
 
     let mut targets: HashMap<_, [u8; COMM_LEN], u8> =
@@ -338,7 +336,7 @@ fn load_with(
                 status.rejected.push((hook.kind, why));
                 continue;
             }
-            if let Some(why) = hooks::precheck(hook, btf, release) {
+            if let Some(why) = hooks::precheck(hook, btf) {
                 status.rejected.push((hook.kind, why));
                 continue;
             }
@@ -353,6 +351,7 @@ fn load_with(
             }
             match attach_hook(
                 &mut ebpf,
+                feature.name,
                 hook,
                 btf,
                 cgroup_root.as_deref(),
@@ -479,16 +478,12 @@ fn rejected_text(rejected: &[(HookKind, String)]) -> String {
 /// programs attach one by one and a failed one is listed with id 0.
 fn attach_hook(
     ebpf: &mut Ebpf,
+    feature: &'static str,
     hook: &Hook,
     btf: &Btf,
     cgroup_root: Option<&std::path::Path>,
     disabled: &[String],
 ) -> Result<Vec<ProbeInfo>, String> {
-    let feature = hooks::FEATURES
-        .iter()
-        .find(|f| f.hooks.iter().any(|h| std::ptr::eq(h, hook)))
-        .map(|f| f.name)
-        .unwrap_or("");
     let dir = match (hook.kind, cgroup_root) {
         (HookKind::Cgroup, Some(root)) => Some(
             File::open(root)
