@@ -382,6 +382,9 @@ impl Tailer {
     pub fn scan(&mut self) {
         self.known.retain(|(_, at)| at.elapsed() < KNOWN_TTL);
         self.copies.retain(|_, at| at.elapsed() < 2 * COPY_WAIT);
+        // Truncations first: a copy found before its original's truncation
+        // is noticed would be taken for a new file and read from its start.
+        let reopen = self.check_tails();
         let mut skipped = 0;
         for path in expand(&self.cfg.patterns) {
             let Ok(meta) = std::fs::metadata(&path) else {
@@ -403,6 +406,7 @@ impl Tailer {
             self.open(&path);
         }
         self.skipped = skipped;
+        self.open_replacements(reopen);
         if !self.scanned {
             self.find_rotated_while_down();
             self.scanned = true;
@@ -483,19 +487,31 @@ impl Tailer {
         if self.tails.iter().any(|t| t.id == id) {
             return;
         }
+        if meta.len() == 0 {
+            // Nothing to read yet, and nothing to tell a new file from a
+            // copy that is just being created by: opened once it has content.
+            return;
+        }
         let fp = match fingerprint(&file) {
             Ok(fp) => fp,
             Err(e) => return self.failed(path, "read", &e),
         };
-        let original = self.tails.iter().find(|t| fp.is_some() && t.fp == fp);
-        if original.is_some_and(|t| same_prefix(&file, &t.file)) {
-            // A copy of a file being read (copytruncate in progress).
-            let since = *self
-                .copies
-                .entry(path.to_path_buf())
-                .or_insert_with(Instant::now);
-            if since.elapsed() < COPY_WAIT {
-                return;
+        if let Some(i) = self.tails.iter().position(|t| fp.is_some() && t.fp == fp) {
+            if same_prefix(&file, &self.tails[i].file) {
+                // A copy of a file being read (copytruncate in progress).
+                let since = *self
+                    .copies
+                    .entry(path.to_path_buf())
+                    .or_insert_with(Instant::now);
+                if since.elapsed() < COPY_WAIT {
+                    return;
+                }
+            } else {
+                // Either two files that start alike, or the copy of one
+                // truncated since it was last looked at: then its offset
+                // must be remembered before this file's is chosen. (A path
+                // found rotated here is reopened by the next scan.)
+                let _ = self.check_tail(i);
             }
         }
         self.copies.remove(path);
@@ -540,28 +556,60 @@ impl Tailer {
         0
     }
 
+    /// Looks at every file for rotation and truncation; returns the paths
+    /// whose file was rotated away (another file may have taken its place).
+    fn check_tails(&mut self) -> Vec<PathBuf> {
+        let mut reopen = Vec::new();
+        for i in 0..self.tails.len() {
+            if let Some(p) = self.check_tail(i) {
+                if !reopen.contains(&p) {
+                    reopen.push(p);
+                }
+            }
+        }
+        reopen
+    }
+
+    /// [`FileTail::check`] for one file; a truncated file's old offset is
+    /// remembered for its copy. Returns the path if it was rotated away.
+    fn check_tail(&mut self, i: usize) -> Option<PathBuf> {
+        let t = &mut self.tails[i];
+        match t.check() {
+            Ok(Check::Same) => None,
+            Ok(Check::Moved) => Some(t.path.clone()),
+            Ok(Check::Truncated(old)) => {
+                let moved = t.moved_at.map(|_| t.path.clone());
+                self.remember(old);
+                moved
+            }
+            Err(e) => {
+                let p = t.path.clone();
+                self.failed(&p, "stat", &e);
+                None
+            }
+        }
+    }
+
+    /// Opens the files that took rotated ones' places, without waiting for
+    /// a scan.
+    fn open_replacements(&mut self, reopen: Vec<PathBuf>) {
+        for path in reopen {
+            let known = std::fs::metadata(&path)
+                .map(|m| self.tails.iter().any(|t| t.id == FileId::of(&m)))
+                .unwrap_or(true);
+            if !known && self.tails.len() < self.cfg.max_files {
+                self.open(&path);
+            }
+        }
+    }
+
     /// Reads every file once. Returns true when a file had more than one
     /// poll's budget (the caller should poll again without pausing).
     pub fn poll(&mut self, sink: &mut Sink<'_>) -> bool {
+        let reopen = self.check_tails();
         let mut busy = false;
-        let mut reopen = Vec::new();
         let mut i = 0;
         while i < self.tails.len() {
-            let t = &mut self.tails[i];
-            match t.check() {
-                Ok(Check::Same) => {}
-                Ok(Check::Moved) => reopen.push(t.path.clone()),
-                Ok(Check::Truncated(old)) => {
-                    if t.moved_at.is_some() && !reopen.contains(&t.path) {
-                        reopen.push(t.path.clone());
-                    }
-                    self.remember(old);
-                }
-                Err(e) => {
-                    let p = self.tails[i].path.clone();
-                    self.failed(&p, "stat", &e);
-                }
-            }
             let t = &mut self.tails[i];
             let n = match t.read(self.cfg.max_line_bytes, &mut self.scratch, sink) {
                 Ok(n) => n,
@@ -585,15 +633,7 @@ impl Tailer {
             }
             i += 1;
         }
-        // The file that took a rotated one's place, without waiting for a scan.
-        for path in reopen {
-            let known = std::fs::metadata(&path)
-                .map(|m| self.tails.iter().any(|t| t.id == FileId::of(&m)))
-                .unwrap_or(true);
-            if !known && self.tails.len() < self.cfg.max_files {
-                self.open(&path);
-            }
-        }
+        self.open_replacements(reopen);
         busy
     }
 }
@@ -715,6 +755,52 @@ mod tests {
         let got = poll(&mut t);
         assert_eq!(got, lines("a", 10..14).lines().collect::<Vec<_>>());
         assert!(poll(&mut t).is_empty());
+    }
+
+    #[test]
+    fn a_copy_scanned_before_its_truncation_was_polled_repeats_nothing() {
+        let d = Dir::new("trunc-race");
+        let p = d.0.join("a.log");
+        append(&p, &lines("a", 0..10));
+        let mut c = cfg(&d.0);
+        c.patterns.push(format!("{}/*.log.1", d.0.display()));
+        let mut t = Tailer::new(c, None);
+        t.scan();
+        assert_eq!(poll(&mut t).len(), 10);
+        append(&p, &lines("a", 10..14));
+        // copytruncate and new lines, all between one poll and a scan.
+        std::fs::copy(&p, d.0.join("a.log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&p, &lines("b", 0..2));
+        t.scan();
+        let mut got = poll(&mut t);
+        got.sort();
+        let mut want: Vec<String> = lines("a", 10..14).lines().map(String::from).collect();
+        want.extend(lines("b", 0..2).lines().map(String::from));
+        assert_eq!(got, want);
+        assert!(poll(&mut t).is_empty());
+    }
+
+    #[test]
+    fn an_empty_new_file_is_opened_once_it_has_content() {
+        let d = Dir::new("empty");
+        append(&d.0.join("a.log"), &lines("a", 0..3));
+        let mut t = Tailer::new(cfg(&d.0), None);
+        t.scan();
+        assert_eq!(poll(&mut t).len(), 3);
+        let q = d.0.join("b.log");
+        append(&q, "");
+        t.scan();
+        // It might have been a copy about to be written.
+        assert_eq!(t.stats().live, 1, "empty: not known yet");
+        append(&q, &lines("b", 0..2));
+        t.scan();
+        assert_eq!(poll(&mut t).len(), 2);
     }
 
     #[test]
