@@ -16,13 +16,15 @@
  *   cgroup/sendmsg4, sendmsg6   peer of an unconnected UDP sendto()
  *   cgroup/recvmsg4, recvmsg6   peer of an unconnected UDP recvfrom()
  *
- * The first two message hooks get a typed socket and use the socket-local
- * storage. kprobes and raw syscall hooks only see a socket address, which
- * socket-local storage cannot be reached from; with those (msg_index = 1)
- * message state lives in `sock_index`, keyed by the socket's address and
- * kept in step by the lifecycle program.
+ * Per-socket state: TCP sockets of tracked processes live in `tcp_socks`,
+ * keyed by the socket's address from connect / accept / listen to close
+ * (every hook can reach it, typed or not). UDP sockets have no close event:
+ * their state is socket-local storage, which dies with the socket; kprobes
+ * and raw syscall hooks only see a socket address, which socket-local
+ * storage cannot be reached from, so with those (msg_index = 1) UDP state
+ * lives in the LRU `sock_index` instead.
  *
- * Attribution: the owner (comm, cgroup) is stored in socket-local storage
+ * Attribution: the owner (comm, cgroup) is stored in the socket's state
  * when a target process connects, sends or receives first (process
  * context), or, for accepted connections, copied from the listener's owner.
  * Every later event — often in softirq context — uses that stored owner.
@@ -50,6 +52,7 @@
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
+#define TCP_LAST_ACK 9
 #define TCP_LISTEN 10
 
 /* Long-lived connections get an RTT sample at most this often. */
@@ -72,25 +75,59 @@ struct {
 	__type(value, __u8);
 } targets SEC(".maps");
 
-/* Counters per owner and peer. Preallocated (the agent sizes max_entries
- * from config): run-time allocation can fail under a burst of new series
- * (bpf_mem_alloc refills asynchronously), and a failed insert is a lost
- * event. Shared values with atomic adds, not per-CPU ones, so the memory is
- * the same on 2 or 200 CPUs. */
+/* Series: counters per owner and peer (`flows`), histograms per owner,
+ * peer and kind (`hists`). Each index maps a key to a slot of its counter
+ * array; a socket remembers its slots (na_sock_state), so after its first
+ * event it reaches its counters by array index, not by hashing a 48-byte
+ * key again (measured: 11 ns against 57 ns a lookup, docs/BENCHMARKS.md).
+ * Slots come from a queue the agent fills with 0..max_entries-1 at load
+ * (no atomic fetch-and-add needed, which older kernels lack) and are never
+ * reused: series live as long as the agent. Everything is preallocated (the
+ * agent sizes max_entries from config): run-time allocation can fail under
+ * a burst of new series, and a failed insert is a lost event. Shared values
+ * with atomic adds, not per-CPU ones, so the memory is the same on 2 or 200
+ * CPUs; the arrays are mmap()ed by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct na_flow_key);
-	__type(value, struct na_flow_stats);
+	__type(value, __u32);
 } flows SEC(".maps");
 
-/* Histograms per owner, peer and kind (preallocated, atomic adds). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct na_flow_stats);
+} flow_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 16384);
+	__type(value, __u32);
+} flow_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct na_flow_key);
-	__type(value, struct na_hist);
+	__type(value, __u32);
 } hists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct na_hist);
+} hist_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 16384);
+	__type(value, __u32);
+} hist_slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -99,7 +136,39 @@ struct {
 	__type(value, struct na_sock_state);
 } sock_state SEC(".maps");
 
-/* Message state by socket address, for the untyped message hooks only
+/* TCP sockets of tracked processes, by address (the agent sizes it from
+ * limits.max_sockets). A hash and not socket-local storage: creating
+ * storage for every connection cost more than everything else the
+ * lifecycle program does (measured: 199 against 83 ns a run over a
+ * connection's state changes, docs/BENCHMARKS.md). Entries are deleted at
+ * TCP_CLOSE; an address reused after a close we missed is told apart by
+ * the peer (same_socket). Not preallocated: memory follows live sockets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct na_sock_state);
+} tcp_socks SEC(".maps");
+
+/* TCP sockets closed lately, by address: an aborting close (SO_LINGER 0,
+ * unread data) moves the socket to TCP_CLOSE, which deletes its state,
+ * and only then sends its reset. LRU: most closes send no reset. */
+struct na_closed {
+	__u32 flow_slot; /* as in na_sock_state */
+	__u16 peer_port; /* as in na_sock_state, checked like same_socket */
+	__u16 _pad;
+	__u32 peer4;     /* the peer address's last 4 bytes */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct na_closed);
+} just_closed SEC(".maps");
+
+/* UDP state by socket address, for the untyped message hooks only
  * (msg_index). LRU: UDP sockets have no close event to delete on; the
  * agent sizes it to 1 entry when unused. */
 struct {
@@ -248,17 +317,69 @@ static __always_inline void read_local_addr(const struct sock *sk, __u8 addr[16]
 	}
 }
 
-/* New per-socket state for the current (target) task. */
+/* The series key changes (a new owner or peer): its slots are looked up again. */
+static __always_inline void forget_series(struct na_sock_state *st)
+{
+	st->flow_slot = 0;
+	for (int i = 0; i < NA_HIST_KINDS; i++)
+		st->hist_slot[i] = 0;
+}
+
+/* Is the TCP state `st` this socket's? Its address may have been reused
+ * after a close we did not see: the peer's port and address tell (not our
+ * port: the kernel releases it before the TCP_CLOSE event). */
+static __always_inline bool same_socket(const struct sock *sk, const struct na_sock_state *st,
+					bool typed)
+{
+	__u8 peer[16];
+
+	if (bpf_ntohs(SK_READ(typed, sk, __sk_common.skc_dport)) != st->peer_port)
+		return false;
+	read_peer_addr(sk, peer, typed);
+	return *(const __u32 *)&peer[12] == *(const __u32 *)&st->daddr[12];
+}
+
+/* The state of a TCP socket of a tracked process, or NULL. */
+static __always_inline struct na_sock_state *tcp_state(const struct sock *sk, bool typed)
+{
+	__u64 key = (__u64)sk;
+	struct na_sock_state *st = bpf_map_lookup_elem(&tcp_socks, &key);
+
+	if (st && !same_socket(sk, st, typed))
+		return NULL;
+	return st;
+}
+
+/* New per-socket state for the current (target) task, or for an accepted
+ * connection (then the caller fills in the owner). */
+static __always_inline struct na_sock_state *new_state(void *sk, __u8 proto)
+{
+	static const struct na_sock_state zero = {};
+	struct na_sock_state *st;
+	__u64 key = (__u64)sk;
+
+	if (proto == IPPROTO_TCP) {
+		if (bpf_map_update_elem(&tcp_socks, &key, &zero, BPF_ANY))
+			st = NULL;
+		else
+			st = bpf_map_lookup_elem(&tcp_socks, &key);
+	} else {
+		st = bpf_sk_storage_get(&sock_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		if (st)
+			forget_series(st);
+	}
+	if (!st)
+		count_lost(NA_LOST_SOCK_STORAGE);
+	return st;
+}
+
 static __always_inline struct na_sock_state *
 own_socket(void *sk, const __u8 comm[NA_COMM_LEN], __u8 proto, __u8 direction)
 {
-	struct na_sock_state *st =
-		bpf_sk_storage_get(&sock_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	struct na_sock_state *st = new_state(sk, proto);
 
-	if (!st) {
-		count_lost(NA_LOST_SOCK_STORAGE);
+	if (!st)
 		return NULL;
-	}
 	__builtin_memcpy(st->comm, comm, NA_COMM_LEN);
 	st->cgroup_id = bpf_get_current_cgroup_id();
 	st->pid = bpf_get_current_pid_tgid() >> 32;
@@ -314,44 +435,70 @@ static __always_inline void flow_key(struct na_flow_key *k, const struct na_sock
 	k->_pad[2] = 0;
 }
 
-/* The counters of the socket's series, created on first use. */
-static __always_inline struct na_flow_stats *flow_stats(const struct na_sock_state *st)
+/* 1 + the slot of series `k` in an index, taking a free slot for a new
+ * one; 0 when the index or its slots are exhausted (counted as `reason`). */
+static __always_inline __u32 series_slot(void *index, void *free, const struct na_flow_key *k,
+					 __u32 reason)
 {
-	static const struct na_flow_stats zero = {};
-	struct na_flow_key k;
-	struct na_flow_stats *v;
+	__u32 *found = bpf_map_lookup_elem(index, k);
+	__u32 slot;
 
-	flow_key(&k, st, 0);
-	v = bpf_map_lookup_elem(&flows, &k);
-	if (v)
-		return v;
-	/* -EEXIST when another CPU inserted it meanwhile: then look it up. */
-	bpf_map_update_elem(&flows, &k, &zero, BPF_NOEXIST);
-	v = bpf_map_lookup_elem(&flows, &k);
-	if (!v)
-		count_lost(NA_LOST_FLOW_MAP_FULL);
-	return v;
+	if (found)
+		return *found + 1;
+	if (bpf_map_pop_elem(free, &slot)) {
+		count_lost(reason);
+		return 0;
+	}
+	if (!bpf_map_update_elem(index, k, &slot, BPF_NOEXIST))
+		return slot + 1;
+	/* Another CPU inserted it meanwhile (-EEXIST): take its slot, give ours back. */
+	bpf_map_push_elem(free, &slot, 0);
+	found = bpf_map_lookup_elem(index, k);
+	if (!found) {
+		count_lost(reason);
+		return 0;
+	}
+	return *found + 1;
 }
 
-static __always_inline void observe(const struct na_sock_state *st, __u8 kind, __u64 ns)
+/* The counters of the socket's series, created on first use. */
+static __always_inline struct na_flow_stats *flow_stats(struct na_sock_state *st)
 {
-	static const struct na_hist zero = {};
+	struct na_flow_key k;
+	__u32 slot = st->flow_slot;
+
+	if (!slot) {
+		flow_key(&k, st, 0);
+		slot = series_slot(&flows, &flow_slots, &k, NA_LOST_FLOW_MAP_FULL);
+		if (!slot)
+			return NULL;
+		st->flow_slot = slot;
+	}
+	slot -= 1;
+	return bpf_map_lookup_elem(&flow_counters, &slot);
+}
+
+static __always_inline void observe(struct na_sock_state *st, __u8 kind, __u64 ns)
+{
 	struct na_flow_key k;
 	struct na_hist *h;
 	__u32 b = NA_HIST_BOUNDS;
+	__u32 slot;
 
 	if (kind >= NA_HIST_KINDS)
 		return;
-	flow_key(&k, st, kind);
-	h = bpf_map_lookup_elem(&hists, &k);
-	if (!h) {
-		bpf_map_update_elem(&hists, &k, &zero, BPF_NOEXIST);
-		h = bpf_map_lookup_elem(&hists, &k);
-		if (!h) {
-			count_lost(NA_LOST_HIST_MAP_FULL);
+	slot = st->hist_slot[kind];
+	if (!slot) {
+		flow_key(&k, st, kind);
+		slot = series_slot(&hists, &hist_slots, &k, NA_LOST_HIST_MAP_FULL);
+		if (!slot)
 			return;
-		}
+		st->hist_slot[kind] = slot;
 	}
+	slot -= 1;
+	h = bpf_map_lookup_elem(&hist_counters, &slot);
+	if (!h)
+		return;
 	for (__u32 i = 0; i < NA_HIST_BOUNDS; i++) {
 		if (ns <= hist_bounds_ns[kind][i]) {
 			b = i;
@@ -363,7 +510,7 @@ static __always_inline void observe(const struct na_sock_state *st, __u8 kind, _
 	ADD(h->sum_ns, ns);
 }
 
-static __always_inline void observe_rtt(const struct sock *sk, const struct na_sock_state *st,
+static __always_inline void observe_rtt(const struct sock *sk, struct na_sock_state *st,
 					bool typed)
 {
 	__u32 srtt;
@@ -401,25 +548,6 @@ static __always_inline __u32 fail_reason(int err)
 	}
 }
 
-/* ---------------- message state for untyped hooks ---------------- */
-
-/* Copies a TCP socket's state into `sock_index` for untyped message hooks. */
-static __always_inline void index_put(const struct sock *sk, const struct na_sock_state *st)
-{
-	__u64 key = (__u64)sk;
-
-	if (msg_index)
-		bpf_map_update_elem(&sock_index, &key, st, BPF_ANY);
-}
-
-static __always_inline void index_delete(const struct sock *sk)
-{
-	__u64 key = (__u64)sk;
-
-	if (msg_index)
-		bpf_map_delete_elem(&sock_index, &key);
-}
-
 /* ---------------- TCP lifecycle ---------------- */
 
 /* CLOSE -> SYN_SENT runs in the task calling connect(): one attempt. */
@@ -436,10 +564,8 @@ static __always_inline void on_connect(const struct sock *sk)
 		return;
 	read_peer_addr(sk, st->daddr, true);
 	st->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	st->peer_port = st->dport;
 	st->syn_ts = bpf_ktime_get_ns();
-	st->send_ts = 0;
-	st->open = 0;
-	index_put(sk, st);
 	fs = flow_stats(st);
 	if (fs)
 		ADD(fs->connects, 1);
@@ -454,27 +580,17 @@ static __always_inline void mark_open(const struct sock *sk, struct na_sock_stat
 	st->open = 1;
 	st->open_ts = now;
 	st->rtt_ts = now;
-	if (msg_index) {
-		__u64 key = (__u64)sk;
-		struct na_sock_state *ix = bpf_map_lookup_elem(&sock_index, &key);
-
-		if (ix) {
-			ix->open = 1;
-			ix->rtt_ts = now;
-		} else {
-			index_put(sk, st);
-		}
-	}
 }
 
 /* SYN_SENT -> ESTABLISHED (softirq: SYN-ACK received). */
 static __always_inline void on_established_out(const struct sock *sk)
 {
-	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, 0);
-	__u64 now = bpf_ktime_get_ns();
+	struct na_sock_state *st = tcp_state(sk, true);
+	__u64 now;
 
 	if (!st)
 		return;
+	now = bpf_ktime_get_ns();
 	if (st->syn_ts) {
 		observe(st, NA_HIST_CONNECT, now - st->syn_ts);
 		st->syn_ts = 0;
@@ -495,11 +611,9 @@ static __always_inline void on_established_in(const struct sock *sk)
 
 	if (!l)
 		return;
-	st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!st) {
-		count_lost(NA_LOST_SOCK_STORAGE);
+	st = new_state((void *)sk, IPPROTO_TCP);
+	if (!st)
 		return;
-	}
 	__builtin_memcpy(st->comm, l->comm, NA_COMM_LEN);
 	st->cgroup_id = l->cgroup_id;
 	st->pid = l->pid;
@@ -507,6 +621,7 @@ static __always_inline void on_established_in(const struct sock *sk)
 	st->direction = NA_DIR_INBOUND;
 	read_peer_addr(sk, st->daddr, true);
 	st->dport = lk.port;
+	st->peer_port = bpf_ntohs(sk->__sk_common.skc_dport);
 	mark_open(sk, st, bpf_ktime_get_ns());
 }
 
@@ -542,7 +657,8 @@ static __always_inline void on_listen(const struct sock *sk)
  * the agent removes those itself when sock_diag no longer lists them. */
 static __always_inline void on_unlisten(const struct sock *sk)
 {
-	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, 0);
+	__u64 key = (__u64)sk;
+	struct na_sock_state *st = bpf_map_lookup_elem(&tcp_socks, &key);
 	struct na_listen_key lk = {
 		.netns = netns_of(sk, true),
 	};
@@ -551,17 +667,15 @@ static __always_inline void on_unlisten(const struct sock *sk)
 		return;
 	lk.port = st->dport;
 	bpf_map_delete_elem(&listeners, &lk);
+	bpf_map_delete_elem(&tcp_socks, &key);
 }
 
 /* Any state -> CLOSE: a failed connect, or the end of a connection. */
-static __always_inline void on_close(const struct sock *sk, int oldstate)
+static __always_inline void count_close(const struct sock *sk, struct na_sock_state *st,
+					int oldstate)
 {
-	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, 0);
 	struct na_flow_stats *fs;
 
-	if (!st)
-		return;
-	index_delete(sk);
 	if (oldstate == TCP_SYN_SENT) {
 		__u32 reason = fail_reason(sk->sk_err);
 
@@ -579,6 +693,30 @@ static __always_inline void on_close(const struct sock *sk, int oldstate)
 		ADD(fs->closed, 1);
 	observe(st, NA_HIST_CONN_DURATION, bpf_ktime_get_ns() - st->open_ts);
 	observe_rtt(sk, st, true);
+}
+
+static __always_inline void on_close(const struct sock *sk, int oldstate)
+{
+	__u64 key = (__u64)sk;
+	struct na_sock_state *st = bpf_map_lookup_elem(&tcp_socks, &key);
+
+	if (!st)
+		return;
+	if (same_socket(sk, st, true)) {
+		count_close(sk, st, oldstate);
+		/* A graceful close ends in LAST_ACK -> CLOSE (no reset
+		 * follows) or comes from FIN_WAIT2 (a reset may). */
+		if (oldstate != TCP_LAST_ACK && oldstate != TCP_SYN_SENT && st->flow_slot) {
+			struct na_closed c = {
+				.flow_slot = st->flow_slot,
+				.peer_port = st->peer_port,
+				.peer4 = *(const __u32 *)&st->daddr[12],
+			};
+
+			bpf_map_update_elem(&just_closed, &key, &c, BPF_ANY);
+		}
+	}
+	bpf_map_delete_elem(&tcp_socks, &key);
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -614,7 +752,7 @@ int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, int oldstate, int ne
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(on_tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *skb)
 {
-	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, 0);
+	struct na_sock_state *st = tcp_state(sk, true);
 	struct na_flow_stats *fs;
 
 	if (!st)
@@ -634,10 +772,25 @@ int BPF_PROG(on_tcp_send_reset, const struct sock *sk, const struct sk_buff *skb
 	/* NULL for resets answering packets that match no socket. */
 	if (!sk)
 		return 0;
-	st = bpf_sk_storage_get(&sock_state, (void *)sk, NULL, 0);
-	if (!st)
-		return 0;
-	fs = flow_stats(st);
+	st = tcp_state(sk, true);
+	if (st) {
+		fs = flow_stats(st);
+	} else {
+		/* Closed just before (see just_closed). */
+		__u64 key = (__u64)sk;
+		struct na_closed *c = bpf_map_lookup_elem(&just_closed, &key);
+		__u8 peer[16];
+		__u32 slot;
+
+		if (!c || bpf_ntohs(sk->__sk_common.skc_dport) != c->peer_port)
+			return 0;
+		read_peer_addr(sk, peer, true);
+		if (*(const __u32 *)&peer[12] != c->peer4)
+			return 0;
+		slot = c->flow_slot - 1;
+		bpf_map_delete_elem(&just_closed, &key);
+		fs = bpf_map_lookup_elem(&flow_counters, &slot);
+	}
 	if (fs)
 		ADD(fs->resets_sent, 1);
 	return 0;
@@ -646,7 +799,7 @@ int BPF_PROG(on_tcp_send_reset, const struct sock *sk, const struct sk_buff *skb
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(on_tcp_receive_reset, struct sock *sk)
 {
-	struct na_sock_state *st = bpf_sk_storage_get(&sock_state, sk, NULL, 0);
+	struct na_sock_state *st = tcp_state(sk, true);
 	struct na_flow_stats *fs;
 
 	if (!st)
@@ -766,6 +919,9 @@ static __always_inline void take_task_pending(struct na_sock_state *st)
  * (unconnected) or the socket (connected); the server-side port. */
 static __always_inline void udp_peer(const struct sock *sk, struct na_sock_state *st, bool typed)
 {
+	const __u64 *addr = (const __u64 *)st->daddr;
+	__u64 old0 = addr[0], old1 = addr[1];
+	__u16 old_dport = st->dport;
 	__u16 peer_port;
 
 	if (!typed)
@@ -781,6 +937,8 @@ static __always_inline void udp_peer(const struct sock *sk, struct na_sock_state
 	st->peer_port = peer_port;
 	st->dport = st->direction == NA_DIR_INBOUND ? SK_READ(typed, sk, __sk_common.skc_num)
 						    : peer_port;
+	if (addr[0] != old0 || addr[1] != old1 || st->dport != old_dport)
+		forget_series(st);
 }
 
 /* State of a socket for a message event; UDP sockets of target processes
@@ -796,12 +954,14 @@ static __always_inline struct na_sock_state *message_state(struct sock *sk, bool
 	 * namespace; it is ignored here, where the namespace is known. */
 	if (!netns_ok(sk, typed))
 		return NULL;
+	if (!udp)
+		return tcp_state(sk, typed); /* created at connect/accept only */
 	if (typed)
 		st = bpf_sk_storage_get(&sock_state, sk, NULL, 0);
 	else
 		st = bpf_map_lookup_elem(&sock_index, &key);
-	if (st || !udp)
-		return st; /* TCP sockets get state at connect/accept only */
+	if (st)
+		return st;
 	if (!current_is_target(comm))
 		return NULL;
 	if (typed)

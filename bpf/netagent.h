@@ -17,7 +17,7 @@
 enum na_lost_reason {
 	NA_LOST_FLOW_MAP_FULL = 0, /* `flows` full: a new series could not be created */
 	NA_LOST_HIST_MAP_FULL = 1, /* `hists` full */
-	NA_LOST_SOCK_STORAGE = 2,  /* per-socket storage could not be allocated */
+	NA_LOST_SOCK_STORAGE = 2,  /* socket state could not be created (`tcp_socks` full, or no memory) */
 	NA_LOST_LISTENER_MAP_FULL = 3, /* `listeners` full: a listener is not attributed */
 	NA_LOST_RINGBUF_FULL = 4,  /* `span_events` full: a span was not emitted */
 	NA_LOST_REASONS = 5,
@@ -97,12 +97,18 @@ struct na_sock_state {
 	__u32 pid;        /* owner's process id (tgid) */
 	__u16 dport;
 	__u16 pending_port;
-	__u16 peer_port;  /* peer's port of the last message (UDP) */
+	__u16 peer_port;  /* the peer's port (TCP), or that of the last message (UDP) */
 	__u8 proto;
 	__u8 has_pending; /* pending_addr/pending_port are valid */
 	__u8 direction;   /* enum na_direction */
 	__u8 open;        /* counted in `opened`, not yet in `closed` */
 	__u8 _pad[2];
+	/* 1 + the slot of the socket's series in `flow_counters`, and per
+	 * histogram kind in `hist_counters`; 0 = not looked up yet. Cleared
+	 * whenever a field of the series key changes. */
+	__u32 flow_slot;
+	__u32 hist_slot[NA_HIST_KINDS];
+	__u32 _pad2;
 };
 
 /* `listeners` key: a listening TCP port in one network namespace. */

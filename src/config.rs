@@ -199,8 +199,10 @@ pub struct Limits {
     /// page); spans that do not fit are counted as lost (`ringbuf_full`).
     #[serde(default = "default_span_ring_bytes")]
     pub span_ring_bytes: u32,
-    /// Sockets whose message state the kernel keeps by address; used only
-    /// when messages fall back to kprobes or syscall hooks (LRU beyond it).
+    /// Open TCP sockets of tracked processes the kernel keeps state for
+    /// (beyond it, new ones are counted as lost: `sock_storage_full`); also
+    /// the UDP sockets kept by address when messages fall back to kprobes
+    /// or syscall hooks (LRU beyond it).
     #[serde(default = "default_max_sockets")]
     pub max_sockets: u32,
 }

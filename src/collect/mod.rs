@@ -12,7 +12,7 @@ pub mod spans;
 use aya::maps::MapError;
 
 use crate::kernel::abi::{FlowKey, FlowStats, Hist, ListenKey, Listener, LOST_REASONS};
-use crate::kernel::{batch, KernelMaps};
+use crate::kernel::KernelMaps;
 
 /// Totals of every kernel map at one moment.
 #[derive(Debug, Default, Clone)]
@@ -44,22 +44,8 @@ fn entries<K, V>(
 
 /// Reads every map once.
 pub fn harvest(maps: &KernelMaps) -> Result<KernelSnapshot, MapError> {
-    use std::os::fd::AsFd;
-    // Batch reads: a few system calls per map instead of two per entry.
-    let flows = match batch::lookup_all(maps.flows_fd.as_fd()) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::debug!("batch read of flows failed ({e}); walking the map");
-            entries(maps.flows.iter())?
-        }
-    };
-    let hists = match batch::lookup_all(maps.hists_fd.as_fd()) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::debug!("batch read of hists failed ({e}); walking the map");
-            entries(maps.hists.iter())?
-        }
-    };
+    let flows = maps.flows.read_all()?;
+    let hists = maps.hists.read_all()?;
     let listeners = entries(maps.listeners.iter())?;
     let mut lost = [0u64; LOST_REASONS.len()];
     for (i, slot) in lost.iter_mut().enumerate() {

@@ -124,6 +124,9 @@ pub struct SockState {
     pub direction: u8,
     pub open: u8,
     pub _pad: [u8; 2],
+    pub flow_slot: u32,
+    pub hist_slot: [u32; HIST_KINDS],
+    pub _pad2: u32,
 }
 
 /// `struct na_listen_key`.
@@ -356,7 +359,10 @@ mod tests {
                 has_pending,
                 direction,
                 open,
-                _pad
+                _pad,
+                flow_slot,
+                hist_slot,
+                _pad2
             ]
         );
         check!(&types, "na_listen_key", ListenKey, [netns, port, _pad]);

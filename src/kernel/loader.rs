@@ -9,10 +9,9 @@ use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, FExit, KPro
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use super::hooks::{self, Attach, Feature, Hook, HookKind};
+use super::series::{self, SeriesMap};
 
-use super::abi::{
-    FlowKey, FlowStats, Hist, ListenKey, Listener, COMM_LEN, HIST_BOUNDS, HIST_KINDS,
-};
+use super::abi::{FlowStats, Hist, ListenKey, Listener, COMM_LEN, HIST_BOUNDS, HIST_KINDS};
 use super::privileges::{self, MissingCapability};
 
 /// The compiled kernel programs (see build.rs).
@@ -39,8 +38,8 @@ pub struct LoadOptions {
     pub netns_only: u32,
     /// Probes or hooks not to use (`debug.disable_probes`), by [`probe_names`].
     pub disabled_probes: Vec<String>,
-    /// Capacity of the address-keyed socket state, used only when messages
-    /// fall back to kprobes or syscall hooks.
+    /// Capacity of the TCP socket state (`tcp_socks`), and of the UDP
+    /// state by address when messages fall back to kprobes or syscall hooks.
     pub max_sockets: u32,
     /// Kernel BTF file for kernels without /sys/kernel/btf/vmlinux.
     pub btf_path: Option<std::path::PathBuf>,
@@ -76,11 +75,10 @@ pub enum KernelError {
 
 /// The maps the collector reads (and, for `listeners`, seeds).
 pub struct KernelMaps {
-    pub flows: HashMap<MapData, FlowKey, FlowStats>,
-    pub hists: HashMap<MapData, FlowKey, Hist>,
-    /// Second descriptors of `flows` and `hists` for batch reads.
-    pub flows_fd: std::os::fd::OwnedFd,
-    pub hists_fd: std::os::fd::OwnedFd,
+    pub flows: SeriesMap<FlowStats>,
+    pub hists: SeriesMap<Hist>,
+    /// The free-slot queues of both, kept open with the programs.
+    pub _slots: Vec<aya::maps::Map>,
     pub listeners: HashMap<MapData, ListenKey, Listener>,
     pub lost: PerCpuArray<MapData, u64>,
 }
@@ -268,8 +266,13 @@ fn open_object(
         .override_global("msg_index", &msg_index, true)
         .map_max_entries("span_events", opts.span_ring_bytes)
         .map_max_entries("flows", opts.max_series)
+        .map_max_entries("flow_counters", opts.max_series)
+        .map_max_entries("flow_slots", opts.max_series)
         .map_max_entries("hists", opts.max_series)
+        .map_max_entries("hist_counters", opts.max_series)
+        .map_max_entries("hist_slots", opts.max_series)
         .map_max_entries("listeners", opts.max_listeners)
+        .map_max_entries("tcp_socks", opts.max_sockets.max(1))
         .map_max_entries("sock_index", index_entries)
         .map_max_entries("task_pending", call_entries)
         .map_max_entries("msg_calls", call_entries)
@@ -313,6 +316,13 @@ fn load_with(
         targets
             .insert(comm, 1, 0)
             .map_err(|e| KernelError::Object(format!("targets map: {e}")))?;
+    }
+    // Free series slots, before any program can need one.
+    let mut slots = Vec::new();
+    for name in ["flow_slots", "hist_slots"] {
+        let mut queue = take_map(&mut ebpf, name)?;
+        series::fill_slots(&mut queue, opts.max_series)?;
+        slots.push(queue);
     }
 
     let cgroup_root = super::cgroup::v2_root();
@@ -434,13 +444,18 @@ fn load_with(
         features.push(status);
     }
 
-    let flows = take_map(&mut ebpf, "flows")?;
-    let hists = take_map(&mut ebpf, "hists")?;
     let maps = KernelMaps {
-        flows_fd: dup_fd(&flows)?,
-        hists_fd: dup_fd(&hists)?,
-        flows: HashMap::try_from(flows).map_err(|e| KernelError::Object(e.to_string()))?,
-        hists: HashMap::try_from(hists).map_err(|e| KernelError::Object(e.to_string()))?,
+        flows: SeriesMap::new(
+            take_map(&mut ebpf, "flows")?,
+            take_map(&mut ebpf, "flow_counters")?,
+            opts.max_series,
+        )?,
+        hists: SeriesMap::new(
+            take_map(&mut ebpf, "hists")?,
+            take_map(&mut ebpf, "hist_counters")?,
+            opts.max_series,
+        )?,
+        _slots: slots,
         listeners: HashMap::try_from(take_map(&mut ebpf, "listeners")?)
             .map_err(|e| KernelError::Object(e.to_string()))?,
         lost: PerCpuArray::try_from(take_map(&mut ebpf, "lost")?)
@@ -647,18 +662,6 @@ pub fn probe_names() -> Vec<String> {
 }
 
 /// A second descriptor of a hash map (for batch reads).
-fn dup_fd(map: &aya::maps::Map) -> Result<std::os::fd::OwnedFd, KernelError> {
-    use std::os::fd::AsFd;
-    match map {
-        aya::maps::Map::HashMap(data) => data
-            .fd()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| KernelError::Object(format!("dup map fd: {e}"))),
-        _ => Err(KernelError::Object("expected a hash map".into())),
-    }
-}
-
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, KernelError> {
     ebpf.take_map(name)
         .ok_or_else(|| KernelError::Object(format!("map {name} not found")))

@@ -10,5 +10,6 @@ pub mod loader;
 pub mod node;
 pub mod privileges;
 pub mod report;
+pub mod series;
 
 pub use loader::{KernelError, KernelMaps, LoadOptions, Probes};
