@@ -115,6 +115,21 @@ struct {
 	__type(value, __u32);
 } hists SEC(".maps");
 
+/* By flow slot: its histogram slots, 1 + slot per kind (0 = not looked up
+ * yet). A histogram's key is its flow's key plus the kind, so these never
+ * change; a new connection of a known flow then finds its histograms
+ * without hashing. Racing writers store the same value. */
+struct na_flow_hists {
+	__u32 slot[NA_HIST_KINDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct na_flow_hists);
+} flow_hists SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -489,10 +504,23 @@ static __always_inline void observe(struct na_sock_state *st, __u8 kind, __u64 n
 		return;
 	slot = st->hist_slot[kind];
 	if (!slot) {
-		flow_key(&k, st, kind);
-		slot = series_slot(&hists, &hist_slots, &k, NA_LOST_HIST_MAP_FULL);
-		if (!slot)
-			return;
+		struct na_flow_hists *fh = NULL;
+		__u32 flow = st->flow_slot;
+
+		if (flow) {
+			flow -= 1;
+			fh = bpf_map_lookup_elem(&flow_hists, &flow);
+			if (fh)
+				slot = fh->slot[kind];
+		}
+		if (!slot) {
+			flow_key(&k, st, kind);
+			slot = series_slot(&hists, &hist_slots, &k, NA_LOST_HIST_MAP_FULL);
+			if (!slot)
+				return;
+			if (fh)
+				fh->slot[kind] = slot;
+		}
 		st->hist_slot[kind] = slot;
 	}
 	slot -= 1;

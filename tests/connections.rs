@@ -263,3 +263,62 @@ fn series_beyond_the_kernel_map_capacity_are_counted_as_lost() {
         "every event of the two series that did not fit is counted as lost"
     );
 }
+
+/// Opens `n` TCP connections to 127.0.0.1:`port` from a process named
+/// `comm`, holds them all open, then closes them.
+fn hold_connections(comm: &str, port: u16, n: usize) {
+    let script = format!(
+        "import socket\n\
+         open('/proc/self/comm', 'w').write('{comm}')\n\
+         socks = [socket.create_connection(('127.0.0.1', {port}), timeout=5) for _ in range({n})]\n\
+         for s in socks: s.close()\n"
+    );
+    let status = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .expect("python3");
+    assert!(status.success());
+}
+
+#[test]
+fn sockets_beyond_max_sockets_are_counted_as_lost_and_closed_ones_free_their_state() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    // Only the client is tracked: 4 socket states for 10 open connections.
+    let agent = Agent::start_with_yaml(&format!(
+        "targets:\n  - name: holder\n    match_comm: \"{CLIENT}\"\nlimits:\n  max_sockets: 4\n"
+    ));
+    let srv = Server::start(SERVER, &["--tcp4", "0"]);
+    let port = srv.port("tcp4");
+    hold_connections(CLIENT, port, 10);
+    let connects = |m: &Metrics| {
+        m.series("netagent_connect_total")
+            .iter()
+            .map(|(_, v)| v)
+            .sum::<f64>()
+    };
+    let lost = |m: &Metrics| {
+        m.get(
+            "netagent_events_lost_total",
+            &[("reason", "sock_storage_full")],
+        )
+    };
+    let m = agent.metrics();
+    assert_eq!(connects(&m), 4.0, "the connections that had room count");
+    assert_eq!(
+        lost(&m),
+        6.0,
+        "each connection without room is one lost event"
+    );
+    // Closed connections gave their room back: 3 more at a time all fit
+    // (once the closes, which finish in softirq, are done).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    hold_connections(CLIENT, port, 3);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    hold_connections(CLIENT, port, 4);
+    let m = agent.metrics();
+    assert_eq!(connects(&m), 11.0);
+    assert_eq!(lost(&m), 6.0);
+}

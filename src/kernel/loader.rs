@@ -271,6 +271,7 @@ fn open_object(
         .map_max_entries("hists", opts.max_series)
         .map_max_entries("hist_counters", opts.max_series)
         .map_max_entries("hist_slots", opts.max_series)
+        .map_max_entries("flow_hists", opts.max_series)
         .map_max_entries("listeners", opts.max_listeners)
         .map_max_entries("tcp_socks", opts.max_sockets.max(1))
         .map_max_entries("sock_index", index_entries)
