@@ -33,7 +33,7 @@ impl<V: aya::Pod> MappedArray<V> {
     pub fn new(fd: OwnedFd, len: usize) -> io::Result<Self> {
         // The kernel lays the values out back to back, each rounded up to 8
         // bytes; our mirrors are multiples of 8 already.
-        if std::mem::size_of::<V>() % 8 != 0 || len == 0 {
+        if !std::mem::size_of::<V>().is_multiple_of(8) || len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "array value size must be a multiple of 8",
