@@ -49,6 +49,7 @@ class Ctx:
 
     def __init__(self, args, tmp, log):
         self.agent = os.path.abspath(args.agent)
+        self.baseline_agent = args.baseline_agent and os.path.abspath(args.baseline_agent)
         self.testgen = os.path.abspath(args.testgen)
         self.tmp = tmp
         self.log = log
@@ -161,6 +162,9 @@ def main():
     ap.add_argument("--exact-seconds", type=int, help="length of the exact-count run (default 60)")
     ap.add_argument("--workloads", default=",".join(Workloads.NAMES))
     ap.add_argument("--configs", default=",".join(tracers.CONFIGS))
+    ap.add_argument("--baseline-agent", metavar="BIN",
+                    help="another netagent binary, run on the default config as the extra "
+                         f"configuration {tracers.BASELINE} (before/after in one interleaved run)")
     ap.add_argument("--no-curves", action="store_true", help="skip the scaling curves")
     ap.add_argument("--report-from", metavar="JSON",
                     help="only rewrite results.md and scaling.png in --out from a results.json")
@@ -184,13 +188,17 @@ def main():
     for w in workloads:
         if w not in Workloads.NAMES:
             sys.exit(f"bench: unknown workload {w}; known: {', '.join(Workloads.NAMES)}")
+    if args.baseline_agent and tracers.BASELINE not in configs:
+        configs.append(tracers.BASELINE)
     for c in configs:
-        if c not in tracers.CONFIGS:
+        if c == tracers.BASELINE and not args.baseline_agent:
+            sys.exit(f"bench: {c} needs --baseline-agent BIN")
+        if c not in tracers.CONFIGS + (tracers.BASELINE,):
             sys.exit(f"bench: unknown configuration {c}; known: {', '.join(tracers.CONFIGS)}")
     for tool in ("nginx", "wrk", "sockperf", "iperf3", "bpftrace", "tcpstates", "bpftool", "ip"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} not found; run scripts/setup.sh")
-    for b in (args.agent, args.testgen):
+    for b in (args.agent, args.testgen) + ((args.baseline_agent,) if args.baseline_agent else ()):
         if not os.access(b, os.X_OK):
             sys.exit(f"bench: {b} missing; build with cargo build --release")
 

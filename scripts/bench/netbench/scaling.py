@@ -186,7 +186,11 @@ def hold_per_process():
 def conns_curve(ctx, counts, rate, seconds):
     """Default config; for each count a fresh holder opens the connections,
     then a fixed churn is measured next to them."""
-    agent = start_agent(ctx, "netagent-conns", "")
+    # Default config, with room for every held connection's state (both
+    # ends are tracked: 2 per connection, plus the churn).
+    most = max(counts) if counts else 0
+    yaml = f"limits:\n  max_sockets: {max(65536, 2 * most + 16384)}\n"
+    agent = start_agent(ctx, "netagent-conns", yaml)
     rows = []
     try:
         for n in counts:

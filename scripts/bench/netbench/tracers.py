@@ -18,6 +18,9 @@ from . import bpf
 from .procs import BenchError, Proc, free_port, wait_until
 
 CONFIGS = ("none", "netagent-default", "netagent-all", "bpftrace", "tcpstates")
+# Another netagent binary on the default config (`--baseline-agent`): a
+# before/after comparison interleaved in one run.
+BASELINE = "baseline-default"
 
 # The comm of every process the workloads run: netagent-all tracks exactly
 # these (so every workload is traced, the worst case for the agent).
@@ -240,6 +243,8 @@ def start(name, ctx):
         return Running("none")
     if name == "netagent-default":
         return Netagent(name, ctx.agent, default_config(), ctx.tmp, ctx.log)
+    if name == BASELINE:
+        return Netagent(name, ctx.baseline_agent, default_config(), ctx.tmp, ctx.log)
     if name == "netagent-all":
         return Netagent(name, ctx.agent, all_features_config(ctx.otlp_port, ctx.statsd_port),
                         ctx.tmp, ctx.log)
