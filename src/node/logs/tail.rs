@@ -691,6 +691,26 @@ mod tests {
             .collect()
     }
 
+    /// A tailer that follows `p` (10 lines read) and copies named `*.log.1`.
+    fn reading_ten_lines_with_copies(d: &Dir, p: &Path) -> Tailer {
+        append(p, &lines("a", 0..10));
+        let mut c = cfg(&d.0);
+        c.patterns.push(format!("{}/*.log.1", d.0.display()));
+        let mut t = Tailer::new(c, None);
+        t.scan();
+        assert_eq!(poll(&mut t).len(), 10);
+        t
+    }
+
+    fn truncate(p: &Path) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
     #[test]
     fn partial_lines_wait_for_their_newline() {
         let d = Dir::new("partial");
@@ -731,23 +751,13 @@ mod tests {
     fn truncation_restarts_at_zero_and_a_matched_copy_continues() {
         let d = Dir::new("trunc");
         let p = d.0.join("a.log");
-        append(&p, &lines("a", 0..10));
-        let mut c = cfg(&d.0);
-        c.patterns.push(format!("{}/*.log.1", d.0.display()));
-        let mut t = Tailer::new(c, None);
-        t.scan();
-        assert_eq!(poll(&mut t).len(), 10);
+        let mut t = reading_ten_lines_with_copies(&d, &p);
         append(&p, &lines("a", 10..14)); // not read before the rotation
         let copy = d.0.join("a.log.1");
         std::fs::copy(&p, &copy).unwrap();
         t.scan(); // the copy is seen before the truncation: left alone
         assert_eq!(t.stats().live, 1);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&p);
         append(&p, &lines("b", 0..2));
         let got = poll(&mut t);
         assert_eq!(got.len(), 2, "{got:?}");
@@ -761,21 +771,11 @@ mod tests {
     fn a_copy_scanned_before_its_truncation_was_polled_repeats_nothing() {
         let d = Dir::new("trunc-race");
         let p = d.0.join("a.log");
-        append(&p, &lines("a", 0..10));
-        let mut c = cfg(&d.0);
-        c.patterns.push(format!("{}/*.log.1", d.0.display()));
-        let mut t = Tailer::new(c, None);
-        t.scan();
-        assert_eq!(poll(&mut t).len(), 10);
+        let mut t = reading_ten_lines_with_copies(&d, &p);
         append(&p, &lines("a", 10..14));
         // copytruncate and new lines, all between one poll and a scan.
         std::fs::copy(&p, d.0.join("a.log.1")).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&p);
         append(&p, &lines("b", 0..2));
         t.scan();
         let mut got = poll(&mut t);
