@@ -86,7 +86,7 @@ struct {
  * agent sizes max_entries from config): run-time allocation can fail under
  * a burst of new series, and a failed insert is a lost event. Shared values
  * with atomic adds, not per-CPU ones, so the memory is the same on 2 or 200
- * CPUs; the arrays are mmap()ed by the agent. */
+ * CPUs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -96,7 +96,6 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, struct na_flow_stats);
@@ -132,7 +131,6 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, struct na_hist);

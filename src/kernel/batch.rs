@@ -30,9 +30,22 @@ struct BatchAttr {
 /// Every (key, value) of a hash map with plain (not per-CPU) values.
 /// `Err` with `ErrorKind::Unsupported` when the kernel has no batch ops.
 pub fn lookup_all<K: aya::Pod, V: aya::Pod>(map: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>> {
+    lookup(map, usize::MAX)
+}
+
+/// The first `n` values of an array map (indexes 0..n), in order.
+pub fn lookup_first<V: aya::Pod>(map: BorrowedFd<'_>, n: usize) -> io::Result<Vec<V>> {
+    let mut out: Vec<(u32, V)> = lookup(map, n)?;
+    out.truncate(n);
+    Ok(out.into_iter().map(|(_, v)| v).collect())
+}
+
+/// Walks a map in batches until it ends or `limit` entries are read. The
+/// batch position is 32 bits for both map kinds we read: a bucket index
+/// for hash maps, the last index for arrays.
+fn lookup<K: aya::Pod, V: aya::Pod>(map: BorrowedFd<'_>, limit: usize) -> io::Result<Vec<(K, V)>> {
     let mut out = Vec::new();
-    let mut chunk = CHUNK as usize;
-    // Hash maps use a 32-bit bucket index as the batch position.
+    let mut chunk = (CHUNK as usize).min(limit.max(1));
     let mut pos_in: u32 = 0;
     let mut pos_out: u32 = 0;
     let mut first = true;
@@ -73,7 +86,7 @@ pub fn lookup_all<K: aya::Pod, V: aya::Pod>(map: BorrowedFd<'_>) -> io::Result<V
                     values.set_len(n);
                 }
                 out.extend(keys.into_iter().zip(values));
-                if err.is_some() {
+                if err.is_some() || out.len() >= limit {
                     return Ok(out); // ENOENT: the walk is complete
                 }
                 pos_in = pos_out;

@@ -449,12 +449,10 @@ fn load_with(
         flows: SeriesMap::new(
             take_map(&mut ebpf, "flows")?,
             take_map(&mut ebpf, "flow_counters")?,
-            opts.max_series,
         )?,
         hists: SeriesMap::new(
             take_map(&mut ebpf, "hists")?,
             take_map(&mut ebpf, "hist_counters")?,
-            opts.max_series,
         )?,
         _slots: slots,
         listeners: HashMap::try_from(take_map(&mut ebpf, "listeners")?)

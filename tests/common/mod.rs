@@ -412,6 +412,30 @@ pub fn our_prog_ids() -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// Entries in the BPF map `name` (15 bytes at most) that process `pid`
+/// holds open (found through its fds' fdinfo), read with bpftool; `None`
+/// if it holds no such map.
+pub fn map_entries(pid: u32, name: &str) -> Option<usize> {
+    let bpftool = |args: &[&str]| -> Option<serde_json::Value> {
+        let out = Command::new("bpftool").arg("-j").args(args).output().ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    };
+    let fdinfo = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    let id = fdinfo.flatten().find_map(|e| {
+        let info = std::fs::read_to_string(e.path()).ok()?;
+        let id = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))?
+            .trim()
+            .to_string();
+        let map = bpftool(&["map", "show", "id", &id])?;
+        (map["name"].as_str() == Some(name)).then_some(id)
+    })?;
+    bpftool(&["map", "dump", "id", &id])?
+        .as_array()
+        .map(Vec::len)
+}
+
 /// How many of [`OUR_PROGRAMS`] (the first ones) a default agent loads on
 /// this kernel: the preferred hooks (6 tracepoints, 4 cgroup, 2 TC) and the
 /// OOM tracepoint.

@@ -161,6 +161,8 @@ fn dump_with_bpftool() {
         &["prog", "show"][..],
         &["map", "dump", "name", "targets"][..],
         &["map", "dump", "name", "flows"][..],
+        &["map", "dump", "name", "flow_counters"][..],
+        &["map", "dump", "name", "tcp_socks"][..],
         &["map", "dump", "name", "lost"][..],
     ] {
         match procs::run(Command::new(bpftool).args(args), STEP) {
