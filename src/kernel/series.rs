@@ -25,12 +25,20 @@ impl<V: aya::Pod> SeriesMap<V> {
         let object = |e: &dyn std::fmt::Display| KernelError::Object(e.to_string());
         let index_fd = match &index {
             Map::HashMap(data) => data.fd().as_fd().try_clone_to_owned(),
-            _ => return Err(KernelError::Object("series index: expected a hash map".into())),
+            _ => {
+                return Err(KernelError::Object(
+                    "series index: expected a hash map".into(),
+                ))
+            }
         }
         .map_err(|e| object(&e))?;
         let counters_fd = match &counters {
             Map::Array(data) => data.fd().as_fd().try_clone_to_owned(),
-            _ => return Err(KernelError::Object("series counters: expected an array".into())),
+            _ => {
+                return Err(KernelError::Object(
+                    "series counters: expected an array".into(),
+                ))
+            }
         }
         .map_err(|e| object(&e))?;
         Ok(Self {
@@ -44,7 +52,11 @@ impl<V: aya::Pod> SeriesMap<V> {
     /// Every series with its counters.
     pub fn read_all(&self) -> Result<Vec<(FlowKey, V)>, MapError> {
         let slots = self.slots()?;
-        let used = slots.iter().map(|&(_, s)| s as usize + 1).max().unwrap_or(0);
+        let used = slots
+            .iter()
+            .map(|&(_, s)| s as usize + 1)
+            .max()
+            .unwrap_or(0);
         let values = match batch::lookup_first::<V>(self.counters_fd.as_fd(), used) {
             Ok(v) => v,
             Err(e) => {
