@@ -312,12 +312,25 @@ fn sockets_beyond_max_sockets_are_counted_as_lost_and_closed_ones_free_their_sta
         6.0,
         "each connection without room is one lost event"
     );
-    // Closed connections gave their room back: 3 more at a time all fit
-    // (once the closes, which finish in softirq, are done).
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Closed connections give their room back (the closes finish in
+    // softirq, after the client exits): then 3 and 4 more all fit.
+    let pid = agent.child.id();
+    let no_state_left = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while map_entries(pid, "tcp_socks") != Some(0) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "TCP socket states left: {:?}",
+                map_entries(pid, "tcp_socks")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    no_state_left();
     hold_connections(CLIENT, port, 3);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    no_state_left();
     hold_connections(CLIENT, port, 4);
+    no_state_left();
     let m = agent.metrics();
     assert_eq!(connects(&m), 11.0);
     assert_eq!(lost(&m), 6.0);
