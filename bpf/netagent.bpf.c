@@ -79,7 +79,8 @@ struct {
  * peer and kind (`hists`). Each index maps a key to a slot of its counter
  * array; a socket remembers its slots (na_sock_state), so after its first
  * event it reaches its counters by array index, not by hashing a 48-byte
- * key again (measured: 11 ns against 57 ns a lookup, docs/BENCHMARKS.md).
+ * key again (about 50 ns less a lookup here; docs/BENCHMARKS.md, "Kernel
+ * hot path rework").
  * Slots come from a queue the agent fills with 0..max_entries-1 at load
  * (no atomic fetch-and-add needed, which older kernels lack) and are never
  * reused: series live as long as the agent. Everything is preallocated (the
@@ -152,8 +153,9 @@ struct {
 /* TCP sockets of tracked processes, by address (the agent sizes it from
  * limits.max_sockets). A hash and not socket-local storage: creating
  * storage for every connection cost more than everything else the
- * lifecycle program does (measured: 199 against 83 ns a run over a
- * connection's state changes, docs/BENCHMARKS.md). Entries are deleted at
+ * lifecycle program does (153–227 against 67–83 ns a run over a
+ * connection's state changes, measured side by side: docs/BENCHMARKS.md).
+ * Entries are deleted at
  * TCP_CLOSE; an address reused after a close we missed is told apart by
  * the peer (same_socket). Not preallocated: memory follows live sockets. */
 struct {
