@@ -171,7 +171,7 @@ struct {
  * and only then sends its reset. LRU: most closes send no reset. */
 struct na_closed {
 	__u32 flow_slot; /* as in na_sock_state */
-	__u16 peer_port; /* as in na_sock_state, checked like same_socket */
+	__u16 peer_port; /* as in na_sock_state, checked with has_peer */
 	__u16 _pad;
 	__u32 peer4;     /* the peer address's last 4 bytes */
 };
@@ -340,18 +340,30 @@ static __always_inline void forget_series(struct na_sock_state *st)
 		st->hist_slot[i] = 0;
 }
 
-/* Is the TCP state `st` this socket's? Its address may have been reused
- * after a close we did not see: the peer's port and address tell (not our
- * port: the kernel releases it before the TCP_CLOSE event). */
-static __always_inline bool same_socket(const struct sock *sk, const struct na_sock_state *st,
-					bool typed)
+/* The last 4 bytes of a peer address (all of an IPv4 one, mapped). */
+static __always_inline __u32 peer4_of(const __u8 addr[16])
+{
+	return *(const __u32 *)&addr[12];
+}
+
+/* Does the socket talk to this peer? A socket's address may have been
+ * reused after a close we did not see: the peer's port and address tell
+ * (not our port: the kernel releases it before the TCP_CLOSE event). */
+static __always_inline bool has_peer(const struct sock *sk, __u16 port, __u32 peer4, bool typed)
 {
 	__u8 peer[16];
 
-	if (bpf_ntohs(SK_READ(typed, sk, __sk_common.skc_dport)) != st->peer_port)
+	if (bpf_ntohs(SK_READ(typed, sk, __sk_common.skc_dport)) != port)
 		return false;
 	read_peer_addr(sk, peer, typed);
-	return *(const __u32 *)&peer[12] == *(const __u32 *)&st->daddr[12];
+	return peer4_of(peer) == peer4;
+}
+
+/* Is the TCP state `st` this socket's? */
+static __always_inline bool same_socket(const struct sock *sk, const struct na_sock_state *st,
+					bool typed)
+{
+	return has_peer(sk, st->peer_port, peer4_of(st->daddr), typed);
 }
 
 /* The state of a TCP socket of a tracked process, or NULL. */
@@ -379,9 +391,8 @@ static __always_inline struct na_sock_state *new_state(void *sk, __u8 proto)
 		else
 			st = bpf_map_lookup_elem(&tcp_socks, &key);
 	} else {
+		/* Only called for sockets without storage: it comes zeroed. */
 		st = bpf_sk_storage_get(&sock_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
-		if (st)
-			forget_series(st);
 	}
 	if (!st)
 		count_lost(NA_LOST_SOCK_STORAGE);
@@ -738,7 +749,7 @@ static __always_inline void on_close(const struct sock *sk, int oldstate)
 			struct na_closed c = {
 				.flow_slot = st->flow_slot,
 				.peer_port = st->peer_port,
-				.peer4 = *(const __u32 *)&st->daddr[12],
+				.peer4 = peer4_of(st->daddr),
 			};
 
 			bpf_map_update_elem(&just_closed, &key, &c, BPF_ANY);
@@ -807,13 +818,9 @@ int BPF_PROG(on_tcp_send_reset, const struct sock *sk, const struct sk_buff *skb
 		/* Closed just before (see just_closed). */
 		__u64 key = (__u64)sk;
 		struct na_closed *c = bpf_map_lookup_elem(&just_closed, &key);
-		__u8 peer[16];
 		__u32 slot;
 
-		if (!c || bpf_ntohs(sk->__sk_common.skc_dport) != c->peer_port)
-			return 0;
-		read_peer_addr(sk, peer, true);
-		if (*(const __u32 *)&peer[12] != c->peer4)
+		if (!c || !has_peer(sk, c->peer_port, c->peer4, true))
 			return 0;
 		slot = c->flow_slot - 1;
 		bpf_map_delete_elem(&just_closed, &key);

@@ -315,17 +315,7 @@ fn sockets_beyond_max_sockets_are_counted_as_lost_and_closed_ones_free_their_sta
     // Closed connections give their room back (the closes finish in
     // softirq, after the client exits): then 3 and 4 more all fit.
     let pid = agent.child.id();
-    let no_state_left = || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while map_entries(pid, "tcp_socks") != Some(0) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "TCP socket states left: {:?}",
-                map_entries(pid, "tcp_socks")
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    };
+    let no_state_left = || wait_map_empty(pid, "tcp_socks");
     no_state_left();
     hold_connections(CLIENT, port, 3);
     no_state_left();

@@ -145,18 +145,7 @@ fn churn_over_many_peers_keeps_memory_flat_and_counts_exact() {
     );
     // The kernel's TCP socket state is deleted at close: none is left of
     // the churn's connections (nothing of the tracked process is open).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = map_entries(pid, "tcp_socks").expect("the agent's tcp_socks map");
-        if left == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{left} TCP socket states left after the load"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_map_empty(pid, "tcp_socks");
     // And the kernel's sockets are gone too.
     drop(srv);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -12,7 +12,7 @@ pub mod spans;
 use aya::maps::MapError;
 
 use crate::kernel::abi::{FlowKey, FlowStats, Hist, ListenKey, Listener, LOST_REASONS};
-use crate::kernel::KernelMaps;
+use crate::kernel::{batch, KernelMaps};
 
 /// Totals of every kernel map at one moment.
 #[derive(Debug, Default, Clone)]
@@ -27,26 +27,11 @@ pub struct KernelSnapshot {
     pub lost: [u64; LOST_REASONS.len()],
 }
 
-/// Skips entries deleted during the walk; other errors abort.
-fn entries<K, V>(
-    it: impl Iterator<Item = Result<(K, V), MapError>>,
-) -> Result<Vec<(K, V)>, MapError> {
-    let mut out = Vec::new();
-    for entry in it {
-        match entry {
-            Ok(kv) => out.push(kv),
-            Err(MapError::KeyNotFound) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
-}
-
 /// Reads every map once.
 pub fn harvest(maps: &KernelMaps) -> Result<KernelSnapshot, MapError> {
     let flows = maps.flows.read_all()?;
     let hists = maps.hists.read_all()?;
-    let listeners = entries(maps.listeners.iter())?;
+    let listeners = batch::walk(maps.listeners.iter())?;
     let mut lost = [0u64; LOST_REASONS.len()];
     for (i, slot) in lost.iter_mut().enumerate() {
         *slot = maps.lost.get(&(i as u32), 0)?.iter().sum();

@@ -27,6 +27,22 @@ struct BatchAttr {
     flags: u64,
 }
 
+/// Every entry of an aya map iterator (the fallback where batch reads are
+/// missing): skips entries deleted during the walk; other errors abort.
+pub fn walk<K, V>(
+    it: impl Iterator<Item = Result<(K, V), aya::maps::MapError>>,
+) -> Result<Vec<(K, V)>, aya::maps::MapError> {
+    let mut out = Vec::new();
+    for entry in it {
+        match entry {
+            Ok(kv) => out.push(kv),
+            Err(aya::maps::MapError::KeyNotFound) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 /// Every (key, value) of a hash map with plain (not per-CPU) values.
 /// `Err` with `ErrorKind::Unsupported` when the kernel has no batch ops.
 pub fn lookup_all<K: aya::Pod, V: aya::Pod>(map: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>> {

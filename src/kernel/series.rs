@@ -23,29 +23,11 @@ impl<V: aya::Pod> SeriesMap<V> {
     /// Takes the index map and the counter array.
     pub fn new(index: Map, counters: Map) -> Result<Self, KernelError> {
         let object = |e: &dyn std::fmt::Display| KernelError::Object(e.to_string());
-        let index_fd = match &index {
-            Map::HashMap(data) => data.fd().as_fd().try_clone_to_owned(),
-            _ => {
-                return Err(KernelError::Object(
-                    "series index: expected a hash map".into(),
-                ))
-            }
-        }
-        .map_err(|e| object(&e))?;
-        let counters_fd = match &counters {
-            Map::Array(data) => data.fd().as_fd().try_clone_to_owned(),
-            _ => {
-                return Err(KernelError::Object(
-                    "series counters: expected an array".into(),
-                ))
-            }
-        }
-        .map_err(|e| object(&e))?;
         Ok(Self {
+            index_fd: second_fd(&index)?,
+            counters_fd: second_fd(&counters)?,
             index: HashMap::try_from(index).map_err(|e| object(&e))?,
-            index_fd,
             counters: Array::try_from(counters).map_err(|e| object(&e))?,
-            counters_fd,
         })
     }
 
@@ -75,22 +57,25 @@ impl<V: aya::Pod> SeriesMap<V> {
     }
 
     fn slots(&self) -> Result<Vec<(FlowKey, u32)>, MapError> {
-        match batch::lookup_all(self.index_fd.as_fd()) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                tracing::debug!("batch read of a series index failed ({e}); walking the map");
-                let mut out = Vec::new();
-                for entry in self.index.iter() {
-                    match entry {
-                        Ok(kv) => out.push(kv),
-                        // Entries are never deleted; kept for safety.
-                        Err(MapError::KeyNotFound) => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(out)
-            }
-        }
+        batch::lookup_all(self.index_fd.as_fd()).or_else(|e| {
+            tracing::debug!("batch read of a series index failed ({e}); walking the map");
+            batch::walk(self.index.iter())
+        })
+    }
+}
+
+/// A second descriptor of a hash or array map, for batch reads (aya keeps
+/// the first inside its typed map).
+fn second_fd(map: &Map) -> Result<OwnedFd, KernelError> {
+    match map {
+        Map::HashMap(data) | Map::Array(data) => data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| KernelError::Object(format!("dup map fd: {e}"))),
+        _ => Err(KernelError::Object(
+            "series map: expected a hash map or an array".into(),
+        )),
     }
 }
 

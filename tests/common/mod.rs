@@ -436,6 +436,23 @@ pub fn map_entries(pid: u32, name: &str) -> Option<usize> {
         .map(Vec::len)
 }
 
+/// Waits (up to 10 s) until the BPF map `name` of process `pid` is empty;
+/// fails naming how many entries are left.
+pub fn wait_map_empty(pid: u32, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = map_entries(pid, name).unwrap_or_else(|| panic!("no map {name} in {pid}"));
+        if left == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} entries left in {name}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// How many of [`OUR_PROGRAMS`] (the first ones) a default agent loads on
 /// this kernel: the preferred hooks (6 tracepoints, 4 cgroup, 2 TC) and the
 /// OOM tracepoint.
