@@ -392,12 +392,17 @@ fn dogstatsd_counter_deltas_sum_to_the_connects() {
             && l.tags.contains(&("dport".into(), port.clone()))
             && l.tags.contains(&("env".into(), "test".into()))
     };
+    let is_dist = |l: &common::receivers::StatsdLine| {
+        l.name == "netagent.tx_duration_seconds" && l.kind == "d"
+    };
+    // Counters and span distributions leave in separate flushes: wait for both.
     let lines = listener.wait_for(Duration::from_secs(5), |ls| {
         ls.iter()
             .filter(|l| is_flow(l))
             .map(|l| l.value)
             .sum::<f64>()
             >= 19.0
+            && ls.iter().filter(|l| is_dist(l)).count() >= 3
     });
     let total: f64 = lines.iter().filter(|l| is_flow(l)).map(|l| l.value).sum();
     assert_eq!(total, 19.0, "11 + 7 connects + 1 exchange connection");
@@ -405,10 +410,7 @@ fn dogstatsd_counter_deltas_sum_to_the_connects() {
         lines.iter().filter(|l| is_flow(l)).count() >= 2,
         "sent as deltas over intervals"
     );
-    let dists: Vec<_> = lines
-        .iter()
-        .filter(|l| l.name == "netagent.tx_duration_seconds" && l.kind == "d")
-        .collect();
+    let dists: Vec<_> = lines.iter().filter(|l| is_dist(l)).collect();
     assert!(
         dists.len() >= 3,
         "span durations as distributions: {dists:?}"
