@@ -3,6 +3,9 @@
 //! like the provider's documented API (tests/common/fake_cloud.rs), scraped
 //! over HTTP. Every label of `netagent_cloud_info` is checked against the
 //! fields the test gave the fake; field values carry a per-run nonce.
+//! Which provider is asked comes from a fake DMI identity (`cloud.dmi_root`),
+//! and only that provider's paths are requested; a machine whose DMI names
+//! no cloud asks nobody.
 //! Also: nothing answering (closed port, or a service that never answers)
 //! costs start-up and scrapes nothing and exports no `netagent_cloud_info`;
 //! a service that appears later is found at the next refresh.
@@ -17,17 +20,62 @@ use common::*;
 const INFO: &str = "netagent_cloud_info";
 const ROUNDS: &str = "netagent_cloud_probes_total";
 const DURATION: &str = "netagent_cloud_probe_duration_seconds";
+const DECISION: &str = "netagent_cloud_detection_info";
 
-/// The agent with cloud detection against `base_url`; its kernel side
-/// tracks one comm nobody uses, and interface counting is off, so start-up
-/// is quick and nothing else shows up.
-fn agent(base_url: &str, timeout_seconds: f64, refresh_seconds: f64) -> Agent {
+/// The agent with cloud detection against `base_url` on a machine whose
+/// DMI identity is `dmi`; `extra` adds keys to the `cloud:` section. Its
+/// kernel side tracks one comm nobody uses, and interface counting is off,
+/// so start-up is quick and nothing else shows up.
+fn agent_with(
+    dmi: &FakeDmi,
+    base_url: &str,
+    timeout_seconds: f64,
+    refresh_seconds: f64,
+    extra: &str,
+) -> Agent {
     Agent::start_with_yaml(&format!(
         "targets:\n  - name: none\n    match_comm: nettest-nocloud\n\
          interface_stats:\n  enabled: false\n\
-         cloud:\n  base_url: \"{base_url}\"\n  timeout_seconds: {timeout_seconds}\n  \
-         refresh_interval_seconds: {refresh_seconds}\n"
+         cloud:\n  dmi_root: \"{}\"\n  base_url: \"{base_url}\"\n  timeout_seconds: {timeout_seconds}\n  \
+         refresh_interval_seconds: {refresh_seconds}\n{extra}",
+        dmi.path()
     ))
+}
+
+fn agent(dmi: &FakeDmi, base_url: &str, timeout_seconds: f64, refresh_seconds: f64) -> Agent {
+    agent_with(dmi, base_url, timeout_seconds, refresh_seconds, "")
+}
+
+/// The `netagent_cloud_detection_info` series: (provider, source).
+fn decision(m: &Metrics) -> Vec<(String, String)> {
+    m.series(DECISION)
+        .iter()
+        .map(|(l, v)| {
+            assert_eq!(*v, 1.0);
+            (l["provider"].clone(), l["source"].clone())
+        })
+        .collect()
+}
+
+/// Path prefixes of each provider's metadata API.
+const PATHS: [(&str, &str); 4] = [
+    ("aws", "/latest/"),
+    ("gcp", "/computeMetadata/"),
+    ("azure", "/metadata/"),
+    ("hetzner", "/hetzner/"),
+];
+
+/// Every request the fake saw went to `provider`'s API and no other.
+fn only_asked(fake: &FakeCloud, provider: &str) {
+    let seen = fake.requests();
+    assert!(!seen.is_empty(), "{provider} was not asked");
+    for r in &seen {
+        let (who, _) = PATHS
+            .iter()
+            .find(|(_, prefix)| r.target.starts_with(prefix))
+            .unwrap_or_else(|| panic!("unknown path {r:?}"));
+        assert_eq!(*who, provider, "asked another provider: {r:?}");
+    }
 }
 
 /// Detection rounds so far: (detected, not_detected).
@@ -157,9 +205,12 @@ fn aws_imdsv2_instance_is_exported_with_every_label() {
     assert!(err.starts_with("HTTP/1.1 401"), "{err}");
     let before = fake.requests().len();
 
-    let agent = agent(&fake.url(), 2.0, 600.0);
+    let dmi = FakeDmi::aws();
+    let agent = agent(&dmi, &fake.url(), 2.0, 600.0);
     let m = detected(&agent);
     assert_info(&m, &as_refs(&want));
+    assert_eq!(decision(&m), [("aws".into(), "dmi".into())]);
+    only_asked(&fake, "aws");
     report_duration("aws, fake IMDSv2", &m);
     assert_eq!(health_provider(&agent), "aws");
     if require(have("promtool"), "promtool to check the exposition") {
@@ -224,8 +275,11 @@ fn gcp_spot_vm_without_external_ip() {
     assert!(err.starts_with("HTTP/1.1 403"), "{err}");
     let before = fake.requests().len();
 
-    let agent = agent(&fake.url(), 2.0, 600.0);
+    let dmi = FakeDmi::gcp();
+    let agent = agent(&dmi, &fake.url(), 2.0, 600.0);
     let m = detected(&agent);
+    assert_eq!(decision(&m), [("gcp".into(), "dmi".into())]);
+    only_asked(&fake, "gcp");
     assert_info(
         &m,
         &[
@@ -277,7 +331,8 @@ fn gcp_answers_without_the_flavor_header_are_not_trusted() {
         external_ip: Some("203.0.113.5".into()),
         send_flavor: false,
     }));
-    let agent = agent(&fake.url(), 2.0, 600.0);
+    let dmi = FakeDmi::gcp();
+    let agent = agent(&dmi, &fake.url(), 2.0, 600.0);
     let m = first_round(&agent);
     assert_eq!(rounds(&m), (0.0, 1.0));
     assert!(m.series(INFO).is_empty(), "{:?}", m.series(INFO));
@@ -319,8 +374,11 @@ fn azure_regular_vm_in_a_zone() {
         .expect_err("a GET without the Metadata header must be refused");
     assert!(err.starts_with("HTTP/1.1 400"), "{err}");
 
-    let agent = agent(&fake.url(), 2.0, 600.0);
+    let dmi = FakeDmi::azure();
+    let agent = agent(&dmi, &fake.url(), 2.0, 600.0);
     let m = detected(&agent);
+    assert_eq!(decision(&m), [("azure".into(), "dmi".into())]);
+    only_asked(&fake, "azure");
     assert_info(
         &m,
         &[
@@ -363,8 +421,11 @@ fn hetzner_server_in_a_private_network() {
         public_ipv4: public.clone(),
         private_ip: Some(private.clone()),
     }));
-    let agent = agent(&fake.url(), 2.0, 600.0);
+    let dmi = FakeDmi::hetzner();
+    let agent = agent(&dmi, &fake.url(), 2.0, 600.0);
     let m = detected(&agent);
+    assert_eq!(decision(&m), [("hetzner".into(), "dmi".into())]);
+    only_asked(&fake, "hetzner");
     assert_info(
         &m,
         &[
@@ -392,7 +453,8 @@ fn nothing_answering_exports_no_info_and_costs_nothing() {
         return;
     }
     let closed = free_port();
-    let agent = agent(&format!("http://127.0.0.1:{closed}"), 1.0, 600.0);
+    let dmi = FakeDmi::aws();
+    let agent = agent(&dmi, &format!("http://127.0.0.1:{closed}"), 1.0, 600.0);
     let m = first_round(&agent);
     assert_eq!(rounds(&m), (0.0, 1.0));
     assert!(m.series(INFO).is_empty(), "{:?}", m.series(INFO));
@@ -411,7 +473,7 @@ fn nothing_answering_exports_no_info_and_costs_nothing() {
     assert!(scrape < Duration::from_secs(2), "{scrape:?}");
     let log = agent.stderr();
     assert_eq!(
-        log.matches("no cloud metadata service answered").count(),
+        log.matches("the cloud metadata service did not answer").count(),
         1,
         "{log}"
     );
@@ -429,7 +491,13 @@ fn a_black_hole_delays_neither_start_up_nor_scrapes() {
     let hole = Silent::start();
     let timeout = 8.0;
     let t = Instant::now();
-    let agent = agent(&format!("http://127.0.0.1:{}", hole.port), timeout, 600.0);
+    let dmi = FakeDmi::hetzner();
+    let agent = agent(
+        &dmi,
+        &format!("http://127.0.0.1:{}", hole.port),
+        timeout,
+        600.0,
+    );
     let ready = t.elapsed();
     let t = Instant::now();
     let m = agent.metrics();
@@ -465,7 +533,8 @@ fn a_service_that_appears_later_is_found_at_the_next_refresh() {
         return;
     }
     let port = free_port();
-    let agent = agent(&format!("http://127.0.0.1:{port}"), 1.0, 1.0);
+    let dmi = FakeDmi::aws();
+    let agent = agent(&dmi, &format!("http://127.0.0.1:{port}"), 1.0, 1.0);
     let m = first_round(&agent);
     assert_eq!(m.get(ROUNDS, &[("result", "detected")]), 0.0);
     assert!(m.series(INFO).is_empty());
@@ -481,4 +550,51 @@ fn a_service_that_appears_later_is_found_at_the_next_refresh() {
     report_duration("aws, a refresh on an idle agent", &m);
     let log = agent.stderr();
     assert_eq!(log.matches("cloud instance detected").count(), 1, "{log}");
+}
+
+/// A plain QEMU/KVM guest asks no metadata service at all: the fake (which
+/// would answer like AWS) sees no request, there are no rounds, and the
+/// decision says why. `cloud.provider: none` silences even an EC2 machine,
+/// and `cloud.provider: aws` asks AWS whatever the firmware says.
+#[test]
+fn a_machine_whose_dmi_names_no_cloud_asks_no_one() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let fake = FakeCloud::start(Fake::Aws(aws_instance(nonce())));
+    let qemu = FakeDmi::qemu();
+    let ec2 = FakeDmi::aws();
+    for (dmi, extra, want) in [
+        (&qemu, "", ("none", "dmi")),
+        (&ec2, "  provider: none\n", ("none", "config")),
+    ] {
+        let agent = agent_with(dmi, &fake.url(), 1.0, 1.0, extra);
+        // With a 1 s refresh, an agent that asked would have asked twice
+        // by now.
+        std::thread::sleep(Duration::from_millis(2500));
+        let m = agent.metrics();
+        assert_eq!(
+            decision(&m),
+            [(want.0.to_string(), want.1.to_string())],
+            "{extra}"
+        );
+        assert_eq!(rounds(&m), (0.0, 0.0), "{extra}");
+        assert!(m.series(INFO).is_empty());
+        let seen = fake.requests();
+        assert!(seen.is_empty(), "{extra}: asked {seen:?}");
+        assert_eq!(health_provider(&agent), serde_json::Value::Null);
+        if want.1 == "dmi" {
+            let log = agent.stderr();
+            assert!(
+                log.contains("names no known cloud") && log.contains("QEMU"),
+                "{log}"
+            );
+        }
+    }
+
+    let agent = agent_with(&qemu, &fake.url(), 2.0, 600.0, "  provider: aws\n");
+    let m = detected(&agent);
+    assert_eq!(decision(&m), [("aws".into(), "config".into())]);
+    only_asked(&fake, "aws");
 }

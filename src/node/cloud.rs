@@ -2,8 +2,11 @@
 //! on, read from the provider's link-local metadata service and exported as
 //! `netagent_cloud_info{provider,account_id,instance_id,…} 1`.
 //!
-//! AWS (IMDSv2), GCP, Azure and Hetzner are probed concurrently against one
-//! base URL (all four serve at 169.254.169.254; GCP's documented
+//! Which provider to ask is decided first, without sending anything: by
+//! `cloud.provider` when set, otherwise from the machine's DMI identity
+//! ([`dmi`]). A machine whose firmware names no known cloud asks no one.
+//! The chosen provider (AWS with IMDSv2, GCP, Azure or Hetzner) is asked at
+//! `cloud.base_url` (all four serve at 169.254.169.254; GCP's documented
 //! `metadata.google.internal` resolves there too). One round is bounded by
 //! `cloud.timeout_seconds` and runs in a background task, once at start and
 //! then every `cloud.refresh_interval_seconds`: start-up and scrapes never
@@ -11,6 +14,9 @@
 //! series, one info line in the log, and the next round tries again.
 //!
 //! Families (only with `cloud.enabled`):
+//! - `netagent_cloud_detection_info{provider, source}` (always 1): the
+//!   provider chosen and what chose it (`dmi` or `config`); `provider="none"`
+//!   when nothing is asked.
 //! - `netagent_cloud_info` (gauge, always 1): the detected instance; label
 //!   values the provider does not have are empty.
 //! - `netagent_cloud_probes_total{result="detected"|"not_detected"}`:
@@ -19,11 +25,13 @@
 
 mod aws;
 mod azure;
+pub mod dmi;
 mod gcp;
 mod hetzner;
 mod http;
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,6 +47,8 @@ pub use http::ProbeError;
 /// ```yaml
 /// cloud:
 ///   enabled: true
+///   provider: auto
+///   dmi_root: /sys/class/dmi/id
 ///   base_url: "http://169.254.169.254"
 ///   timeout_seconds: 1
 ///   refresh_interval_seconds: 600
@@ -48,6 +58,13 @@ pub use http::ProbeError;
 pub struct CloudConfig {
     /// Probe the metadata services at all (default true).
     pub enabled: bool,
+    /// `auto` (default): ask the provider the machine's DMI identity names,
+    /// nobody when it names none; `aws`, `gcp`, `azure` or `hetzner`: ask
+    /// that one whatever DMI says; `none`: ask nobody.
+    pub provider: Spanned<String>,
+    /// Where the DMI identity is read (default `/sys/class/dmi/id`; tests
+    /// point it at a directory of their own).
+    pub dmi_root: Spanned<String>,
     /// Where every provider's metadata service is asked (default
     /// `http://169.254.169.254`); provider paths are appended to it.
     pub base_url: Spanned<String>,
@@ -62,10 +79,44 @@ pub struct CloudConfig {
 /// The link-local address every supported provider serves metadata on.
 pub const DEFAULT_BASE_URL: &str = "http://169.254.169.254";
 
+/// Where the kernel publishes the firmware's DMI identity.
+pub const DEFAULT_DMI_ROOT: &str = "/sys/class/dmi/id";
+
+/// What `cloud.provider` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// Decide from the DMI identity.
+    Auto,
+    /// Ask this provider.
+    Only(Provider),
+    /// Ask nobody.
+    Nobody,
+}
+
+impl Choice {
+    fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "auto" => Choice::Auto,
+            "none" => Choice::Nobody,
+            "aws" => Choice::Only(Provider::Aws),
+            "gcp" => Choice::Only(Provider::Gcp),
+            "azure" => Choice::Only(Provider::Azure),
+            "hetzner" => Choice::Only(Provider::Hetzner),
+            other => {
+                return Err(format!(
+                    "{other:?}: use auto, aws, gcp, azure, hetzner or none"
+                ))
+            }
+        })
+    }
+}
+
 impl Default for CloudConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            provider: unspanned("auto".to_string()),
+            dmi_root: unspanned(DEFAULT_DMI_ROOT.to_string()),
             base_url: unspanned(DEFAULT_BASE_URL.to_string()),
             timeout_seconds: unspanned(1.0),
             refresh_interval_seconds: unspanned(600.0),
@@ -100,6 +151,20 @@ impl CloudConfig {
     /// Checks every key, whether or not detection is enabled (a typo should
     /// not wait until someone turns it on).
     pub fn validate(&self) -> Result<(), InvalidKey> {
+        if let Err(message) = Choice::parse(&self.provider.value) {
+            return Err(InvalidKey {
+                key: "provider",
+                line: line(&self.provider),
+                message,
+            });
+        }
+        if self.dmi_root.value.is_empty() {
+            return Err(InvalidKey {
+                key: "dmi_root",
+                line: line(&self.dmi_root),
+                message: "must name a directory".into(),
+            });
+        }
         if let Err(message) = base_url(&self.base_url.value) {
             return Err(InvalidKey {
                 key: "base_url",
@@ -124,6 +189,11 @@ impl CloudConfig {
             }
         }
         Ok(())
+    }
+
+    /// The validated `provider` (auto for a value that did not validate).
+    pub fn choice(&self) -> Choice {
+        Choice::parse(&self.provider.value).unwrap_or(Choice::Auto)
     }
 
     pub fn timeout(&self) -> Duration {
@@ -255,32 +325,14 @@ fn ip_label(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// One detection round: every provider concurrently, within `budget`.
-/// The first that answers (in the order AWS, GCP, Azure, Hetzner) wins;
-/// otherwise every provider's reason.
-async fn detect(
-    client: &Client,
-    budget: Duration,
-) -> Result<Instance, Vec<(Provider, ProbeError)>> {
-    let (aws, gcp, azure, hetzner) = tokio::join!(
-        bounded(budget, aws::probe(client)),
-        bounded(budget, gcp::probe(client)),
-        bounded(budget, azure::probe(client)),
-        bounded(budget, hetzner::probe(client)),
-    );
-    let mut errors = Vec::new();
-    for (provider, result) in [
-        (Provider::Aws, aws),
-        (Provider::Gcp, gcp),
-        (Provider::Azure, azure),
-        (Provider::Hetzner, hetzner),
-    ] {
-        match result {
-            Ok(instance) => return Ok(instance),
-            Err(e) => errors.push((provider, e)),
-        }
+/// One detection round: asks `provider`'s metadata service, within `budget`.
+async fn detect(client: &Client, provider: Provider, budget: Duration) -> Result<Instance, ProbeError> {
+    match provider {
+        Provider::Aws => bounded(budget, aws::probe(client)).await,
+        Provider::Gcp => bounded(budget, gcp::probe(client)).await,
+        Provider::Azure => bounded(budget, azure::probe(client)).await,
+        Provider::Hetzner => bounded(budget, hetzner::probe(client)).await,
     }
-    Err(errors)
 }
 
 /// `probe`, or a timeout error once `budget` has passed.
@@ -301,6 +353,8 @@ pub struct CloudState {
 
 #[derive(Default)]
 struct Rounds {
+    /// The provider asked (None: nobody) and what decided it.
+    decision: Option<(Option<Provider>, &'static str)>,
     instance: Option<Instance>,
     detected: u64,
     not_detected: u64,
@@ -323,6 +377,12 @@ impl CloudState {
     /// The detected provider's name, for `/health`.
     pub fn provider(&self) -> Option<&'static str> {
         self.lock().instance.as_ref().map(|i| i.provider.name())
+    }
+
+    /// Records which provider is asked (None: nobody) and whether `dmi` or
+    /// `config` decided it.
+    fn decide(&self, provider: Option<Provider>, source: &'static str) {
+        self.lock().decision = Some((provider, source));
     }
 
     /// Records a round; returns whether the exported instance changed.
@@ -352,6 +412,20 @@ impl CloudState {
             return Vec::new();
         }
         let r = self.lock();
+        let mut decision = Family::new(
+            "netagent_cloud_detection_info",
+            "Which cloud metadata service the agent asks (provider=\"none\": nobody) and what decided it: source=\"dmi\" (the machine's DMI identity) or \"config\" (cloud.provider); always 1.",
+            Kind::Gauge,
+        );
+        if let Some((provider, source)) = r.decision {
+            decision.push(
+                vec![
+                    ("provider", provider.map_or("none", Provider::name).to_string()),
+                    ("source", source.to_string()),
+                ],
+                Value::Gauge(1.0),
+            );
+        }
         let mut info = Family::new(
             "netagent_cloud_info",
             "Cloud instance the agent runs on, from the provider's metadata service; always 1, absent when no metadata service answered.",
@@ -379,7 +453,7 @@ impl CloudState {
         if let Some(d) = r.last_duration {
             duration.push(Vec::new(), Value::Gauge(d.as_secs_f64()));
         }
-        vec![info, rounds, duration]
+        vec![decision, info, rounds, duration]
     }
 }
 
@@ -392,12 +466,45 @@ impl Drop for Detector {
     }
 }
 
-/// Starts detection in the background (None when disabled). Must be called
-/// inside a tokio runtime.
+/// The provider to ask, and what decided it: `cloud.provider`, or the
+/// DMI identity under `cloud.dmi_root` when it is `auto`. Reads a few
+/// small files; sends nothing.
+pub fn choose(cfg: &CloudConfig) -> (Option<Provider>, &'static str) {
+    match cfg.choice() {
+        Choice::Nobody => {
+            tracing::info!("cloud.provider is none: no cloud metadata service is asked");
+            (None, "config")
+        }
+        Choice::Only(p) => (Some(p), "config"),
+        Choice::Auto => {
+            let identity = dmi::Identity::read(Path::new(&cfg.dmi_root.value));
+            let provider = identity.provider();
+            match provider {
+                Some(p) => tracing::debug!(
+                    provider = p.name(),
+                    identity = %identity.summary(),
+                    "DMI identity names a cloud"
+                ),
+                None => tracing::info!(
+                    identity = %identity.summary(),
+                    dmi_root = %cfg.dmi_root.value,
+                    "the machine's DMI identity names no known cloud: no metadata service is asked (cloud.provider overrides)"
+                ),
+            }
+            (provider, "dmi")
+        }
+    }
+}
+
+/// Starts detection in the background (None when disabled or when no
+/// provider is to be asked). Must be called inside a tokio runtime.
 pub fn spawn(cfg: &CloudConfig, state: Arc<CloudState>) -> Option<Detector> {
     if !cfg.enabled {
         return None;
     }
+    let (provider, source) = choose(cfg);
+    state.decide(provider, source);
+    let provider = provider?;
     // Validated at load; a default config never fails here.
     let base = base_url(&cfg.base_url.value).unwrap_or_else(|_| DEFAULT_BASE_URL.to_string());
     let (budget, every) = (cfg.timeout(), cfg.refresh_interval());
@@ -409,13 +516,14 @@ pub fn spawn(cfg: &CloudConfig, state: Arc<CloudState>) -> Option<Detector> {
                 return;
             }
         };
-        detect_every(&client, &base, budget, every, &state).await;
+        detect_every(&client, provider, &base, budget, every, &state).await;
     })))
 }
 
 /// Detection rounds forever, `every` apart.
 async fn detect_every(
     client: &Client,
+    provider: Provider,
     base: &str,
     budget: Duration,
     every: Duration,
@@ -425,7 +533,7 @@ async fn detect_every(
     let mut quiet = false;
     loop {
         let started = Instant::now();
-        let result = detect(client, budget).await;
+        let result = detect(client, provider, budget).await;
         let took = started.elapsed();
         let took_ms = (took.as_secs_f64() * 1e6).round() / 1e3;
         match result {
@@ -441,26 +549,26 @@ async fn detect_every(
                     tracing::info!(instance = %summary, took_ms, "cloud instance detected");
                 }
             }
-            Err(errors) => {
-                for (provider, e) in &errors {
-                    tracing::debug!(provider = provider.name(), error = %e, "cloud metadata probe failed");
-                }
+            Err(e) => {
+                tracing::debug!(provider = provider.name(), error = %e, "cloud metadata probe failed");
                 let had = state.provider().is_some();
                 state.record(None, took);
                 if !quiet {
                     quiet = true;
                     if had {
                         tracing::info!(
+                            provider = provider.name(),
                             base_url = base,
                             took_ms,
                             "cloud metadata service did not answer; keeping the last answer"
                         );
                     } else {
                         tracing::info!(
+                            provider = provider.name(),
                             base_url = base,
                             took_ms,
                             retry_seconds = every.as_secs_f64(),
-                            "no cloud metadata service answered; no netagent_cloud_info until one does"
+                            "the cloud metadata service did not answer; no netagent_cloud_info until it does"
                         );
                     }
                 }
@@ -511,10 +619,40 @@ mod tests {
     }
 
     #[test]
+    fn provider_choice_is_validated_and_decides_without_dmi_when_set() {
+        let mut cfg = CloudConfig::default();
+        assert_eq!(cfg.choice(), Choice::Auto);
+        for (v, want) in [
+            ("none", Choice::Nobody),
+            ("aws", Choice::Only(Provider::Aws)),
+            ("hetzner", Choice::Only(Provider::Hetzner)),
+        ] {
+            cfg.provider = unspanned(v.to_string());
+            assert!(cfg.validate().is_ok());
+            assert_eq!(cfg.choice(), want);
+        }
+        cfg.provider = unspanned("ec2".to_string());
+        let err = cfg.validate().unwrap_err();
+        assert_eq!(err.key, "provider");
+        assert!(err.message.contains("auto, aws"), "{}", err.message);
+
+        // auto on a machine without DMI: nobody; an override ignores DMI.
+        let mut cfg = CloudConfig {
+            dmi_root: unspanned("/nonexistent".to_string()),
+            ..CloudConfig::default()
+        };
+        assert_eq!(choose(&cfg), (None, "dmi"));
+        cfg.provider = unspanned("gcp".to_string());
+        assert_eq!(choose(&cfg), (Some(Provider::Gcp), "config"));
+    }
+
+    #[test]
     fn families_follow_the_rounds() {
         let state = CloudState::new(true);
         let f = state.families();
-        assert_eq!(f.len(), 3);
+        assert_eq!(f.len(), 4);
+        assert!(f[0].series.is_empty(), "nothing decided yet");
+        let f = &f[1..];
         assert!(f[0].series.is_empty(), "no instance before detection");
         assert!(f[2].series.is_empty(), "no duration before the first round");
 
@@ -528,7 +666,16 @@ mod tests {
         assert!(!state.record(None, Duration::from_millis(7)));
         assert_eq!(state.provider(), Some("hetzner"));
 
-        let f = state.families();
+        state.decide(Some(Provider::Hetzner), "dmi");
+        let all = state.families();
+        assert_eq!(
+            all[0].series[0].labels,
+            vec![
+                ("provider", "hetzner".to_string()),
+                ("source", "dmi".to_string())
+            ]
+        );
+        let f = &all[1..];
         assert_eq!(f[0].series.len(), 1);
         let labels = &f[0].series[0].labels;
         assert_eq!(labels.len(), 10);
@@ -551,22 +698,24 @@ mod tests {
         drop(closed);
         let budget = Duration::from_millis(300);
         let client = Client::new(&format!("http://127.0.0.1:{port}"), budget).unwrap();
-        let t = Instant::now();
-        let errors = detect(&client, budget).await.unwrap_err();
-        assert_eq!(errors.len(), 4);
-        assert!(t.elapsed() < budget, "{:?}", t.elapsed());
+        for p in [Provider::Aws, Provider::Gcp, Provider::Azure, Provider::Hetzner] {
+            let t = Instant::now();
+            assert!(detect(&client, p, budget).await.is_err());
+            assert!(t.elapsed() < budget, "{p:?}: {:?}", t.elapsed());
+        }
 
         // The kernel completes the handshake; nobody ever reads the request.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = silent.local_addr().unwrap().port();
         let client = Client::new(&format!("http://127.0.0.1:{port}"), budget).unwrap();
-        let t = Instant::now();
-        let errors = detect(&client, budget).await.unwrap_err();
-        let took = t.elapsed();
-        assert_eq!(errors.len(), 4);
-        assert!(
-            took >= budget && took < budget + Duration::from_millis(500),
-            "{took:?}"
-        );
+        for p in [Provider::Aws, Provider::Gcp, Provider::Azure, Provider::Hetzner] {
+            let t = Instant::now();
+            assert!(detect(&client, p, budget).await.is_err());
+            let took = t.elapsed();
+            assert!(
+                took >= budget && took < budget + Duration::from_millis(500),
+                "{p:?}: {took:?}"
+            );
+        }
     }
 }

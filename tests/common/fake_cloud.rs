@@ -509,3 +509,76 @@ fn hetzner(s: &HetznerServer, method: &Method, path: &str) -> Answer {
         _ => status(StatusCode::NOT_FOUND, ""),
     }
 }
+
+/// A directory laid out like `/sys/class/dmi/id` with the given fields,
+/// for `cloud.dmi_root`; removed on drop.
+pub struct FakeDmi(super::TempDir);
+
+impl FakeDmi {
+    pub fn new(fields: &[(&str, &str)]) -> FakeDmi {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = super::TempDir::new(&format!("dmi{n}"));
+        for (name, value) in fields {
+            // The kernel ends every field with a newline.
+            std::fs::write(dir.0.join(name), format!("{value}\n")).unwrap();
+        }
+        FakeDmi(dir)
+    }
+
+    /// What an EC2 Nitro instance's firmware says.
+    pub fn aws() -> FakeDmi {
+        Self::new(&[
+            ("sys_vendor", "Amazon EC2"),
+            ("product_name", "m6i.large"),
+            ("bios_vendor", "Amazon EC2"),
+            ("board_vendor", "Amazon EC2"),
+            ("chassis_asset_tag", "Amazon EC2"),
+        ])
+    }
+
+    pub fn gcp() -> FakeDmi {
+        Self::new(&[
+            ("sys_vendor", "Google"),
+            ("product_name", "Google Compute Engine"),
+            ("bios_vendor", "Google"),
+            ("board_vendor", "Google"),
+            ("chassis_asset_tag", ""),
+        ])
+    }
+
+    pub fn azure() -> FakeDmi {
+        Self::new(&[
+            ("sys_vendor", "Microsoft Corporation"),
+            ("product_name", "Virtual Machine"),
+            ("bios_vendor", "Microsoft Corporation"),
+            ("board_vendor", "Microsoft Corporation"),
+            ("chassis_asset_tag", "7783-7084-3265-9085-8269-3286-77"),
+        ])
+    }
+
+    pub fn hetzner() -> FakeDmi {
+        Self::new(&[
+            ("sys_vendor", "Hetzner"),
+            ("product_name", "vServer"),
+            ("bios_vendor", "Hetzner"),
+            ("board_vendor", ""),
+            ("chassis_asset_tag", ""),
+        ])
+    }
+
+    /// A plain QEMU/KVM guest: no cloud.
+    pub fn qemu() -> FakeDmi {
+        Self::new(&[
+            ("sys_vendor", "QEMU"),
+            ("product_name", "Standard PC (Q35 + ICH9, 2009)"),
+            ("bios_vendor", "SeaBIOS"),
+            ("board_vendor", ""),
+            ("chassis_asset_tag", ""),
+        ])
+    }
+
+    pub fn path(&self) -> String {
+        self.0 .0.display().to_string()
+    }
+}
