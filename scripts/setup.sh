@@ -15,7 +15,8 @@ packages=(clang llvm libbpf-dev linux-libc-dev iproute2)
 # bench (scripts/bench/, tests/bench_smoke.rs): workloads (nginx-light + wrk, sockperf, iperf3),
 #        the peers compared (bpftrace, libbpf-tools' tcpstates), bpftool for BPF run stats,
 #        matplotlib for the scaling plot.
-bench_packages=(nginx-light wrk sockperf iperf3 bpftrace libbpf-tools bpftool python3-matplotlib)
+#        nftables for the network guard (scripts/net-guard.sh).
+bench_packages=(nginx-light wrk sockperf iperf3 bpftrace libbpf-tools bpftool python3-matplotlib nftables)
 case "${1:-}" in
   --agent-only) ;;
   --bench) packages+=("${bench_packages[@]}") ;;

@@ -29,8 +29,13 @@ enum Command {
     /// Try every kernel hook of every feature on this kernel (load, attach,
     /// detach) and print which one the agent would use and why others were
     /// rejected. Exit 0 when the core features work. Honours --config
-    /// (`debug.disable_probes`, `kernel.btf_path`).
-    Probe,
+    /// (`debug.disable_probes`, `kernel.btf_path`, `oom_kills.enabled`,
+    /// `interface_stats`).
+    Probe {
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send one test span in netagent's format to an OTLP collector and report the result.
     OtlpCheck {
         /// Collector endpoint, e.g. http://127.0.0.1:4317 (gRPC) or http://127.0.0.1:4318 (HTTP).
@@ -88,8 +93,8 @@ fn otlp_check(endpoint: String, protocol: String, tls: bool, ca_file: Option<Str
 }
 
 /// `netagent probe`: exit 0 when the core features work on this kernel.
-fn probe(cfg: &Config) -> ExitCode {
-    use netagent::kernel::{hooks, loader, report};
+fn probe(cfg: &Config, json: bool) -> ExitCode {
+    use netagent::kernel::{hooks, iface, loader, node, report};
     let opts = match netagent::agent::load_options(cfg) {
         Ok(o) => o,
         Err(e) => {
@@ -97,27 +102,48 @@ fn probe(cfg: &Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match loader::probe_kernel(&opts) {
-        Ok(trials) => {
-            let release = hooks::kernel_release();
-            let kernel = format!("{release} ({})", std::env::consts::ARCH);
-            let btf = opts
-                .btf_path
-                .as_ref()
-                .map_or("/sys/kernel/btf/vmlinux".to_string(), |p| {
-                    p.display().to_string()
-                });
-            print!("{}", report::render(&kernel, &btf, &trials));
-            if report::core_ok(&trials) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+    let mut trials = match loader::probe_kernel(&opts) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("netagent: {e}");
-            ExitCode::from(1)
+            return ExitCode::from(1);
         }
+    };
+    let off = |what: &str| Some(format!("disabled in the config ({what})"));
+    let oom_off = if !cfg.oom_kills.enabled {
+        off("oom_kills.enabled: false")
+    } else if opts.disabled_probes.iter().any(|p| p == node::OOM_PROBE) {
+        off("debug.disable_probes")
+    } else {
+        None
+    };
+    trials.push(node::trial(oom_off));
+    let iface_off = (!cfg.interface_stats.enabled).then(|| off("interface_stats.enabled: false"));
+    trials.push(iface::IfaceProbes::trial(
+        cfg.interface_stats.netlink_filters,
+        iface_off.flatten(),
+    ));
+    let kernel = report::KernelInfo {
+        release: hooks::kernel_release(),
+        arch: std::env::consts::ARCH,
+        btf: opts
+            .btf_path
+            .as_ref()
+            .map_or("/sys/kernel/btf/vmlinux".to_string(), |p| {
+                p.display().to_string()
+            }),
+    };
+    let text = if json {
+        format!("{:#}\n", report::render_json(&kernel, &trials))
+    } else {
+        report::render(&kernel, &trials)
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    if report::core_ok(&trials) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -169,8 +195,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if matches!(cli.command, Some(Command::Probe)) {
-        return probe(&cfg);
+    if let Some(Command::Probe { json }) = cli.command {
+        return probe(&cfg, json);
     }
     match runtime.block_on(run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -332,6 +332,53 @@ fn probe_command_names_the_hook_of_each_feature() {
         "{text}"
     );
     assert!(text.contains("core features: ok"), "{text}");
+    // Each hook row is followed by its exact programs: ELF section (which
+    // kernel hook) and program name.
+    for line in [
+        "tp_btf/inet_sock_set_state (on_inet_sock_set_state)",
+        "tp_btf/sock_send_length (on_sock_send_length)",
+        "kretprobe/inet6_recvmsg (krp_inet6_recvmsg)",
+        "fexit/inet_sendmsg (fx_inet_sendmsg)",
+        "cgroup/sendmsg4 (on_sendmsg4)",
+        "tp_btf/mark_victim (on_mark_victim)",
+        "classifier (on_tc_ingress)",
+    ] {
+        assert!(text.contains(&format!("{:28} {line}\n", "")), "{line}: {text}");
+    }
+
+    // The same as JSON: one object per tried hook, with its probes.
+    let out = Command::new(env!("CARGO_BIN_EXE_netagent"))
+        .args(["probe", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["core_ok"], true);
+    let hook = |feature: &str, kind: &str| -> serde_json::Value {
+        v["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["feature"] == feature && h["hook"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("{feature}/{kind} missing: {v:#}"))
+    };
+    let conn = hook("connections", "tracepoint");
+    assert_eq!(conn["status"], "used");
+    assert_eq!(
+        conn["probes"],
+        serde_json::json!([{
+            "name": "tracepoint/sock:inet_sock_set_state",
+            "section": "tp_btf/inet_sock_set_state",
+            "program": "on_inet_sock_set_state",
+        }])
+    );
+    let fexit = hook("messages", "fexit");
+    assert_eq!(fexit["status"], "rejected");
+    assert!(fexit["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_eq!(hook("messages", "syscalls")["status"], "fallback");
+    assert_eq!(hook("oom_kills", "tracepoint")["status"], "used");
+    assert_eq!(hook("interfaces", "tc")["status"], "used");
 
     // A disabled hook shows why, and the next one is used.
     let dir = TempDir::new("probe");

@@ -6,11 +6,25 @@ use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Every loaded BPF program's id.
+fn loaded_prog_ids() -> Vec<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool prog show");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_u64())
+        .collect()
+}
+
 /// Waits until none of the given program ids is loaded any more.
 fn wait_unloaded(ids: &[u64]) -> Vec<u64> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let left: Vec<u64> = our_prog_ids()
+        let left: Vec<u64> = loaded_prog_ids()
             .into_iter()
             .filter(|i| ids.contains(i))
             .collect();
@@ -36,16 +50,28 @@ fn cgroup_attachments() -> String {
 }
 
 fn check_signal_cleans_up(sig: i32, expect_code: Option<i32>) {
-    let before = our_prog_ids();
-    let mut agent = Agent::start(&[("x", "nettest-none")]);
-    let ids: Vec<u64> = our_prog_ids()
-        .into_iter()
-        .filter(|i| !before.contains(i))
+    // What the agent should load on this kernel, from its own hook table
+    // as `netagent probe --json` reports it.
+    let mut want: Vec<String> = probe_used_programs(None)
+        .iter()
+        .map(|n| kernel_prog_name(n).to_string())
         .collect();
+    want.sort();
+    assert!(
+        want.iter().any(|n| n == "on_inet_sock_se"),
+        "the core program is used: {want:?}"
+    );
+    let mut agent = Agent::start(&[("x", "nettest-none")]);
+    let held = programs_of(agent.child.id());
+    let ids: Vec<u64> = held.iter().map(|(id, _)| *id).collect();
+    let mut got: Vec<String> = held
+        .iter()
+        .map(|(_, n)| kernel_prog_name(n).to_string())
+        .collect();
+    got.sort();
     assert_eq!(
-        ids.len(),
-        DEFAULT_PROGRAMS,
-        "the programs of the preferred hooks loaded: {ids:?}"
+        got, want,
+        "the agent holds exactly the programs of the hooks `netagent probe` says it uses"
     );
     let cg = cgroup_attachments();
     for hook in ["on_sendmsg4", "on_sendmsg6", "on_recvmsg4", "on_recvmsg6"] {
@@ -140,8 +166,13 @@ fn missing_capability_exits_1_naming_it() {
 
 #[test]
 fn version_and_help() {
-    let (code, _) = run_agent(&["--version"], &[]);
-    assert_eq!(code, 0);
+    let out = Command::new(AGENT).arg("--version").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // Exactly what users see: the name and Cargo's version, one line.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("netagent {}\n", env!("CARGO_PKG_VERSION"))
+    );
     let out = Command::new(AGENT).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in ["--config", "--log-level", "--version"] {

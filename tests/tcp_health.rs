@@ -191,7 +191,10 @@ fn retransmits_show_on_a_lossy_edge_and_not_on_a_clean_one() {
         ],
     );
     assert_eq!(code, 0, "{out}");
-    testgen(
+    let lossy_kernel = out["tcp4"]["bulk_total_retrans"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no tcpi_total_retrans: {out}"));
+    let clean_out = testgen(
         CLIENT,
         &[
             "client",
@@ -201,6 +204,13 @@ fn retransmits_show_on_a_lossy_edge_and_not_on_a_clean_one() {
             &bytes,
         ],
     );
+    // The kernel's own count for the loopback connection: usually 0, but a
+    // loaded machine can delay an ACK past the loss-probe timeout, and then
+    // loopback retransmits too (a tail-loss probe). The agent must agree
+    // with the kernel either way.
+    let clean_kernel = clean_out["tcp4"]["bulk_total_retrans"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no tcpi_total_retrans: {clean_out}"));
 
     let m = agent.metrics();
     let rtx = |port: u16, ip: &str| {
@@ -215,15 +225,21 @@ fn retransmits_show_on_a_lossy_edge_and_not_on_a_clean_one() {
         )
     };
     let lossy_rtx = rtx(lport, &net.b_ip.to_string());
-    assert!(lossy_rtx > 0.0, "no retransmits on the lossy edge");
+    // The tracepoint fires once per retransmitted skb, the kernel counts
+    // segments (a veth skb may carry several): at most the kernel's count.
+    assert!(
+        lossy_rtx >= 1.0 && lossy_rtx <= lossy_kernel as f64,
+        "lossy edge: agent {lossy_rtx}, kernel {lossy_kernel} segments"
+    );
     let clean_series = m
         .series("netagent_tcp_retransmits_total")
         .into_iter()
         .find(|(l, _)| l["dport"] == cport.to_string() && l["process"] == "cli");
+    // On loopback every skb is one segment (MSS 65483): the counts match.
     assert_eq!(
         clean_series.map(|(_, v)| v),
-        Some(0.0),
-        "clean edge: present and 0"
+        Some(clean_kernel as f64),
+        "clean edge: present, and equal to the kernel's tcpi_total_retrans"
     );
 }
 

@@ -10,6 +10,8 @@
 # bench.log. --smoke is the short CI form (~2 min).
 # NETAGENT_BENCH_NO_BUILD=1 skips setup and build (binaries given with
 # --agent/--testgen, as tests/bench_smoke.rs does).
+# While the suite runs, scripts/net-guard.sh counts packets sent anywhere but
+# loopback and the benchmark's namespace subnets; any such packet fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (loads BPF programs, creates network namespaces)" >&2; exit 1; }
@@ -21,4 +23,9 @@ fi
 export PYTHONDONTWRITEBYTECODE=1
 py=python3
 [ -x /usr/bin/python3 ] && py=/usr/bin/python3
-exec "$py" scripts/bench/suite.py --command "sudo scripts/bench/run.sh $*" "$@"
+scripts/net-guard.sh start $$
+trap 'scripts/net-guard.sh stop $$' EXIT
+status=0
+"$py" scripts/bench/suite.py --command "sudo scripts/bench/run.sh $*" "$@" || status=$?
+scripts/net-guard.sh report $$ || status=1
+exit "$status"

@@ -708,6 +708,10 @@ struct TcpClientStats {
     /// `--tcp-info`: smoothed RTT of the exchange connection.
     #[serde(skip_serializing_if = "Option::is_none")]
     tcpi_rtt_us: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The `--bulk` connection's `tcpi_total_retrans`, read once the server
+    /// has closed (our FIN acknowledged: nothing more can be retransmitted).
+    bulk_total_retrans: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -967,8 +971,14 @@ fn tcp_connect(addr: SocketAddr, opts: &SocketOpts) -> io::Result<TcpStream> {
     Ok(TcpStream::from(fd))
 }
 
-/// Smoothed RTT (µs) from TCP_INFO.
-fn tcp_rtt_us(stream: &TcpStream) -> io::Result<u32> {
+/// A field of TCP_INFO, checked to lie within what the kernel returned
+/// (older kernels' struct may end early).
+fn tcp_info_field(
+    stream: &TcpStream,
+    end: usize,
+    name: &str,
+    field: impl Fn(&libc::tcp_info) -> u32,
+) -> io::Result<u32> {
     // SAFETY: all-zero bytes are a valid tcp_info.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -985,15 +995,25 @@ fn tcp_rtt_us(stream: &TcpStream) -> io::Result<u32> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    // The kernel copies min(len, its struct size); older kernels' struct may
-    // end before tcpi_rtt.
-    let rtt_end = std::mem::offset_of!(libc::tcp_info, tcpi_rtt) + std::mem::size_of::<u32>();
-    if (len as usize) < rtt_end {
+    if (len as usize) < end {
         return Err(io::Error::other(format!(
-            "TCP_INFO returned {len} bytes, too short for tcpi_rtt"
+            "TCP_INFO returned {len} bytes, too short for {name}"
         )));
     }
-    Ok(info.tcpi_rtt)
+    Ok(field(&info))
+}
+
+/// Smoothed RTT (µs) from TCP_INFO.
+fn tcp_rtt_us(stream: &TcpStream) -> io::Result<u32> {
+    let end = std::mem::offset_of!(libc::tcp_info, tcpi_rtt) + std::mem::size_of::<u32>();
+    tcp_info_field(stream, end, "tcpi_rtt", |i| i.tcpi_rtt)
+}
+
+/// Segments the kernel retransmitted on this connection (TCP_INFO).
+fn tcp_total_retrans(stream: &TcpStream) -> io::Result<u32> {
+    let end =
+        std::mem::offset_of!(libc::tcp_info, tcpi_total_retrans) + std::mem::size_of::<u32>();
+    tcp_info_field(stream, end, "tcpi_total_retrans", |i| i.tcpi_total_retrans)
 }
 
 /// Per-target TCP work: `--connects` connect(+wait)+close cycles, the `--bulk`
@@ -1016,6 +1036,7 @@ fn tcp_client(
         eofs: args.wait_reset.then_some(0),
         wait_failed: args.wait_reset.then_some(0),
         tcpi_rtt_us: None,
+        bulk_total_retrans: None,
     };
     let mut ok = true;
     let connect = |stats: &mut TcpClientStats| {
@@ -1052,11 +1073,14 @@ fn tcp_client(
     if let Some(bytes) = args.bulk {
         match connect(&mut stats) {
             Ok(stream) => {
-                let (sent, result) = tcp_bulk(stream, bytes);
+                let (sent, result) = tcp_bulk(&stream, bytes);
                 stats.bytes_sent += sent;
-                if let Err(e) = result {
-                    ok = false;
-                    eprintln!("netagent-testgen: bulk transfer to {addr} ({sent} of {bytes} bytes sent): {e:#}");
+                match result.and_then(|()| Ok(tcp_total_retrans(&stream)?)) {
+                    Ok(n) => stats.bulk_total_retrans = Some(n),
+                    Err(e) => {
+                        ok = false;
+                        eprintln!("netagent-testgen: bulk transfer to {addr} ({sent} of {bytes} bytes sent): {e:#}");
+                    }
                 }
             }
             Err(_) => ok = false,
@@ -1132,7 +1156,7 @@ impl Drop for SetOnDrop<'_> {
 /// server closes. A second thread reads (and discards) meanwhile, so an echoing
 /// server cannot block the transfer. Returns the bytes written, and the error
 /// that stopped the transfer.
-fn tcp_bulk(stream: TcpStream, bytes: u64) -> (u64, Result<()>) {
+fn tcp_bulk(stream: &TcpStream, bytes: u64) -> (u64, Result<()>) {
     let setup = || -> io::Result<TcpStream> {
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         stream.set_read_timeout(Some(BULK_POLL))?;
@@ -1163,7 +1187,7 @@ fn tcp_bulk(stream: TcpStream, bytes: u64) -> (u64, Result<()>) {
             .cycle()
             .take(BULK_CHUNK)
             .collect();
-        let mut w = &stream;
+        let mut w = stream;
         let mut result = Ok(());
         while sent < bytes {
             let n = (bytes - sent).min(BULK_CHUNK as u64) as usize;

@@ -15,6 +15,8 @@ pub enum HookKind {
     Kprobe,
     Syscalls,
     Cgroup,
+    /// TC classifiers on interfaces (TCX links or netlink filters).
+    Tc,
 }
 
 impl HookKind {
@@ -25,6 +27,7 @@ impl HookKind {
             HookKind::Kprobe => "kprobe",
             HookKind::Syscalls => "syscalls",
             HookKind::Cgroup => "cgroup",
+            HookKind::Tc => "tc",
         }
     }
 
@@ -67,6 +70,24 @@ impl Attach {
             | Attach::Fexit { program, .. }
             | Attach::Kprobe { program, .. }
             | Attach::Cgroup { program, .. } => program,
+        }
+    }
+
+    /// The program's ELF section in bpf/*.bpf.c, which says exactly what
+    /// the kernel runs: `tp_btf/inet_sock_set_state` is the BTF-typed
+    /// tracepoint sock:inet_sock_set_state, `kretprobe/inet_sendmsg` a
+    /// return probe, `cgroup/sendmsg4` a sock_addr hook.
+    pub fn section(&self) -> String {
+        match *self {
+            Attach::Tracepoint { event, .. } => format!("tp_btf/{event}"),
+            Attach::Fexit { func, .. } => format!("fexit/{func}"),
+            Attach::Kprobe {
+                func, ret: false, ..
+            } => format!("kprobe/{func}"),
+            Attach::Kprobe {
+                func, ret: true, ..
+            } => format!("kretprobe/{func}"),
+            Attach::Cgroup { attach, .. } => format!("cgroup/{attach}"),
         }
     }
 
@@ -318,6 +339,36 @@ mod tests {
         progs.sort();
         progs.dedup();
         assert_eq!(progs.len(), n, "a program is listed twice");
+    }
+
+    /// `section()` is what the C source declares for each program.
+    #[test]
+    fn sections_match_the_c_source() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/bpf");
+        let src: String = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".bpf.c"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        for p in FEATURES
+            .iter()
+            .flat_map(|f| f.hooks.iter().flat_map(|h| h.programs.iter()))
+        {
+            let decl = src
+                .split("SEC(\"")
+                .skip(1)
+                .find(|chunk| {
+                    chunk.split_once('\n').is_some_and(|(_, next)| {
+                        let line = next.lines().next().unwrap_or("");
+                        line.contains(&format!("({},", p.program()))
+                            || line.contains(&format!(" {}(", p.program()))
+                    })
+                })
+                .unwrap_or_else(|| panic!("no SEC() before {}", p.program()));
+            let section = decl.split('"').next().unwrap();
+            assert_eq!(section, p.section(), "{}", p.program());
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ use aya::util::KernelVersion;
 use aya::{Ebpf, EbpfLoader};
 
 use super::abi::{IfaceCounters, IfaceKey};
+use super::hooks::HookKind;
+use super::loader::{HookTrial, TrialProbe};
 use super::KernelError;
 
 /// The compiled TC programs (see build.rs).
@@ -77,6 +79,40 @@ impl IfaceProbes {
     /// True when attachments are netlink filters (no link descriptors).
     pub fn uses_netlink(&self) -> bool {
         self.netlink
+    }
+
+    /// `netagent probe`'s row for interface counters: both programs are
+    /// loaded (the verifier's verdict); attaching needs an interface, which
+    /// the agent does per interface at run time, so nothing is attached here.
+    pub fn trial(force_netlink: bool, disabled: Option<String>) -> HookTrial {
+        let result = match disabled {
+            Some(why) => Err(why),
+            None => Self::load(1, force_netlink)
+                .map(|p| p.netlink)
+                .map_err(|e| e.to_string()),
+        };
+        let note = result.as_ref().ok().map(|netlink| {
+            if *netlink {
+                "loaded; attached at run time as netlink filters on a clsact qdisc of each interface"
+            } else {
+                "loaded; attached at run time as TCX links to each interface"
+            }
+            .to_string()
+        });
+        HookTrial {
+            feature: "interfaces",
+            hook: HookKind::Tc,
+            probes: [INGRESS, EGRESS]
+                .into_iter()
+                .map(|program| TrialProbe {
+                    name: "tc/INTERFACE".to_string(),
+                    section: "classifier".to_string(),
+                    program,
+                })
+                .collect(),
+            result: result.map(|_| ()),
+            note,
+        }
     }
 
     /// Attaches ingress and egress counting to an interface.

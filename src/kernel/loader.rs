@@ -185,9 +185,33 @@ impl Probes {
 pub struct HookTrial {
     pub feature: &'static str,
     pub hook: HookKind,
-    pub probes: Vec<String>,
+    pub probes: Vec<TrialProbe>,
     /// Ok, or why it cannot be used.
     pub result: Result<(), String>,
+    /// What else to know about a working hook (which variant, how it
+    /// attaches).
+    pub note: Option<String>,
+}
+
+/// One program of a tried hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrialProbe {
+    /// As in `/health`, `netagent_probe_up` and `debug.disable_probes`.
+    pub name: String,
+    /// The ELF section: exactly which kernel hook (`tp_btf/…`, `kprobe/…`).
+    pub section: String,
+    /// The BPF program's name.
+    pub program: &'static str,
+}
+
+impl From<&hooks::Attach> for TrialProbe {
+    fn from(a: &hooks::Attach) -> Self {
+        Self {
+            name: a.probe_name(),
+            section: a.section(),
+            program: a.program(),
+        }
+    }
 }
 
 /// Tries every hook of every feature on the running kernel (load, attach,
@@ -233,8 +257,9 @@ pub fn probe_kernel(opts: &LoadOptions) -> Result<Vec<HookTrial>, KernelError> {
             out.push(HookTrial {
                 feature: feature.name,
                 hook: hook.kind,
-                probes: hook.programs.iter().map(|p| p.probe_name()).collect(),
+                probes: hook.programs.iter().map(TrialProbe::from).collect(),
                 result,
+                note: None,
             });
         }
     }

@@ -9,6 +9,8 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use aya_obj::btf::BtfKind;
 
 use super::abi::{OomKey, NODE_LOST_REASONS};
+use super::hooks::HookKind;
+use super::loader::{HookTrial, TrialProbe};
 
 /// The compiled program (see build.rs).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/node.bpf.o"));
@@ -41,6 +43,8 @@ pub struct OomProbe {
     lost: PerCpuArray<MapData, u64>,
     /// Kernel id of the attached program (for the link-based probe status).
     pub prog_id: u32,
+    /// The variant that fits this kernel, and what it sees.
+    pub variant: (&'static str, &'static str),
 }
 
 /// Totals read from the kernel at one moment.
@@ -72,6 +76,7 @@ impl OomProbe {
         // prototype, so the program that loads is the one that fits.
         let mut rejected = Vec::new();
         let mut prog_id = None;
+        let mut variant = VARIANTS[0];
         for (name, what) in VARIANTS {
             match attach(&mut ebpf, name, &btf) {
                 Ok(id) => {
@@ -80,6 +85,7 @@ impl OomProbe {
                         tracing::warn!("oom:mark_victim has the old prototype: {what}");
                     }
                     prog_id = Some(id);
+                    variant = (name, what);
                     break;
                 }
                 Err(e) => rejected.push(format!("{name}: {e}")),
@@ -102,6 +108,7 @@ impl OomProbe {
             lost: PerCpuArray::try_from(lost).map_err(|e| e.to_string())?,
             _ebpf: ebpf,
             prog_id,
+            variant,
         })
     }
 
@@ -120,6 +127,27 @@ impl OomProbe {
             *slot = self.lost.get(&(i as u32), 0)?.iter().sum();
         }
         Ok(snap)
+    }
+}
+
+/// `netagent probe`'s row for OOM kills: loads and attaches the program
+/// that fits this kernel, then detaches it. `disabled` says why not to try.
+pub fn trial(disabled: Option<String>) -> HookTrial {
+    let probe = |(program, _): (&'static str, &str)| TrialProbe {
+        name: OOM_PROBE.to_string(),
+        section: format!("tp_btf/{EVENT}"),
+        program,
+    };
+    let (probes, result, note) = match disabled.map_or_else(|| OomProbe::load(16), Err) {
+        Ok(p) => (vec![probe(p.variant)], Ok(()), Some(p.variant.1.to_string())),
+        Err(why) => (VARIANTS.into_iter().map(probe).collect(), Err(why), None),
+    };
+    HookTrial {
+        feature: "oom_kills",
+        hook: HookKind::Tracepoint,
+        probes,
+        result,
+        note,
     }
 }
 

@@ -3,6 +3,7 @@
 //! the real HTTP endpoint, and check what the kernel has loaded.
 #![allow(dead_code)]
 
+pub mod cdp;
 pub mod cgroup;
 pub mod fake_cloud;
 pub mod hostlink;
@@ -453,10 +454,73 @@ pub fn wait_map_empty(pid: u32, name: &str) {
     }
 }
 
-/// How many of [`OUR_PROGRAMS`] (the first ones) a default agent loads on
-/// this kernel: the preferred hooks (6 tracepoints, 4 cgroup, 2 TC) and the
-/// OOM tracepoint.
-pub const DEFAULT_PROGRAMS: usize = 13;
+/// BPF programs process `pid` holds (through its descriptors' fdinfo):
+/// (id, name as the kernel or bpftool shows it).
+pub fn programs_of(pid: u32) -> Vec<(u64, String)> {
+    let mut ids: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool prog show");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    ids.into_iter()
+        .map(|id| {
+            let name = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["id"].as_u64() == Some(id))
+                .and_then(|p| p["name"].as_str())
+                .unwrap_or("")
+                .to_string();
+            (id, name)
+        })
+        .collect()
+}
+
+/// The programs `netagent probe --json` (with `config`, if any) says the
+/// agent uses on this kernel: those of every hook with status `used`.
+pub fn probe_used_programs(config: Option<&Path>) -> Vec<String> {
+    let mut cmd = Command::new(AGENT);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd.args(["probe", "--json"]).output().expect("netagent probe");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "netagent probe --json: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let mut names: Vec<String> = v["hooks"]
+        .as_array()
+        .expect("hooks")
+        .iter()
+        .filter(|h| h["status"] == "used")
+        .flat_map(|h| h["probes"].as_array().cloned().unwrap_or_default())
+        .map(|p| p["program"].as_str().expect("program").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A program name as the kernel keeps it (15 bytes); bpftool may show the
+/// full name from BTF instead, so both sides are cut before comparing.
+pub fn kernel_prog_name(name: &str) -> &str {
+    &name[..name.len().min(15)]
+}
 
 /// Program names in bpf/netagent.bpf.c, bpf/iface.bpf.c and bpf/node.bpf.c
 /// (of node.bpf.c only the variant this kernel loads: on_mark_victim).
