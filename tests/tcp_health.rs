@@ -7,9 +7,22 @@ use common::netns::{cleanup_stale, testgen_in, NetnsPair, NsServer};
 use common::*;
 use std::time::Duration;
 
-const CLIENT: &str = "nettest-cli";
-const SERVER: &str = "nettest-srv";
-const TARGETS: &[(&str, &str)] = &[("cli", CLIENT), ("srv", SERVER)];
+/// Comms of this test process only: another test binary or a developer's
+/// run on the same machine (with its own agent and traffic) can then never
+/// be counted as this test's client or server.
+fn client() -> &'static str {
+    static C: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    C.get_or_init(|| unique_comm("ntcli"))
+}
+
+fn server() -> &'static str {
+    static S: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    S.get_or_init(|| unique_comm("ntsrv"))
+}
+
+fn targets() -> [(&'static str, &'static str); 2] {
+    [("cli", client()), ("srv", server())]
+}
 
 fn labels<'a>(pairs: &'a [(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     pairs.to_vec()
@@ -22,7 +35,7 @@ fn refused_and_timed_out_connects_are_counted_by_reason() {
         return;
     }
     cleanup_stale();
-    let agent = Agent::start(TARGETS);
+    let agent = Agent::start(&targets());
 
     // Refused: a loopback port nobody listens on.
     let closed = free_port();
@@ -40,7 +53,7 @@ fn refused_and_timed_out_connects_are_counted_by_reason() {
     let srv = NsServer::start(
         &net,
         &net.b,
-        SERVER,
+        server(),
         &["--tcp4", "0", "--bind4", &net.b_ip.to_string()],
     );
     let port = srv.port("tcp4");
@@ -51,7 +64,7 @@ fn refused_and_timed_out_connects_are_counted_by_reason() {
     let (code, out) = testgen_in(
         &net,
         &net.a,
-        CLIENT,
+        client(),
         &[
             "client",
             "--tcp4",
@@ -78,10 +91,25 @@ fn refused_and_timed_out_connects_are_counted_by_reason() {
             ]),
         )
     };
-    assert_eq!(failed(&closed.to_string(), "127.0.0.1", "refused"), 3.0);
+    // On a mismatch, everything the agent counted and lost says why.
+    let why = || {
+        format!(
+            "failed: {:?}\nlost: {:?}",
+            m.series("netagent_tcp_connect_failed_total"),
+            m.series("netagent_events_lost_total")
+        )
+    };
+    assert_eq!(
+        failed(&closed.to_string(), "127.0.0.1", "refused"),
+        3.0,
+        "{}",
+        why()
+    );
     assert_eq!(
         failed(&port.to_string(), &net.b_ip.to_string(), "timeout"),
-        2.0
+        2.0,
+        "{}",
+        why()
     );
     let total: f64 = m
         .series("netagent_tcp_connect_failed_total")
@@ -99,7 +127,7 @@ fn refused_and_timed_out_connects_are_counted_by_reason() {
 /// testgen in the host namespace, not asserting success.
 fn testgen_in_host(args: &[&str]) -> (i32, serde_json::Value) {
     let out = std::process::Command::new(TESTGEN)
-        .args(["--comm", CLIENT])
+        .args(["--comm", client()])
         .args(args)
         .output()
         .unwrap();
@@ -114,12 +142,12 @@ fn aborting_server_resets_are_sent_and_received() {
     if !require_bpf() {
         return;
     }
-    let agent = Agent::start(TARGETS);
-    let srv = Server::start(SERVER, &["--tcp4", "0", "--abort"]);
+    let agent = Agent::start(&targets());
+    let srv = Server::start(server(), &["--tcp4", "0", "--abort"]);
     let port = srv.port("tcp4");
     let n = 7;
     let r = testgen(
-        CLIENT,
+        client(),
         &[
             "client",
             "--tcp4",
@@ -161,12 +189,12 @@ fn retransmits_show_on_a_lossy_edge_and_not_on_a_clean_one() {
         return;
     }
     cleanup_stale();
-    let agent = Agent::start(TARGETS);
+    let agent = Agent::start(&targets());
     let net = NetnsPair::new("rtx");
     let lossy = NsServer::start(
         &net,
         &net.b,
-        SERVER,
+        server(),
         &["--tcp4", "0", "--sink", "--bind4", &net.b_ip.to_string()],
     );
     let lport = lossy.port("tcp4");
@@ -175,13 +203,13 @@ fn retransmits_show_on_a_lossy_edge_and_not_on_a_clean_one() {
         &net.b,
         &format!("table inet na {{ chain input {{ type filter hook input priority 0; tcp dport {lport} numgen random mod 10 == 0 drop;\n}}\n}}"),
     );
-    let clean = Server::start(SERVER, &["--tcp4", "0", "--sink"]);
+    let clean = Server::start(server(), &["--tcp4", "0", "--sink"]);
     let cport = clean.port("tcp4");
     let bytes = (2 * 1024 * 1024).to_string();
     let (code, out) = testgen_in(
         &net,
         &net.a,
-        CLIENT,
+        client(),
         &[
             "client",
             "--tcp4",
@@ -195,7 +223,7 @@ fn retransmits_show_on_a_lossy_edge_and_not_on_a_clean_one() {
         .as_u64()
         .unwrap_or_else(|| panic!("no tcpi_total_retrans: {out}"));
     let clean_out = testgen(
-        CLIENT,
+        client(),
         &[
             "client",
             "--tcp4",
@@ -249,11 +277,11 @@ fn rtt_agrees_with_the_kernels_tcp_info() {
     if !require_bpf() {
         return;
     }
-    let agent = Agent::start(TARGETS);
-    let srv = Server::start(SERVER, &["--tcp4", "0"]);
+    let agent = Agent::start(&targets());
+    let srv = Server::start(server(), &["--tcp4", "0"]);
     let port = srv.port("tcp4");
     let r = testgen(
-        CLIENT,
+        client(),
         &[
             "client",
             "--tcp4",
@@ -287,13 +315,13 @@ fn bytes_are_counted_exactly_on_both_ends() {
     if !require_bpf() {
         return;
     }
-    let agent = Agent::start(TARGETS);
-    let srv = Server::start(SERVER, &["--tcp4", "0", "--udp6", "0", "--sink"]);
+    let agent = Agent::start(&targets());
+    let srv = Server::start(server(), &["--tcp4", "0", "--udp6", "0", "--sink"]);
     let (t4, u6) = (srv.port("tcp4"), srv.port("udp6"));
     let tcp_bytes: u64 = 1_234_567;
     let (k, size) = (50u64, 700u64);
     testgen(
-        CLIENT,
+        client(),
         &[
             "client",
             "--tcp4",
@@ -303,7 +331,7 @@ fn bytes_are_counted_exactly_on_both_ends() {
         ],
     );
     testgen(
-        CLIENT,
+        client(),
         &[
             "client",
             "--udp6",
@@ -357,9 +385,9 @@ fn listeners_before_and_after_start_are_listed_and_removed_on_close() {
     if !require_bpf() {
         return;
     }
-    let early = Server::start(SERVER, &["--tcp4", "0"]);
-    let agent = Agent::start(TARGETS);
-    let late = Server::start(SERVER, &["--tcp6", "0"]);
+    let early = Server::start(server(), &["--tcp4", "0"]);
+    let agent = Agent::start(&targets());
+    let late = Server::start(server(), &["--tcp6", "0"]);
     let (ep, lp) = (early.port("tcp4"), late.port("tcp6"));
     let info = |m: &Metrics, addr: &str, port: u16| {
         m.get(
@@ -385,7 +413,7 @@ fn listeners_before_and_after_start_are_listed_and_removed_on_close() {
     assert_eq!(info(&m, "127.0.0.1", ep), 1.0);
     // Connections accepted by the early listener are attributed to it.
     testgen(
-        CLIENT,
+        client(),
         &[
             "client",
             "--tcp4",
@@ -422,12 +450,12 @@ fn connections_older_than_the_agent_are_ignored_not_misattributed() {
     }
     use std::io::{Read, Write};
     use std::sync::mpsc;
-    let srv = Server::start(SERVER, &["--tcp4", "0"]);
+    let srv = Server::start(server(), &["--tcp4", "0"]);
     let port = srv.port("tcp4");
     // A target's connection opened before the agent starts...
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let client = std::thread::Builder::new()
-        .name(CLIENT.into())
+        .name(client().to_string())
         .spawn(move || {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
             go_rx.recv().unwrap();
@@ -438,7 +466,7 @@ fn connections_older_than_the_agent_are_ignored_not_misattributed() {
         })
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    let agent = Agent::start(TARGETS);
+    let agent = Agent::start(&targets());
     go_tx.send(()).unwrap();
     client.join().unwrap();
     let m = agent.metrics();

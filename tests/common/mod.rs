@@ -61,6 +61,14 @@ pub fn have(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A comm (at most 15 bytes) unique to this test process: `prefix` and the
+/// pid in hex.
+pub fn unique_comm(prefix: &str) -> String {
+    let comm = format!("{prefix}{:x}", std::process::id());
+    assert!(comm.len() <= 15, "{comm} is longer than a comm");
+    comm
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
