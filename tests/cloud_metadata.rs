@@ -473,7 +473,8 @@ fn nothing_answering_exports_no_info_and_costs_nothing() {
     assert!(scrape < Duration::from_secs(2), "{scrape:?}");
     let log = agent.stderr();
     assert_eq!(
-        log.matches("the cloud metadata service did not answer").count(),
+        log.matches("the cloud metadata service did not answer")
+            .count(),
         1,
         "{log}"
     );

@@ -343,7 +343,10 @@ fn probe_command_names_the_hook_of_each_feature() {
         "tp_btf/mark_victim (on_mark_victim)",
         "classifier (on_tc_ingress)",
     ] {
-        assert!(text.contains(&format!("{:28} {line}\n", "")), "{line}: {text}");
+        assert!(
+            text.contains(&format!("{:28} {line}\n", "")),
+            "{line}: {text}"
+        );
     }
 
     // The same as JSON: one object per tried hook, with its probes.

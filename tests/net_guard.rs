@@ -41,7 +41,14 @@ fn the_guard_names_what_left_and_goes_away_with_its_run() {
     // forwards nothing: the packets end there).
     net.exec(
         &ns,
-        &["ip", "route", "add", "192.0.2.0/24", "via", &net.b_ip.to_string()],
+        &[
+            "ip",
+            "route",
+            "add",
+            "192.0.2.0/24",
+            "via",
+            &net.b_ip.to_string(),
+        ],
     );
 
     let mut run = Command::new("sleep").arg("120").spawn().unwrap();

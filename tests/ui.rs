@@ -189,7 +189,11 @@ fn page_renders_the_service_map_of_real_traffic() {
     // node and the edge, a screenshot shows their colours.
     let mut browser = Browser::open(&url, 1280, 900);
     let peer = format!("peer:tcp/127.0.0.1:{port}");
-    let layout = browser.eval(&LAYOUT_JS.replace("NODES", &serde_json::json!([node, peer]).to_string()).replace("EDGE", &serde_json::json!(edge).to_string()));
+    let layout = browser.eval(
+        &LAYOUT_JS
+            .replace("NODES", &serde_json::json!([node, peer]).to_string())
+            .replace("EDGE", &serde_json::json!(edge).to_string()),
+    );
     assert!(
         !layout.is_null(),
         "the page never drew {node}, {peer} and {edge}"
@@ -280,7 +284,12 @@ const LAYOUT_JS: &str = r#"(async () => {
 })()"#;
 
 fn rect(v: &serde_json::Value) -> [f64; 4] {
-    let a: Vec<f64> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let a: Vec<f64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     [a[0], a[1], a[2], a[3]]
 }
 

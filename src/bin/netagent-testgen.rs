@@ -1011,8 +1011,7 @@ fn tcp_rtt_us(stream: &TcpStream) -> io::Result<u32> {
 
 /// Segments the kernel retransmitted on this connection (TCP_INFO).
 fn tcp_total_retrans(stream: &TcpStream) -> io::Result<u32> {
-    let end =
-        std::mem::offset_of!(libc::tcp_info, tcpi_total_retrans) + std::mem::size_of::<u32>();
+    let end = std::mem::offset_of!(libc::tcp_info, tcpi_total_retrans) + std::mem::size_of::<u32>();
     tcp_info_field(stream, end, "tcpi_total_retrans", |i| i.tcpi_total_retrans)
 }
 

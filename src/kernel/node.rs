@@ -139,7 +139,11 @@ pub fn trial(disabled: Option<String>) -> HookTrial {
         program,
     };
     let (probes, result, note) = match disabled.map_or_else(|| OomProbe::load(16), Err) {
-        Ok(p) => (vec![probe(p.variant)], Ok(()), Some(p.variant.1.to_string())),
+        Ok(p) => (
+            vec![probe(p.variant)],
+            Ok(()),
+            Some(p.variant.1.to_string()),
+        ),
         Err(why) => (VARIANTS.into_iter().map(probe).collect(), Err(why), None),
     };
     HookTrial {

@@ -62,7 +62,11 @@ fn verdicts(trials: &[HookTrial]) -> Vec<Verdict> {
 fn unavailable(trials: &[HookTrial]) -> Vec<(&'static str, &'static str, bool)> {
     super::hooks::FEATURES
         .iter()
-        .filter(|f| !trials.iter().any(|t| t.feature == f.name && t.result.is_ok()))
+        .filter(|f| {
+            !trials
+                .iter()
+                .any(|t| t.feature == f.name && t.result.is_ok())
+        })
         .map(|f| (f.name, f.needed_for, f.core))
         .collect()
 }
@@ -224,7 +228,10 @@ mod tests {
         let hooks = v["hooks"].as_array().unwrap();
         assert_eq!(hooks.len(), 4);
         assert_eq!(hooks[0]["status"], "used");
-        assert_eq!(hooks[0]["probes"][0]["section"], "tp_btf/inet_sock_set_state");
+        assert_eq!(
+            hooks[0]["probes"][0]["section"],
+            "tp_btf/inet_sock_set_state"
+        );
         assert_eq!(
             hooks[0]["probes"][0]["name"],
             "tracepoint/sock:inet_sock_set_state"

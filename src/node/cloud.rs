@@ -326,7 +326,11 @@ fn ip_label(s: &str) -> String {
 }
 
 /// One detection round: asks `provider`'s metadata service, within `budget`.
-async fn detect(client: &Client, provider: Provider, budget: Duration) -> Result<Instance, ProbeError> {
+async fn detect(
+    client: &Client,
+    provider: Provider,
+    budget: Duration,
+) -> Result<Instance, ProbeError> {
     match provider {
         Provider::Aws => bounded(budget, aws::probe(client)).await,
         Provider::Gcp => bounded(budget, gcp::probe(client)).await,
@@ -420,7 +424,10 @@ impl CloudState {
         if let Some((provider, source)) = r.decision {
             decision.push(
                 vec![
-                    ("provider", provider.map_or("none", Provider::name).to_string()),
+                    (
+                        "provider",
+                        provider.map_or("none", Provider::name).to_string(),
+                    ),
                     ("source", source.to_string()),
                 ],
                 Value::Gauge(1.0),
@@ -698,7 +705,12 @@ mod tests {
         drop(closed);
         let budget = Duration::from_millis(300);
         let client = Client::new(&format!("http://127.0.0.1:{port}"), budget).unwrap();
-        for p in [Provider::Aws, Provider::Gcp, Provider::Azure, Provider::Hetzner] {
+        for p in [
+            Provider::Aws,
+            Provider::Gcp,
+            Provider::Azure,
+            Provider::Hetzner,
+        ] {
             let t = Instant::now();
             assert!(detect(&client, p, budget).await.is_err());
             assert!(t.elapsed() < budget, "{p:?}: {:?}", t.elapsed());
@@ -708,7 +720,12 @@ mod tests {
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = silent.local_addr().unwrap().port();
         let client = Client::new(&format!("http://127.0.0.1:{port}"), budget).unwrap();
-        for p in [Provider::Aws, Provider::Gcp, Provider::Azure, Provider::Hetzner] {
+        for p in [
+            Provider::Aws,
+            Provider::Gcp,
+            Provider::Azure,
+            Provider::Hetzner,
+        ] {
             let t = Instant::now();
             assert!(detect(&client, p, budget).await.is_err());
             let took = t.elapsed();

@@ -135,7 +135,10 @@ impl Browser {
             "Target.attachToTarget",
             serde_json::json!({"targetId": target, "flatten": true}),
         );
-        b.session = attached["sessionId"].as_str().expect("sessionId").to_string();
+        b.session = attached["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_string();
         let session = b.session.clone();
         b.call(Some(&session), "Page.enable", serde_json::json!({}));
         b.call(

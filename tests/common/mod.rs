@@ -504,7 +504,10 @@ pub fn probe_used_programs(config: Option<&Path>) -> Vec<String> {
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
-    let out = cmd.args(["probe", "--json"]).output().expect("netagent probe");
+    let out = cmd
+        .args(["probe", "--json"])
+        .output()
+        .expect("netagent probe");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "netagent probe --json: {e}: {}{}",

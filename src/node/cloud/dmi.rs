@@ -104,7 +104,9 @@ fn starts_with_ec2(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn id(fields: &[(&str, &str)]) -> Identity {
+    type Fields<'a> = &'a [(&'a str, &'a str)];
+
+    fn id(fields: Fields) -> Identity {
         let mut i = Identity::default();
         for (k, v) in fields {
             let slot = match *k {
@@ -124,7 +126,7 @@ mod tests {
 
     #[test]
     fn known_clouds_are_named_by_their_firmware() {
-        let cases: &[(&[(&str, &str)], Option<Provider>)] = &[
+        let cases: &[(Fields, Option<Provider>)] = &[
             (
                 &[("sys_vendor", "Amazon EC2"), ("product_name", "m5.large")],
                 Some(Provider::Aws),
@@ -139,7 +141,10 @@ mod tests {
                 Some(Provider::Aws),
             ),
             (
-                &[("sys_vendor", "Google"), ("product_name", "Google Compute Engine")],
+                &[
+                    ("sys_vendor", "Google"),
+                    ("product_name", "Google Compute Engine"),
+                ],
                 Some(Provider::Gcp),
             ),
             (
@@ -168,7 +173,10 @@ mod tests {
     fn other_machines_are_no_cloud() {
         for fields in [
             &[][..],
-            &[("sys_vendor", "QEMU"), ("product_name", "Standard PC (Q35 + ICH9, 2009)")][..],
+            &[
+                ("sys_vendor", "QEMU"),
+                ("product_name", "Standard PC (Q35 + ICH9, 2009)"),
+            ][..],
             // Hyper-V on premises: Microsoft's vendor string without Azure's tag.
             &[
                 ("sys_vendor", "Microsoft Corporation"),
@@ -195,6 +203,9 @@ mod tests {
         assert_eq!(i.product_name, "c6i.xlarge");
         assert_eq!(i.chassis_asset_tag, "");
         assert_eq!(i.provider(), Some(Provider::Aws));
-        assert_eq!(Identity::read(Path::new("/nonexistent")), Identity::default());
+        assert_eq!(
+            Identity::read(Path::new("/nonexistent")),
+            Identity::default()
+        );
     }
 }
