@@ -51,13 +51,13 @@ case "$cmd" in
 table inet $table {
   set allow4 { type ipv4_addr; flags interval; elements = { $allow4 } }
   set allow6 { type ipv6_addr; flags interval; elements = { $allow6 } }
-  set seen4 { type ipv4_addr; size 65535; flags dynamic; counter; }
-  set seen6 { type ipv6_addr; size 65535; flags dynamic; counter; }
+  set seen4 { type ipv4_addr . ifname; size 65535; flags dynamic; counter; }
+  set seen6 { type ipv6_addr . ifname; size 65535; flags dynamic; counter; }
   chain postrouting {
     type filter hook postrouting priority 0; policy accept;
     oifname "lo" return
-    ip daddr != @allow4 update @seen4 { ip daddr }
-    ip6 daddr != @allow6 update @seen6 { ip6 daddr }
+    ip daddr != @allow4 update @seen4 { ip daddr . oifname }
+    ip6 daddr != @allow6 update @seen6 { ip6 daddr . oifname }
   }
 }
 EOF
@@ -75,9 +75,10 @@ for name in ("seen4", "seen6"):
     m = re.search(r"set %s \{(.*?)\n\t\}" % name, text, re.S)
     if not m:
         continue
-    for dest, pkts, nbytes in re.findall(r"([0-9a-fA-F.:]+) counter packets (\d+) bytes (\d+)", m.group(1)):
+    for dest, dev, pkts, nbytes in re.findall(
+            r"([0-9a-fA-F.:]+) \. \"?([^\s\"]+)\"? counter packets (\d+) bytes (\d+)", m.group(1)):
         if int(pkts):
-            print(f"{dest} packets={pkts} bytes={nbytes}")
+            print(f"{dest} packets={pkts} bytes={nbytes} via {dev}")
 ')
     if [ -n "$found" ]; then
       echo "net-guard: FAIL: packets left the machine during the run:" >&2

@@ -535,10 +535,6 @@ pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
 
 /// Loads the kernel side, serves HTTP until a signal, then detaches.
 pub async fn run(cfg: Config) -> Result<(), RunError> {
-    // Cloud detection starts first and runs beside everything else: it
-    // never delays start-up. Dropping `_cloud` at return stops it.
-    let cloud_state = Arc::new(CloudState::new(cfg.cloud.enabled));
-    let _cloud = cloud::spawn(&cfg.cloud, cloud_state.clone());
     let targets: Vec<(&str, &str)> = cfg
         .targets
         .iter()
@@ -548,6 +544,11 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let mut probes = Probes::load(&opts)?;
     // Loading parsed the kernel's BTF (several MB, now freed).
     release_freed_memory();
+    // Cloud detection runs beside everything else and never delays
+    // start-up; it starts once the agent can run at all, so a start that
+    // fails says only why. Dropping `_cloud` at return stops it.
+    let cloud_state = Arc::new(CloudState::new(cfg.cloud.enabled));
+    let _cloud = cloud::spawn(&cfg.cloud, cloud_state.clone());
     tracing::info!(
         targets = targets.len(),
         track_all = opts.track_all,

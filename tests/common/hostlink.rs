@@ -154,6 +154,11 @@ impl RootVeth {
         );
         let _ = Command::new("ip").args(["link", "del", &a]).status();
         sh(&format!("ip link add {a} type veth peer name {b}"));
+        // Quiet like HostLink: no IPv6 means no MLD reports or duplicate
+        // address detection sent from the root namespace.
+        sh(&format!(
+            "sysctl -qw net.ipv6.conf.{a}.disable_ipv6=1 net.ipv6.conf.{b}.disable_ipv6=1"
+        ));
         sh(&format!("ip link set {a} up && ip link set {b} up"));
         RootVeth { a, b }
     }
