@@ -7,7 +7,8 @@
 //! at `target/ui-artifacts/service-map.png` for humans (CI can publish it).
 
 mod common;
-use common::cdp::{Browser, FLAGS as CHROMIUM_FLAGS};
+use common::cdp::Browser;
+use common::hostlink::HostLink;
 use common::*;
 
 use std::io::Read;
@@ -31,10 +32,9 @@ struct Run {
 
 /// Runs Chromium with a fresh profile (removed afterwards) in its own
 /// process group, killing the whole group after `CHROMIUM_LIMIT`.
-fn chromium(tag: &str, args: &[&str]) -> Run {
+fn chromium(netns: &str, host: &str, tag: &str, args: &[&str]) -> Run {
     let profile = TempDir::new(&format!("chromium-{tag}"));
-    let mut child = Command::new(CHROMIUM)
-        .args(CHROMIUM_FLAGS)
+    let mut child = common::cdp::command(netns, host)
         .arg(format!("--user-data-dir={}", profile.0.display()))
         .args(args)
         .stdin(Stdio::null())
@@ -96,11 +96,11 @@ fn tail(s: &str) -> String {
 
 /// The agent's graph once it has `node` and an edge `source|target` equal
 /// to `edge` (bounded), so a failure further on is the page's, not the API's.
-fn wait_for_graph(port: u16, node: &str, edge: &str) -> serde_json::Value {
+fn wait_for_graph(agent: &Agent, node: &str, edge: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = String::new();
     while Instant::now() < deadline {
-        match http_get(port, "/api/v1/graph", None) {
+        match http_get_at(agent.ip, agent.port, "/api/v1/graph", None) {
             Ok(body) => {
                 let doc: serde_json::Value = serde_json::from_str(&body)
                     .unwrap_or_else(|e| panic!("/api/v1/graph is not JSON ({e}): {body}"));
@@ -141,7 +141,13 @@ fn page_renders_the_service_map_of_real_traffic() {
         return;
     }
 
-    let agent = Agent::start(&[(LABEL, CLIENT)]);
+    // Chromium runs in a test namespace that reaches the agent over a veth
+    // (no default route, no IPv6): nothing it tries can leave the machine.
+    let link = HostLink::new("ui");
+    let agent = Agent::start_with_yaml_on(
+        &format!("targets:\n  - name: \"{LABEL}\"\n    match_comm: \"{CLIENT}\"\n"),
+        link.host_ip.into(),
+    );
     let srv = Server::start(SERVER, &["--tcp4", "0"]);
     let port = srv.port("tcp4");
     testgen(
@@ -158,11 +164,18 @@ fn page_renders_the_service_map_of_real_traffic() {
     );
     let node = format!("process:{LABEL}");
     let edge = format!("{node}|peer:tcp/127.0.0.1:{port}");
-    wait_for_graph(agent.port, &node, &edge);
-    let url = format!("http://127.0.0.1:{}/", agent.port);
+    wait_for_graph(&agent, &node, &edge);
+    let host = agent.ip.to_string();
+    let url = format!("http://{host}:{}/", agent.port);
 
     // 1. The DOM after the page has polled a few times (virtual time).
-    let dom = chromium("dom", &["--dump-dom", "--virtual-time-budget=10000", &url]).stdout;
+    let dom = chromium(
+        &link.ns,
+        &host,
+        "dom",
+        &["--dump-dom", "--virtual-time-budget=10000", &url],
+    )
+    .stdout;
     let head = |s: &str| s.chars().take(4000).collect::<String>();
     assert!(
         dom.contains(&format!("data-node-id=\"{node}\"")),
@@ -187,7 +200,7 @@ fn page_renders_the_service_map_of_real_traffic() {
 
     // 2. The pixels: where the page laid out the process node, the peer
     // node and the edge, a screenshot shows their colours.
-    let mut browser = Browser::open(&url, 1280, 900);
+    let mut browser = Browser::open(&link.ns, &host, &url, 1280, 900);
     let peer = format!("peer:tcp/127.0.0.1:{port}");
     let layout = browser.eval(
         &LAYOUT_JS

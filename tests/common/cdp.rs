@@ -18,9 +18,9 @@ use super::TempDir;
 /// Flags of every run: no sandbox (we are root), no GPU, nothing fetched
 /// from the network besides the page under test. Even with background
 /// networking off, Chromium looks up Google's update and account hosts at
-/// start; the resolver rule answers every name but the loopback address
-/// (where the pages under test are) "not found" without asking DNS.
-pub const FLAGS: [&str; 11] = [
+/// start; [`command`] adds a resolver rule that answers every name but the
+/// host of the page under test "not found" without asking DNS.
+pub const FLAGS: [&str; 10] = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -31,7 +31,6 @@ pub const FLAGS: [&str; 11] = [
     "--disable-sync",
     "--disable-domain-reliability",
     "--no-pings",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ];
 
 /// A Chromium with one page open, attached through the pipe; the whole
@@ -56,17 +55,33 @@ fn pipe() -> (OwnedFd, OwnedFd) {
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
 
+/// Chromium with [`FLAGS`], run inside network namespace `netns`, that
+/// resolves no name but `page_host` (the rule covers IP literals too). Even
+/// with every name unresolved Chromium checks IPv6 reachability by routing
+/// to Google's public DNS; in the root namespace that lookup alone sends a
+/// neighbour solicitation to the default router. A test namespace with no
+/// default route and no IPv6 keeps it on the machine.
+pub fn command(netns: &str, page_host: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", netns, "/usr/bin/chromium"])
+        .args(FLAGS)
+        .arg(format!(
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {page_host}"
+        ));
+    cmd
+}
+
 impl Browser {
-    /// Starts Chromium with a `width`×`height` window, attaches to its page
-    /// and loads `url` in it.
-    pub fn open(url: &str, width: u32, height: u32) -> Browser {
+    /// Starts Chromium with a `width`×`height` window (inside network
+    /// namespace `netns`, see [`command`]), attaches to its page and loads
+    /// `url` in it.
+    pub fn open(netns: &str, page_host: &str, url: &str, width: u32, height: u32) -> Browser {
         let profile = TempDir::new("chromium-cdp");
         let (cmd_r, cmd_w) = pipe();
         let (resp_r, resp_w) = pipe();
         let (cr, rw) = (cmd_r.as_raw_fd(), resp_w.as_raw_fd());
-        let mut cmd = Command::new("/usr/bin/chromium");
-        cmd.args(FLAGS)
-            .arg("--remote-debugging-pipe")
+        let mut cmd = command(netns, page_host);
+        cmd.arg("--remote-debugging-pipe")
             .arg(format!("--user-data-dir={}", profile.0.display()))
             .arg(format!("--window-size={width},{height}"))
             .arg("--hide-scrollbars")

@@ -98,6 +98,9 @@ impl Drop for TempDir {
 /// A running agent; killed on drop so a failing test leaves nothing behind.
 pub struct Agent {
     pub child: Child,
+    /// Where it serves HTTP: `ip:port`, 127.0.0.1 unless started with
+    /// [`Agent::start_with_yaml_on`].
+    pub ip: std::net::IpAddr,
     pub port: u16,
     _dir: TempDir,
     stderr: std::sync::Arc<Mutex<String>>,
@@ -124,12 +127,19 @@ impl Agent {
 
     /// Starts the agent with this YAML plus an `export.listen_addr` on a free port.
     pub fn start_with_yaml(yaml: &str) -> Agent {
+        Self::start_with_yaml_on(yaml, std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// Like [`Agent::start_with_yaml`], serving HTTP on `ip` (an address of
+    /// the root namespace) instead of 127.0.0.1.
+    pub fn start_with_yaml_on(yaml: &str, ip: std::net::IpAddr) -> Agent {
         let dir = TempDir::new("agent");
         let port = free_port();
         let cfg = dir.0.join("config.yaml");
+        let listen = std::net::SocketAddr::new(ip, port);
         std::fs::write(
             &cfg,
-            format!("{yaml}export:\n  listen_addr: \"127.0.0.1:{port}\"\n"),
+            format!("{yaml}export:\n  listen_addr: \"{listen}\"\n"),
         )
         .unwrap();
         let mut child = Command::new(AGENT)
@@ -152,6 +162,7 @@ impl Agent {
         });
         let mut agent = Agent {
             child,
+            ip,
             port,
             _dir: dir,
             stderr,
@@ -167,7 +178,7 @@ impl Agent {
                 panic!("agent exited early ({status}): {}", self.stderr());
             }
             // Serving at all means ready; a degraded agent answers 503.
-            match http_get(self.port, "/health", None) {
+            match http_get_at(self.ip, self.port, "/health", None) {
                 Ok(_) => return,
                 Err(e) if e.starts_with("HTTP/1.1 503") => return,
                 Err(_) => {}
@@ -183,7 +194,7 @@ impl Agent {
 
     /// Classic text scrape.
     pub fn scrape(&self) -> String {
-        http_get(self.port, "/metrics", None).expect("scrape /metrics")
+        http_get_at(self.ip, self.port, "/metrics", None).expect("scrape /metrics")
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -217,8 +228,18 @@ impl Drop for Agent {
 
 /// Plain HTTP/1.1 GET on loopback; returns the body of a 200 response.
 pub fn http_get(port: u16, path: &str, accept: Option<&str>) -> Result<String, String> {
+    http_get_at(std::net::Ipv4Addr::LOCALHOST.into(), port, path, accept)
+}
+
+/// [`http_get`] to `ip:port`.
+pub fn http_get_at(
+    ip: std::net::IpAddr,
+    port: u16,
+    path: &str,
+    accept: Option<&str>,
+) -> Result<String, String> {
     use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let mut s = std::net::TcpStream::connect((ip, port)).map_err(|e| e.to_string())?;
     // Generous: the soak scrapes hundreds of thousands of kernel entries on
     // a machine it keeps busy.
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
