@@ -728,9 +728,19 @@ fn load_error(program: &'static str, err: ProgramError) -> KernelError {
             verifier_log,
         } => {
             let log = verifier_log.to_string();
-            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .filter(|l| !l.trim().is_empty())
+                .take(5)
+                .collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            format!("{io_error}; verifier: {}", tail.join(" | "))
+            if tail.is_empty() {
+                // Refused before verification (EPERM for fexit here).
+                format!("{io_error} (no verifier log)")
+            } else {
+                format!("{io_error}; verifier: {}", tail.join(" | "))
+            }
         }
         other => other.to_string(),
     };

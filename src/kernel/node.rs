@@ -23,10 +23,13 @@ const EVENT: &str = "mark_victim";
 /// The program for each prototype of the tracepoint, newest first: since
 /// Linux 6.8 it passes the victim's task_struct, before only its pid.
 const VARIANTS: [(&str, &str); 2] = [
-    ("on_mark_victim", "victim task_struct (Linux 6.8+)"),
+    (
+        "on_mark_victim",
+        "the tracepoint passes the victim's task_struct (Linux 6.8+ and stable kernels with the backport)",
+    ),
     (
         "on_mark_victim_pid",
-        "victim pid only (before Linux 6.8): victims other than the allocating task are counted as lost",
+        "the tracepoint passes the victim's pid only (older kernels): victims other than the allocating task are counted as lost",
     ),
 ];
 
