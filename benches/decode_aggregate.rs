@@ -133,7 +133,7 @@ fn gather(
     snap: &KernelSnapshot,
     names: &ProcessNames,
     limiter: &mut SeriesLimiter,
-) -> Vec<netagent::model::Family> {
+) -> Vec<netagent::metrics::Family> {
     let mut no_container = |_| String::new();
     let mut labeler = Labeler::new(names, &mut no_container);
     let resolved = connections::resolve(snap, &mut labeler);

@@ -6,7 +6,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use netagent::export::prometheus::{encode, Format};
-use netagent::model::{Family, Histogram, Kind, Value, LATENCY_BOUNDS};
+use netagent::metrics::{Family, Histogram, Kind, Value};
+use netagent::model::LATENCY_BOUNDS;
 
 const SERIES: u32 = 100_000;
 
@@ -17,7 +18,7 @@ fn families() -> Vec<Family> {
     let per_hist = LATENCY_BOUNDS.len() as u32 + 3;
     let hist_series = (SERIES / 2) / per_hist;
     let counters = SERIES - hist_series * per_hist;
-    let mut edges = Family::new("netagent_bytes_sent", "Payload bytes sent.", Kind::Counter);
+    let mut edges = Family::ad_hoc("netagent_bytes_sent", "Payload bytes sent.", Kind::Counter);
     for i in 0..counters {
         edges.push(
             vec![
@@ -37,7 +38,7 @@ fn families() -> Vec<Family> {
             Value::Counter(f64::from(i) * 1448.0),
         );
     }
-    let mut hist = Family::new(
+    let mut hist = Family::ad_hoc(
         "netagent_tcp_connect_duration_seconds",
         "Handshake time.",
         Kind::Histogram,

@@ -21,6 +21,8 @@ use crate::kernel::abi::comm_bytes;
 use crate::kernel::iface::IfaceProbes;
 use crate::kernel::links::links_of;
 use crate::kernel::{cgroup, KernelError, LoadOptions, Probes};
+use crate::metrics::catalog;
+use crate::metrics::{scalar_family, Family};
 use crate::model::bpf_self::BpfSelfCollector;
 use crate::model::cardinality::{dropped_family, SeriesLimiter};
 use crate::model::connections;
@@ -28,7 +30,7 @@ use crate::model::containers::CgroupResolver;
 use crate::model::graph::{self, RateState};
 use crate::model::labels::{Labeler, ProcessNames};
 use crate::model::spans::FlowSpan;
-use crate::model::{bounds_ns, interfaces, scalar_family, self_metrics, tcp, Family, Kind};
+use crate::model::{bounds_ns, interfaces, self_metrics, tcp};
 use crate::node::cloud::{self, CloudState};
 
 /// How often cached cgroup -> container mappings are checked for removal.
@@ -233,13 +235,7 @@ impl Gather for Agent {
                 )
             })
             .collect();
-        families.push(scalar_family(
-            "netagent_probe_up",
-            "1 while the kernel program behind a probe is attached; a feature with no \
-             working hook shows its preferred probes at 0.",
-            Kind::Gauge,
-            up,
-        ));
+        families.push(scalar_family(&catalog::PROBE_UP, up));
         let info = lock(&self.probes)
             .features
             .iter()
@@ -253,12 +249,7 @@ impl Gather for Agent {
                 )
             })
             .collect();
-        families.push(scalar_family(
-            "netagent_probe_info",
-            "The kernel hook serving each feature (hook=\"none\": unavailable).",
-            Kind::Gauge,
-            info,
-        ));
+        families.push(scalar_family(&catalog::PROBE_INFO, info));
         families.extend(self.bpf_self.families());
         families.extend(self.span_stats.families());
         families.extend(self.cloud.families());

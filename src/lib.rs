@@ -10,6 +10,7 @@ pub mod config;
 pub mod export;
 pub mod http;
 pub mod kernel;
+pub mod metrics;
 pub mod model;
 pub mod node;
 

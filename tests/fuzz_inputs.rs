@@ -43,7 +43,7 @@ use netagent::export::statsd::{StatsdConfig, StatsdExporter};
 use netagent::kernel::abi::{
     comm_bytes, comm_str, SpanEvent, DIR_INBOUND, DIR_OUTBOUND, IPPROTO_TCP, IPPROTO_UDP,
 };
-use netagent::model::family::{Family, Histogram, Kind, Value};
+use netagent::metrics::{Family, Histogram, Kind, Value};
 use netagent::model::spans::{FlowSpan, SpanSide};
 use openmetrics_parser::openmetrics::parse_openmetrics;
 use openmetrics_parser::prometheus::parse_prometheus;
@@ -800,7 +800,7 @@ fn series_labels(id: &str, values: &[String; 2]) -> Vec<(&'static str, String)> 
 
 /// The model families for an exposition; series ids are `<prefix><n>`.
 fn families(e: &Exposition, prefix: &str) -> Vec<Family> {
-    let mut counter = Family::new(
+    let mut counter = Family::ad_hoc(
         "fuzz_requests",
         "Requests, \"quoted\" \\ help.",
         Kind::Counter,
@@ -811,11 +811,11 @@ fn families(e: &Exposition, prefix: &str) -> Vec<Family> {
             Value::Counter(*v),
         );
     }
-    let mut gauge = Family::new("fuzz_level", "A level.", Kind::Gauge);
+    let mut gauge = Family::ad_hoc("fuzz_level", "A level.", Kind::Gauge);
     for (i, (l, v)) in e.gauges.iter().enumerate() {
         gauge.push(series_labels(&format!("{prefix}{i}"), l), Value::Gauge(*v));
     }
-    let mut hist = Family::new("fuzz_latency_seconds", "Latency.", Kind::Histogram);
+    let mut hist = Family::ad_hoc("fuzz_latency_seconds", "Latency.", Kind::Histogram);
     for (i, (l, buckets, sum)) in e.histograms.iter().enumerate() {
         hist.push(
             series_labels(&format!("{prefix}{i}"), l),
@@ -1230,11 +1230,11 @@ fn check_statsd(case: &StatsdCase) -> Result<(), TestCaseError> {
         .filter(|t| !t.is_empty())
         .collect();
 
-    let mut counter = Family::new("netagent_fuzz_events", "h", Kind::Counter);
+    let mut counter = Family::ad_hoc("netagent_fuzz_events", "h", Kind::Counter);
     for (i, (l, v)) in case.counters.iter().enumerate() {
         counter.push(series_labels(&i.to_string(), l), Value::Counter(*v));
     }
-    let mut gauge = Family::new("netagent_fuzz_level", "h", Kind::Gauge);
+    let mut gauge = Family::ad_hoc("netagent_fuzz_level", "h", Kind::Gauge);
     for (i, (l, v)) in case.gauges.iter().enumerate() {
         gauge.push(series_labels(&i.to_string(), l), Value::Gauge(*v));
     }

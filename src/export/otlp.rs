@@ -28,8 +28,9 @@ use prost::Message;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use crate::metrics::catalog;
+use crate::metrics::{Family, Kind, Value};
 use crate::model::spans::{FlowSpan, SpanSide};
-use crate::model::{Family, Kind, Value};
 
 /// `otel:` config section.
 #[derive(Debug, Clone, Deserialize)]
@@ -564,11 +565,7 @@ pub struct SpanStats {
 
 impl SpanStats {
     pub fn families(&self) -> Vec<Family> {
-        let mut dropped = Family::new(
-            "netagent_otlp_spans_dropped",
-            "Spans not exported, by reason: queue_full (collector slow or down), rate_limit (otel.max_spans_per_second), export_failed (gave up after retries), decode_error (bad kernel record).",
-            Kind::Counter,
-        );
+        let mut dropped = Family::new(&catalog::OTLP_SPANS_DROPPED);
         for (reason, n) in [
             ("queue_full", &self.dropped_queue_full),
             ("rate_limit", &self.dropped_rate_limit),
@@ -581,29 +578,17 @@ impl SpanStats {
                 Value::Counter(n.load(Ordering::Relaxed) as f64),
             );
         }
-        let mut exported = Family::new(
-            "netagent_otlp_spans_exported",
-            "Spans accepted by the OTLP collector.",
-            Kind::Counter,
-        );
+        let mut exported = Family::new(&catalog::OTLP_SPANS_EXPORTED);
         exported.push(
             Vec::new(),
             Value::Counter(self.exported.load(Ordering::Relaxed) as f64),
         );
-        let mut errors = Family::new(
-            "netagent_otlp_export_errors",
-            "Failed OTLP export requests (spans and metrics).",
-            Kind::Counter,
-        );
+        let mut errors = Family::new(&catalog::OTLP_EXPORT_ERRORS);
         errors.push(
             Vec::new(),
             Value::Counter(self.export_errors.load(Ordering::Relaxed) as f64),
         );
-        let mut statsd = Family::new(
-            "netagent_statsd_send_errors",
-            "DogStatsD lines that could not be sent.",
-            Kind::Counter,
-        );
+        let mut statsd = Family::new(&catalog::STATSD_SEND_ERRORS);
         statsd.push(
             Vec::new(),
             Value::Counter(self.statsd_errors.load(Ordering::Relaxed) as f64),

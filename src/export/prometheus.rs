@@ -4,7 +4,7 @@
 //! output's own growth, the only allocation is a small reused buffer of
 //! formatted histogram `le` values, so a scrape with 100k series stays cheap.
 
-use crate::model::family::{Family, Histogram, Kind, Series, Value};
+use crate::metrics::{Family, Histogram, Kind, Series, Value};
 use std::fmt::Write as _;
 
 /// Which exposition format to render.
@@ -406,7 +406,7 @@ impl LeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::family::Histogram;
+    use crate::metrics::Histogram;
 
     const BOUNDS: &[f64] = &[0.005, 0.1, 1.0];
     const NASTY: &str = "cu\"rl\\x\ny";
@@ -414,7 +414,7 @@ mod tests {
 
     /// One family of each kind, with a label value and HELP that need escaping.
     fn families() -> Vec<Family> {
-        let mut connect = Family::new("netagent_connect", HELP, Kind::Counter);
+        let mut connect = Family::ad_hoc("netagent_connect", HELP, Kind::Counter);
         connect.push(
             vec![("comm", NASTY.to_string()), ("pid", "42".to_string())],
             Value::Counter(3.0),
@@ -424,11 +424,11 @@ mod tests {
             Value::Counter(1.5),
         );
 
-        let mut open = Family::new("netagent_sockets_open", "Open sockets.", Kind::Gauge);
+        let mut open = Family::ad_hoc("netagent_sockets_open", "Open sockets.", Kind::Gauge);
         open.push(vec![("proto", "tcp".to_string())], Value::Gauge(12.0));
         open.push(vec![("proto", "udp".to_string())], Value::Gauge(-0.25));
 
-        let mut rtt = Family::new("netagent_rtt_seconds", "Smoothed RTT.", Kind::Histogram);
+        let mut rtt = Family::ad_hoc("netagent_rtt_seconds", "Smoothed RTT.", Kind::Histogram);
         rtt.push(
             vec![("comm", NASTY.to_string())],
             Value::Histogram(Histogram {
@@ -518,7 +518,7 @@ netagent_rtt_seconds_count{comm="nginx"} 0
 
     #[test]
     fn appends_and_handles_unlabelled_series() {
-        let mut up = Family::new("netagent_up", "", Kind::Gauge);
+        let mut up = Family::ad_hoc("netagent_up", "", Kind::Gauge);
         up.push(vec![], Value::Gauge(1.0));
         let mut out = String::from("prefix\n");
         encode(&[up], Format::Text, &mut out);
@@ -530,7 +530,7 @@ netagent_rtt_seconds_count{comm="nginx"} 0
 
     #[test]
     fn histogram_without_labels() {
-        let mut h = Family::new("netagent_size_bytes", "Sizes.", Kind::Histogram);
+        let mut h = Family::ad_hoc("netagent_size_bytes", "Sizes.", Kind::Histogram);
         h.push(
             vec![],
             Value::Histogram(Histogram {
@@ -555,7 +555,7 @@ netagent_rtt_seconds_count{comm="nginx"} 0
 
     #[test]
     fn empty_families() {
-        let empty = [Family::new("netagent_drops", "Drops.", Kind::Counter)];
+        let empty = [Family::ad_hoc("netagent_drops", "Drops.", Kind::Counter)];
         assert_eq!(
             render(&empty, Format::Text),
             "# HELP netagent_drops_total Drops.\n# TYPE netagent_drops_total counter\n"
@@ -805,7 +805,7 @@ netagent_rtt_seconds_count{comm="nginx"} 0
     #[test]
     #[ignore = "timing; run in release mode"]
     fn render_100k_series() {
-        let mut family = Family::new("netagent_bytes_sent", "Bytes sent.", Kind::Counter);
+        let mut family = Family::ad_hoc("netagent_bytes_sent", "Bytes sent.", Kind::Counter);
         for i in 0..100_000u32 {
             family.push(
                 vec![

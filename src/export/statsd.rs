@@ -26,7 +26,7 @@ use cadence::ext::{MetricValue, MultiLineWriter, ToCounterValue};
 use cadence::prelude::*;
 use cadence::{Metric, MetricBuilder, MetricResult, MetricSink, StatsdClient};
 
-use crate::model::family::{Family, Kind, Value};
+use crate::metrics::{Family, Kind, Value};
 use crate::model::spans::{FlowSpan, SpanSide};
 
 /// Family names carry this prefix; the configured `prefix` replaces it.
@@ -614,7 +614,7 @@ fn invalid(msg: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::family::Histogram;
+    use crate::metrics::Histogram;
     use std::collections::BTreeMap;
     use std::os::unix::net::UnixDatagram;
     use std::time::Instant;
@@ -723,7 +723,7 @@ mod tests {
     }
 
     fn counter(name: &'static str, series: &[(&str, f64)]) -> Family {
-        let mut f = Family::new(name, "help", Kind::Counter);
+        let mut f = Family::ad_hoc(name, "help", Kind::Counter);
         for (comm, v) in series {
             f.push(vec![("comm", comm.to_string())], Value::Counter(*v));
         }
@@ -731,7 +731,7 @@ mod tests {
     }
 
     fn gauge(name: &'static str, series: &[(&str, f64)]) -> Family {
-        let mut f = Family::new(name, "help", Kind::Gauge);
+        let mut f = Family::ad_hoc(name, "help", Kind::Gauge);
         for (comm, v) in series {
             f.push(vec![("comm", comm.to_string())], Value::Gauge(*v));
         }
@@ -938,7 +938,7 @@ mod tests {
     #[test]
     fn gauges_are_sent_every_call_and_histograms_never() {
         let (rx, mut exp) = udp_pair(|_| {});
-        let mut hist = Family::new("netagent_rtt_seconds", "help", Kind::Histogram);
+        let mut hist = Family::ad_hoc("netagent_rtt_seconds", "help", Kind::Histogram);
         hist.push(
             vec![("comm", "a".into())],
             Value::Histogram(Histogram {
@@ -971,7 +971,7 @@ mod tests {
             cfg.prefix = "custom.".into();
             cfg.tags = vec!["env:prod".into(), "  ".into(), "team:a,b".into()];
         });
-        let mut f = Family::new("netagent_bytes", "help", Kind::Counter);
+        let mut f = Family::ad_hoc("netagent_bytes", "help", Kind::Counter);
         f.push(
             vec![
                 ("comm", "cu,rl|x#y\nz".into()),
@@ -992,7 +992,7 @@ mod tests {
     fn no_datagram_exceeds_max_packet_bytes() {
         const MAX: usize = 512;
         let (rx, mut exp) = udp_pair(|cfg| cfg.max_packet_bytes = MAX);
-        let mut f = Family::new("netagent_bytes_sent", "help", Kind::Counter);
+        let mut f = Family::ad_hoc("netagent_bytes_sent", "help", Kind::Counter);
         for i in 0..300u32 {
             f.push(
                 vec![
@@ -1169,7 +1169,7 @@ mod tests {
 
         // A receiver that never reads: its queue fills, sends would block.
         let rx = UnixDatagram::bind(&path).expect("bind");
-        let mut big = Family::new("netagent_sockets_open", "help", Kind::Gauge);
+        let mut big = Family::ad_hoc("netagent_sockets_open", "help", Kind::Gauge);
         for i in 0..20_000u32 {
             big.push(vec![("comm", format!("p{i}"))], Value::Gauge(1.0));
         }

@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::export::prometheus::{encode, Format};
-use crate::model::Family;
+use crate::metrics::Family;
 
 /// What the HTTP layer needs from the agent.
 pub trait Gather: Send + Sync + 'static {

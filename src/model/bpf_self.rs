@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::collect::bpf_objects::{self, name_matches, BpfObjects, MapObject, ProgramObject};
-use crate::model::{Family, Histogram, Kind, Value};
+use crate::metrics::{catalog, single, Family, Histogram, Value};
 
 /// `bpf_self:` config section.
 #[derive(Debug, Clone, Deserialize)]
@@ -207,12 +207,6 @@ fn observe(h: &mut Histogram, v: f64) {
     h.sum += v;
 }
 
-fn gauge(name: &'static str, help: &'static str, v: f64) -> Family {
-    let mut f = Family::new(name, help, Kind::Gauge);
-    f.push(Vec::new(), Value::Gauge(v));
-    f
-}
-
 /// The families of one walk. The name filter is applied again here (the
 /// walk applies it only to save syscalls) so that any object list gives
 /// the documented result.
@@ -237,44 +231,22 @@ pub fn build_families(
     maps.sort_by_key(|m| m.id);
 
     let mut out = vec![
-        gauge(
-            "netagent_bpf_programs",
-            "BPF programs loaded on the host (matching bpf_self.name_prefix).",
-            progs.len() as f64,
-        ),
-        gauge(
-            "netagent_bpf_maps",
-            "BPF maps on the host (matching bpf_self.name_prefix).",
-            maps.len() as f64,
-        ),
-        gauge(
-            "netagent_bpf_programs_memory_bytes",
-            "Kernel memory locked by those BPF programs (sum of memlock).",
+        single(&catalog::BPF_PROGRAMS, progs.len() as f64),
+        single(&catalog::BPF_MAPS, maps.len() as f64),
+        single(
+            &catalog::BPF_PROGRAMS_MEMORY_BYTES,
             progs.iter().map(|p| p.memlock_bytes as f64).sum(),
         ),
-        gauge(
-            "netagent_bpf_maps_memory_bytes",
-            "Kernel memory locked by those BPF maps (sum of memlock).",
+        single(
+            &catalog::BPF_MAPS_MEMORY_BYTES,
             maps.iter().map(|m| m.memlock_bytes as f64).sum(),
         ),
     ];
 
     if cfg.per_object {
-        let mut mem = Family::new(
-            "netagent_bpf_program_memory_bytes",
-            "Kernel memory locked by one BPF program (memlock).",
-            Kind::Gauge,
-        );
-        let mut run_time = Family::new(
-            "netagent_bpf_program_run_seconds",
-            "Time spent running one BPF program; advances only while kernel.bpf_stats_enabled is on.",
-            Kind::Counter,
-        );
-        let mut runs = Family::new(
-            "netagent_bpf_program_runs",
-            "Runs of one BPF program; advances only while kernel.bpf_stats_enabled is on.",
-            Kind::Counter,
-        );
+        let mut mem = Family::new(&catalog::BPF_PROGRAM_MEMORY_BYTES);
+        let mut run_time = Family::new(&catalog::BPF_PROGRAM_RUN_SECONDS);
+        let mut runs = Family::new(&catalog::BPF_PROGRAM_RUNS);
         for p in progs.iter().take(cfg.max_objects) {
             let labels = vec![
                 ("id", p.id.to_string()),
@@ -285,11 +257,7 @@ pub fn build_families(
             run_time.push(labels.clone(), Value::Counter(p.run_time_ns as f64 / 1e9));
             runs.push(labels, Value::Counter(p.run_count as f64));
         }
-        let mut map_mem = Family::new(
-            "netagent_bpf_map_memory_bytes",
-            "Kernel memory locked by one BPF map (memlock).",
-            Kind::Gauge,
-        );
+        let mut map_mem = Family::new(&catalog::BPF_MAP_MEMORY_BYTES);
         for m in maps.iter().take(cfg.max_objects) {
             map_mem.push(
                 vec![
@@ -306,17 +274,9 @@ pub fn build_families(
         out.extend([mem, run_time, runs, map_mem]);
     }
 
-    let mut dur = Family::new(
-        "netagent_bpf_collection_duration_seconds",
-        "Time taken by one walk over the host's BPF programs and maps.",
-        Kind::Histogram,
-    );
+    let mut dur = Family::new(&catalog::BPF_COLLECTION_DURATION_SECONDS);
     dur.push(Vec::new(), Value::Histogram(duration.clone()));
-    let mut err = Family::new(
-        "netagent_bpf_collection_errors",
-        "Failures while reading BPF programs and maps (objects unloaded mid-walk are not errors).",
-        Kind::Counter,
-    );
+    let mut err = Family::new(&catalog::BPF_COLLECTION_ERRORS);
     err.push(Vec::new(), Value::Counter(errors as f64));
     out.extend([dur, err]);
     out
@@ -325,7 +285,7 @@ pub fn build_families(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Series;
+    use crate::metrics::{Kind, Series};
     use std::path::{Path, PathBuf};
     use std::process::Command;
     use std::sync::atomic::AtomicUsize;

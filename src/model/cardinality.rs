@@ -9,7 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{Family, Kind, Labels, Value};
+use crate::metrics::catalog;
+use crate::metrics::{Family, Labels, Value};
 
 /// The label value of the overflow series.
 pub const OTHER: &str = "~other";
@@ -85,11 +86,7 @@ fn merge(acc: Value, v: &Value) -> Value {
 
 /// `netagent_series_dropped_total{metric}` from per-family fold counts.
 pub fn dropped_family(dropped: &BTreeMap<&'static str, u64>) -> Family {
-    let mut f = Family::new(
-        "netagent_series_dropped",
-        "Series folded into the `~other` series because their metric reached its series cap.",
-        Kind::Counter,
-    );
+    let mut f = Family::new(&catalog::SERIES_DROPPED);
     for (metric, n) in dropped {
         f.push(
             vec![("metric", metric.to_string())],
@@ -102,9 +99,10 @@ pub fn dropped_family(dropped: &BTreeMap<&'static str, u64>) -> Family {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Kind;
 
     fn fam(values: &[(&str, f64)]) -> Family {
-        let mut f = Family::new("m", "h", Kind::Counter);
+        let mut f = Family::ad_hoc("m", "h", Kind::Counter);
         for (l, v) in values {
             f.push(vec![("peer", l.to_string())], Value::Counter(*v));
         }

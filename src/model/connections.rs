@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use super::add_hist;
 use super::labels::{KeyLabels, Labeler};
-use super::{add_hist, histogram_family, scalar_family, Family, Kind, Labels};
 use crate::collect::KernelSnapshot;
 use crate::kernel::abi::{FlowStats, Hist, HistKind};
+use crate::metrics::catalog;
+use crate::metrics::{histogram_family, scalar_family, Family, Labels};
 
 /// A snapshot with every flow key resolved to labels once.
 pub struct Resolved<'s> {
@@ -64,23 +66,9 @@ pub fn families(r: &Resolved) -> Vec<Family> {
         }
     }
     vec![
-        scalar_family(
-            "netagent_connect",
-            "TCP connect attempts and UDP datagrams sent, per process and destination port.",
-            Kind::Counter,
-            per_port,
-        ),
-        scalar_family(
-            "netagent_edge",
-            "TCP connect attempts and UDP datagrams sent, per process and destination address and port.",
-            Kind::Counter,
-            edges,
-        ),
-        histogram_family(
-            "netagent_tx_duration_seconds",
-            "Time on one socket from a send to the first receive after it (request to response), for sockets the process opened.",
-            tx,
-        ),
+        scalar_family(&catalog::CONNECT, per_port),
+        scalar_family(&catalog::EDGE, edges),
+        histogram_family(&catalog::TX_DURATION_SECONDS, tx),
     ]
 }
 
@@ -88,8 +76,8 @@ pub fn families(r: &Resolved) -> Vec<Family> {
 mod tests {
     use super::*;
     use crate::kernel::abi::{comm_bytes, FlowKey, IPPROTO_TCP, IPPROTO_UDP};
+    use crate::metrics::Value;
     use crate::model::labels::ProcessNames;
-    use crate::model::Value;
     use std::net::Ipv6Addr;
 
     pub(crate) fn key(comm: &str, addr: [u8; 16], dport: u16, proto: u8) -> FlowKey {

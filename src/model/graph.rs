@@ -7,11 +7,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use super::add_hist;
 use super::connections::Resolved;
 use super::labels::KeyLabels;
-use super::{add_hist, Histogram};
 use crate::collect::interfaces::InterfaceSnapshot;
 use crate::kernel::abi::HistKind;
+use crate::metrics::Histogram;
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Graph {

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{scalar_family, Family, Kind, Labels};
 use crate::collect::interfaces::InterfaceSnapshot;
+use crate::metrics::catalog;
+use crate::metrics::{scalar_family, Family, Labels};
 
 fn iface(name: &str, ifindex: u32) -> Labels {
     vec![
@@ -42,36 +43,11 @@ pub fn families(snap: &InterfaceSnapshot, active_only: bool) -> Vec<Family> {
         active.insert(l, if s.active { 1.0 } else { 0.0 });
     }
     vec![
-        scalar_family(
-            "netagent_interface_packets",
-            "Packets seen by TC on the interface, by direction (ingress, egress).",
-            Kind::Counter,
-            packets,
-        ),
-        scalar_family(
-            "netagent_interface_bytes",
-            "Bytes seen by TC on the interface (whole frames, L2 header included), by direction.",
-            Kind::Counter,
-            bytes,
-        ),
-        scalar_family(
-            "netagent_interface_packets_per_second",
-            "Packet rate over the last collection interval.",
-            Kind::Gauge,
-            pps,
-        ),
-        scalar_family(
-            "netagent_interface_bytes_per_second",
-            "Byte rate over the last collection interval.",
-            Kind::Gauge,
-            bps,
-        ),
-        scalar_family(
-            "netagent_interface_active",
-            "1 if the interface carried traffic during the last collection interval.",
-            Kind::Gauge,
-            active,
-        ),
+        scalar_family(&catalog::INTERFACE_PACKETS, packets),
+        scalar_family(&catalog::INTERFACE_BYTES, bytes),
+        scalar_family(&catalog::INTERFACE_PACKETS_PER_SECOND, pps),
+        scalar_family(&catalog::INTERFACE_BYTES_PER_SECOND, bps),
+        scalar_family(&catalog::INTERFACE_ACTIVE, active),
     ]
 }
 
@@ -115,6 +91,6 @@ mod tests {
         assert!(active
             .iter()
             .all(|f| f.series.iter().all(|s| s.labels[0].1 == "eth0")));
-        assert_eq!(active[4].series[0].value, crate::model::Value::Gauge(1.0));
+        assert_eq!(active[4].series[0].value, crate::metrics::Value::Gauge(1.0));
     }
 }

@@ -6,7 +6,6 @@ pub mod bpf_self;
 pub mod cardinality;
 pub mod connections;
 pub mod containers;
-pub mod family;
 pub mod graph;
 pub mod interfaces;
 pub mod labels;
@@ -16,12 +15,8 @@ pub mod tcp;
 
 use std::collections::BTreeMap;
 
-pub use family::{Family, Histogram, Kind, Series, Value};
-
 use crate::kernel::abi::{Hist, HistKind, HIST_BOUNDS, HIST_KINDS};
-
-/// Label names and values of one series, in render order.
-pub type Labels = Vec<(&'static str, String)>;
+use crate::metrics::{Histogram, Labels};
 
 /// Upper bounds (seconds) of `netagent_tx_duration_seconds` and
 /// `netagent_tcp_connect_duration_seconds`: 100 µs … 10 s.
@@ -63,24 +58,6 @@ pub fn bounds_ns() -> [[u64; HIST_BOUNDS]; HIST_KINDS] {
     .map(|k| bounds(k).map(|s| (s * 1e9).round() as u64))
 }
 
-/// A family of counters (or gauges) from aggregated label sets.
-pub fn scalar_family(
-    name: &'static str,
-    help: &'static str,
-    kind: Kind,
-    series: BTreeMap<Labels, f64>,
-) -> Family {
-    let mut f = Family::new(name, help, kind);
-    for (labels, v) in series {
-        let value = match kind {
-            Kind::Counter => Value::Counter(v),
-            _ => Value::Gauge(v),
-        };
-        f.push(labels, value);
-    }
-    f
-}
-
 /// Adds a kernel histogram (ns) into an aggregated one (seconds).
 pub fn add_hist(into: &mut BTreeMap<Labels, Histogram>, labels: Labels, kind: HistKind, h: &Hist) {
     let b = bounds(kind);
@@ -93,17 +70,4 @@ pub fn add_hist(into: &mut BTreeMap<Labels, Histogram>, labels: Labels, kind: Hi
         *t += n;
     }
     entry.sum += h.sum_ns as f64 / 1e9;
-}
-
-/// A histogram family from aggregated label sets.
-pub fn histogram_family(
-    name: &'static str,
-    help: &'static str,
-    series: BTreeMap<Labels, Histogram>,
-) -> Family {
-    let mut f = Family::new(name, help, Kind::Histogram);
-    for (labels, h) in series {
-        f.push(labels, Value::Histogram(h));
-    }
-    f
 }

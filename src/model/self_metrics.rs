@@ -1,16 +1,12 @@
 //! The agent's own metrics: build info, events lost, standard process_*.
 
-use super::{Family, Kind, Value};
 use crate::kernel::abi::LOST_REASONS;
+use crate::metrics::{catalog, single, Family, Value};
 
 /// `netagent_build_info` and `netagent_events_lost_total` (kernel map
 /// reasons plus packets the interface programs could not count).
 pub fn agent_families(lost: &[u64; LOST_REASONS.len()], iface_lost: u64) -> Vec<Family> {
-    let mut info = Family::new(
-        "netagent_build_info",
-        "Build information of the running agent; the value is always 1.",
-        Kind::Gauge,
-    );
+    let mut info = Family::new(&catalog::BUILD_INFO);
     info.push(
         vec![
             ("version", env!("CARGO_PKG_VERSION").to_string()),
@@ -23,11 +19,7 @@ pub fn agent_families(lost: &[u64; LOST_REASONS.len()], iface_lost: u64) -> Vec<
         ],
         Value::Gauge(1.0),
     );
-    let mut lost_f = Family::new(
-        "netagent_events_lost",
-        "Kernel events that could not be counted, by reason (map full, storage allocation failed).",
-        Kind::Counter,
-    );
+    let mut lost_f = Family::new(&catalog::EVENTS_LOST);
     for (reason, n) in LOST_REASONS.iter().zip(lost) {
         lost_f.push(
             vec![("reason", reason.to_string())],
@@ -50,34 +42,20 @@ pub fn process_families() -> Vec<Family> {
     };
     let tps = procfs::ticks_per_second() as f64;
     let page = procfs::page_size() as f64;
-    let mut gauge = |name, help, v: f64| {
-        let mut f = Family::new(name, help, Kind::Gauge);
-        f.push(Vec::new(), Value::Gauge(v));
-        out.push(f);
-    };
+    let mut gauge = |desc, v: f64| out.push(single(desc, v));
     if let Ok(stat) = me.stat() {
         gauge(
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
+            &catalog::PROCESS_RESIDENT_MEMORY_BYTES,
             stat.rss as f64 * page,
         );
-        gauge(
-            "process_virtual_memory_bytes",
-            "Virtual memory size in bytes.",
-            stat.vsize as f64,
-        );
+        gauge(&catalog::PROCESS_VIRTUAL_MEMORY_BYTES, stat.vsize as f64);
         if let Ok(boot) = procfs::boot_time_secs() {
             gauge(
-                "process_start_time_seconds",
-                "Start time of the process since unix epoch in seconds.",
+                &catalog::PROCESS_START_TIME_SECONDS,
                 boot as f64 + stat.starttime as f64 / tps,
             );
         }
-        let mut cpu = Family::new(
-            "process_cpu_seconds",
-            "Total user and system CPU time spent in seconds.",
-            Kind::Counter,
-        );
+        let mut cpu = Family::new(&catalog::PROCESS_CPU_SECONDS);
         cpu.push(
             Vec::new(),
             Value::Counter((stat.utime + stat.stime) as f64 / tps),
@@ -85,21 +63,13 @@ pub fn process_families() -> Vec<Family> {
         out.push(cpu);
     }
     if let Ok(n) = me.fd_count() {
-        let mut f = Family::new(
-            "process_open_fds",
-            "Number of open file descriptors.",
-            Kind::Gauge,
-        );
+        let mut f = Family::new(&catalog::PROCESS_OPEN_FDS);
         f.push(Vec::new(), Value::Gauge(n as f64));
         out.push(f);
     }
     if let Ok(limits) = me.limits() {
         if let procfs::process::LimitValue::Value(v) = limits.max_open_files.soft_limit {
-            let mut f = Family::new(
-                "process_max_fds",
-                "Maximum number of open file descriptors.",
-                Kind::Gauge,
-            );
+            let mut f = Family::new(&catalog::PROCESS_MAX_FDS);
             f.push(Vec::new(), Value::Gauge(v as f64));
             out.push(f);
         }

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use super::add_hist;
 use super::connections::Resolved;
 use super::labels::{format_addr, KeyLabels, Labeler};
-use super::{add_hist, histogram_family, scalar_family, Family, Kind, Labels};
 use crate::kernel::abi::{HistKind, ListenKey, Listener, FAIL_REASONS};
+use crate::metrics::catalog;
+use crate::metrics::{histogram_family, scalar_family, Family, Labels};
 
 fn owner(l: &KeyLabels) -> Labels {
     vec![
@@ -40,12 +42,7 @@ pub fn listen_family(listeners: &[(ListenKey, Listener)], labeler: &mut Labeler)
         ];
         series.insert(labels, 1.0);
     }
-    scalar_family(
-        "netagent_tcp_listen_info",
-        "A listening TCP socket of a tracked process; the value is always 1.",
-        Kind::Gauge,
-        series,
-    )
+    scalar_family(&catalog::TCP_LISTEN_INFO, series)
 }
 
 /// Every lifecycle and health family except the listener one.
@@ -126,74 +123,17 @@ pub fn families(r: &Resolved) -> Vec<Family> {
     }
 
     vec![
-        scalar_family(
-            "netagent_tcp_connections_active",
-            "TCP connections currently established (opened while the agent ran, not yet closed).",
-            Kind::Gauge,
-            active,
-        ),
-        scalar_family(
-            "netagent_tcp_connections_opened",
-            "TCP connections that reached ESTABLISHED.",
-            Kind::Counter,
-            opened,
-        ),
-        scalar_family(
-            "netagent_tcp_connections_closed",
-            "Established TCP connections that closed.",
-            Kind::Counter,
-            closed,
-        ),
-        scalar_family(
-            "netagent_tcp_connections_accepted",
-            "Inbound TCP connections accepted, per listening process and port.",
-            Kind::Counter,
-            accepted,
-        ),
-        scalar_family(
-            "netagent_tcp_connect_failed",
-            "Outbound TCP connects that failed, by reason (refused, timeout, unreachable, reset, other).",
-            Kind::Counter,
-            failed,
-        ),
-        scalar_family(
-            "netagent_tcp_resets",
-            "TCP resets sent and received on tracked connections.",
-            Kind::Counter,
-            resets,
-        ),
-        scalar_family(
-            "netagent_tcp_retransmits",
-            "TCP segments retransmitted.",
-            Kind::Counter,
-            retransmits,
-        ),
-        histogram_family(
-            "netagent_tcp_rtt_seconds",
-            "Smoothed TCP round-trip time, sampled at close and every 10 s of a connection's reads.",
-            rtt,
-        ),
-        histogram_family(
-            "netagent_tcp_connect_duration_seconds",
-            "TCP handshake time: SYN sent to connection established.",
-            connect,
-        ),
-        histogram_family(
-            "netagent_connection_duration_seconds",
-            "TCP connection lifetime: established to closed.",
-            lifetime,
-        ),
-        scalar_family(
-            "netagent_bytes_sent",
-            "Payload bytes sent (TCP and UDP), per process, peer and direction.",
-            Kind::Counter,
-            bytes_sent,
-        ),
-        scalar_family(
-            "netagent_bytes_received",
-            "Payload bytes received (TCP and UDP), per process, peer and direction.",
-            Kind::Counter,
-            bytes_received,
-        ),
+        scalar_family(&catalog::TCP_CONNECTIONS_ACTIVE, active),
+        scalar_family(&catalog::TCP_CONNECTIONS_OPENED, opened),
+        scalar_family(&catalog::TCP_CONNECTIONS_CLOSED, closed),
+        scalar_family(&catalog::TCP_CONNECTIONS_ACCEPTED, accepted),
+        scalar_family(&catalog::TCP_CONNECT_FAILED, failed),
+        scalar_family(&catalog::TCP_RESETS, resets),
+        scalar_family(&catalog::TCP_RETRANSMITS, retransmits),
+        histogram_family(&catalog::TCP_RTT_SECONDS, rtt),
+        histogram_family(&catalog::TCP_CONNECT_DURATION_SECONDS, connect),
+        histogram_family(&catalog::CONNECTION_DURATION_SECONDS, lifetime),
+        scalar_family(&catalog::BYTES_SENT, bytes_sent),
+        scalar_family(&catalog::BYTES_RECEIVED, bytes_received),
     ]
 }

@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::model::{Family, Kind, Labels, Value};
+use crate::metrics::catalog;
+use crate::metrics::{Family, Labels, Value};
 use http::Client;
 pub use http::ProbeError;
 
@@ -416,11 +417,7 @@ impl CloudState {
             return Vec::new();
         }
         let r = self.lock();
-        let mut decision = Family::new(
-            "netagent_cloud_detection_info",
-            "Which cloud metadata service the agent asks (provider=\"none\": nobody) and what decided it: source=\"dmi\" (the machine's DMI identity) or \"config\" (cloud.provider); always 1.",
-            Kind::Gauge,
-        );
+        let mut decision = Family::new(&catalog::CLOUD_DETECTION_INFO);
         if let Some((provider, source)) = r.decision {
             decision.push(
                 vec![
@@ -433,30 +430,18 @@ impl CloudState {
                 Value::Gauge(1.0),
             );
         }
-        let mut info = Family::new(
-            "netagent_cloud_info",
-            "Cloud instance the agent runs on, from the provider's metadata service; always 1, absent when no metadata service answered.",
-            Kind::Gauge,
-        );
+        let mut info = Family::new(&catalog::CLOUD_INFO);
         if let Some(instance) = &r.instance {
             info.push(instance.labels(), Value::Gauge(1.0));
         }
-        let mut rounds = Family::new(
-            "netagent_cloud_probes",
-            "Cloud metadata detection rounds, by result.",
-            Kind::Counter,
-        );
+        let mut rounds = Family::new(&catalog::CLOUD_PROBES);
         for (result, n) in [("detected", r.detected), ("not_detected", r.not_detected)] {
             rounds.push(
                 vec![("result", result.to_string())],
                 Value::Counter(n as f64),
             );
         }
-        let mut duration = Family::new(
-            "netagent_cloud_probe_duration_seconds",
-            "Time the last cloud metadata detection round took (all providers concurrently).",
-            Kind::Gauge,
-        );
+        let mut duration = Family::new(&catalog::CLOUD_PROBE_DURATION_SECONDS);
         if let Some(d) = r.last_duration {
             duration.push(Vec::new(), Value::Gauge(d.as_secs_f64()));
         }

@@ -38,9 +38,10 @@ use serde_saphyr::{Location, Spanned};
 
 use super::taskstats::{Delays, Taskstats, TaskstatsError};
 use crate::kernel::abi::comm_bytes;
+use crate::metrics::catalog;
+use crate::metrics::{scalar_family, Family, Labels};
 use crate::model::containers::container_id;
 use crate::model::labels::ProcessNames;
-use crate::model::{scalar_family, Family, Kind, Labels};
 
 /// The sysctl that switches delay accounting on (off by default since 5.14).
 pub const SYSCTL: &str = "/proc/sys/kernel/task_delayacct";
@@ -318,34 +319,18 @@ impl Collector {
         }
         let one = |v: f64| BTreeMap::from([(Labels::new(), v)]);
         vec![
+            scalar_family(&catalog::CPU_DELAY_SECONDS, cpu),
+            scalar_family(&catalog::DISK_DELAY_SECONDS, disk),
             scalar_family(
-                "netagent_cpu_delay_seconds",
-                "Time processes were runnable but waited for a CPU (taskstats cpu_delay_total).",
-                Kind::Counter,
-                cpu,
-            ),
-            scalar_family(
-                "netagent_disk_delay_seconds",
-                "Time processes waited for synchronous block I/O (taskstats blkio_delay_total).",
-                Kind::Counter,
-                disk,
-            ),
-            scalar_family(
-                "netagent_delay_accounting_enabled",
-                "1 while kernel.task_delayacct is on; while 0 disk delays do not grow.",
-                Kind::Gauge,
+                &catalog::DELAY_ACCOUNTING_ENABLED,
                 one(if self.enabled == Some(true) { 1.0 } else { 0.0 }),
             ),
             scalar_family(
-                "netagent_delay_accounting_processes",
-                "Processes whose delays were read in the last collection.",
-                Kind::Gauge,
+                &catalog::DELAY_ACCOUNTING_PROCESSES,
                 one(self.processes as f64),
             ),
             scalar_family(
-                "netagent_delay_accounting_skipped",
-                "Process reads that did not happen: over delay_accounting.max_processes, or the query failed.",
-                Kind::Counter,
+                &catalog::DELAY_ACCOUNTING_SKIPPED,
                 SKIP_REASONS
                     .iter()
                     .zip(self.skipped)

@@ -14,8 +14,9 @@ use serde::Deserialize;
 
 use crate::kernel::abi::NODE_LOST_REASONS;
 use crate::kernel::node::{OomProbe, OOM_PROBE};
+use crate::metrics::catalog;
+use crate::metrics::{scalar_family, Family, Labels, Value};
 use crate::model::labels::Labeler;
-use crate::model::{scalar_family, Family, Kind, Labels, Value};
 
 /// `oom_kills:` config section.
 #[derive(Debug, Clone, Deserialize)]
@@ -107,12 +108,7 @@ impl OomKills {
             ];
             *series.entry(labels).or_default() += *n as f64;
         }
-        let kills = scalar_family(
-            "netagent_oom_kills",
-            "Processes killed by the kernel's OOM killer, by victim process and container.",
-            Kind::Counter,
-            series,
-        );
+        let kills = scalar_family(&catalog::OOM_KILLS, series);
         let lost = NODE_LOST_REASONS.iter().copied().zip(snap.lost).collect();
         (vec![kills], lost)
     }

@@ -39,7 +39,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use config::LogsConfig;
 
-use crate::model::{scalar_family, Family, Kind};
+use crate::metrics::catalog;
+use crate::metrics::{scalar_family, Family};
 use journald::{JournalOptions, JournalShared};
 use patterns::{LevelHint, PatternLimits, Patterns};
 use state::State;
@@ -192,18 +193,14 @@ impl LogCollector {
         let mut out = lock(&self.patterns).families();
         let stats = lock(&self.shared.tail_stats).clone();
         out.push(scalar_family(
-            "netagent_log_files",
-            "Log files being read: live at their path, or rotated away and drained until quiet for rotate_wait_seconds.",
-            Kind::Gauge,
+            &catalog::LOG_FILES,
             BTreeMap::from([
                 (vec![("state", "live".to_string())], stats.live as f64),
                 (vec![("state", "rotated".to_string())], stats.rotated as f64),
             ]),
         ));
         out.push(scalar_family(
-            "netagent_log_files_skipped",
-            "Files matching logs.paths that are not read because logs.max_files are open (last scan).",
-            Kind::Gauge,
+            &catalog::LOG_FILES_SKIPPED,
             BTreeMap::from([(vec![], stats.skipped as f64)]),
         ));
         let mut errors = BTreeMap::from([
@@ -219,18 +216,11 @@ impl LogCollector {
                 j.errors.load(Ordering::Relaxed) as f64,
             );
             out.push(scalar_family(
-                "netagent_log_journald_up",
-                "1 while journalctl is being followed.",
-                Kind::Gauge,
+                &catalog::LOG_JOURNALD_UP,
                 BTreeMap::from([(vec![], f64::from(u8::from(j.up.load(Ordering::Relaxed))))]),
             ));
         }
-        out.push(scalar_family(
-            "netagent_log_errors",
-            "Failures of the log collector: file (open, stat, read), state (saving offsets), journald (journalctl failed to start or exited).",
-            Kind::Counter,
-            errors,
-        ));
+        out.push(scalar_family(&catalog::LOG_ERRORS, errors));
         out
     }
 }

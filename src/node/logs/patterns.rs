@@ -12,8 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use super::drain::Drain;
 use super::formats::{normalize, structured, Message};
 use super::level::{detect, Level};
+use crate::metrics::catalog;
+use crate::metrics::{scalar_family, Family, Labels};
 use crate::model::cardinality::OTHER;
-use crate::model::{scalar_family, Family, Kind, Labels};
 
 /// Streams (source, container) remembered; lines of further ones are
 /// counted under source and container `~other`.
@@ -194,30 +195,10 @@ impl Patterns {
             })
             .collect();
         vec![
-            scalar_family(
-                "netagent_log_messages",
-                "Log messages by source, container, level and pattern; sample is the first message of the pattern.",
-                Kind::Counter,
-                messages,
-            ),
-            scalar_family(
-                "netagent_log_patterns_dropped",
-                "Log messages that needed a new pattern beyond max_patterns_per_source or max_patterns; they are counted under pattern_hash=\"~other\".",
-                Kind::Counter,
-                dropped,
-            ),
-            scalar_family(
-                "netagent_log_lines_malformed",
-                "Log lines not valid in their file's format (Docker JSON, CRI) or journal entries without a usable MESSAGE; counted as plain text.",
-                Kind::Counter,
-                malformed,
-            ),
-            scalar_family(
-                "netagent_log_lines_truncated",
-                "Log messages longer than logs.max_line_bytes, counted from their first max_line_bytes.",
-                Kind::Counter,
-                truncated,
-            ),
+            scalar_family(&catalog::LOG_MESSAGES, messages),
+            scalar_family(&catalog::LOG_PATTERNS_DROPPED, dropped),
+            scalar_family(&catalog::LOG_LINES_MALFORMED, malformed),
+            scalar_family(&catalog::LOG_LINES_TRUNCATED, truncated),
         ]
     }
 }
@@ -263,7 +244,7 @@ mod tests {
             .into_iter()
             .map(|s| {
                 let v = match s.value {
-                    crate::model::Value::Counter(v) => v,
+                    crate::metrics::Value::Counter(v) => v,
                     _ => unreachable!(),
                 };
                 (s.labels.into_iter().map(|(_, v)| v).collect(), v)
