@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::collect::interfaces::{InterfaceFilter, InterfaceSnapshot, InterfaceWatcher};
 use crate::collect::spans::{decode, SpanDecoder};
 use crate::collect::{harvest, listeners, KernelSnapshot};
-use crate::config::{kernel_comm, Config};
+use crate::config::{self, kernel_comm, Config, ConfigError, KeyError};
 use crate::export::otlp::{self, MetricEncoder, SpanSink, SpanStats, Transport};
 use crate::export::statsd::StatsdExporter;
 use crate::http::{router, Gather};
@@ -494,6 +494,39 @@ fn release_freed_memory() {
     }
 }
 
+/// The checks of a config that need other layers than the config's own:
+/// probe names the kernel side knows (`debug.disable_probes`), and the web
+/// config file with its certificates (`export.web_config_file`). Errors
+/// have the config's shape, so a bad value still exits with code 2 naming
+/// its key and line.
+pub fn check_config(cfg: &Config, path: &str) -> Result<(), ConfigError> {
+    let invalid = |error| ConfigError::Invalid {
+        path: path.to_string(),
+        error,
+    };
+    let known = crate::kernel::loader::probe_names();
+    for (i, p) in cfg.debug.disable_probes.iter().enumerate() {
+        if !known.contains(&p.value) {
+            return Err(invalid(KeyError {
+                key: format!("debug.disable_probes[{i}]"),
+                line: config::line(p),
+                reason: format!("unknown probe {:?}; known: {}", p.value, known.join(", ")),
+            }));
+        }
+    }
+    let web = &cfg.export.web_config_file;
+    if !web.value.is_empty() {
+        crate::http::server::WebConfig::load(std::path::Path::new(&web.value)).map_err(|e| {
+            invalid(KeyError {
+                key: "export.web_config_file".into(),
+                line: config::line(web),
+                reason: e.to_string(),
+            })
+        })?;
+    }
+    Ok(())
+}
+
 /// What the kernel side is loaded with, from the config.
 pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
     let targets: Vec<&str> = cfg
@@ -593,14 +626,14 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
 
     let oom = crate::node::oom::OomKills::start(
         &cfg.oom_kills,
-        cfg.limits.max_series,
+        cfg.oom_kills.max_series,
         &opts.disabled_probes,
     );
     let delays = cfg.delay_accounting.enabled.then(|| {
         crate::node::delayacct::DelayAccounting::start(
             &cfg.delay_accounting,
             names.clone(),
-            cfg.limits.max_series as usize,
+            cfg.delay_accounting.max_series.value as usize,
         )
     });
     let agent = Arc::new(Agent {
@@ -738,5 +771,24 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `y` and runs the cross-layer checks, like main does.
+    fn check(y: &str) -> Result<(), String> {
+        let (cfg, _) = Config::parse(y, "test.yaml").map_err(|e| e.to_string())?;
+        check_config(&cfg, "test.yaml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn unknown_probe_names_are_rejected_with_the_known_ones() {
+        let err = check("debug:\n  disable_probes: [\"tracepoint/x:y\"]\n").unwrap_err();
+        assert!(err.contains("debug.disable_probes[0] (line 2)"), "{err}");
+        assert!(err.contains("tracepoint/sock:inet_sock_set_state"), "{err}");
+        check("debug:\n  disable_probes: [\"cgroup/sendmsg6\"]\n").unwrap();
     }
 }

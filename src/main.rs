@@ -171,7 +171,10 @@ fn main() -> ExitCode {
         .init();
 
     let (cfg, warnings) = match &cli.config {
-        Some(path) => match Config::load(path) {
+        Some(path) => match Config::load(path).and_then(|(cfg, warnings)| {
+            netagent::agent::check_config(&cfg, &path.display().to_string())
+                .map(|()| (cfg, warnings))
+        }) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("netagent: {e}");

@@ -183,7 +183,8 @@ fn check_config(text: &str) -> Result<(), TestCaseError> {
             prop_assert!(!msg.trim().is_empty());
             prop_assert!(!msg.contains('\n'), "multi-line error: {:?}", msg);
             match &e {
-                ConfigError::Invalid { key, .. } => {
+                ConfigError::Invalid { error, .. } => {
+                    let key = &error.key;
                     prop_assert!(!key.is_empty());
                     prop_assert!(msg.contains(key.as_str()), "{:?}", msg);
                 }

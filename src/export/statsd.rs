@@ -20,7 +20,6 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use cadence::ext::{MetricValue, MultiLineWriter, ToCounterValue};
 use cadence::prelude::*;
@@ -42,66 +41,7 @@ const MIN_PACKET_BYTES: usize = 64;
 /// Largest UDP payload over IPv4 (65535 - 8 UDP - 20 IP header bytes).
 const MAX_UDP_PAYLOAD: usize = 65_507;
 
-/// The `statsd:` config section.
-///
-/// ```yaml
-/// statsd:
-///   enabled: false
-///   address: "127.0.0.1:8125"   # or "unix:///var/run/datadog/dsd.socket"
-///   prefix: netagent
-///   tags: ["env:prod"]
-///   interval_seconds: 10.0
-///   max_packet_bytes: 1432
-/// ```
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StatsdConfig {
-    /// Whether the agent runs the exporter at all (the exporter itself
-    /// does not look at it).
-    pub enabled: bool,
-    /// `host:port` (optionally `udp://host:port`) for UDP, or
-    /// `unix:///path/to/dsd.socket` for a Unix datagram socket.
-    pub address: String,
-    /// First component of every metric name (`<prefix>.connect`); empty
-    /// for none.
-    pub prefix: String,
-    /// Tags added to every line, e.g. `env:prod` (or a bare `value`).
-    pub tags: Vec<String>,
-    /// Seconds between exports; see [`StatsdConfig::interval`].
-    pub interval_seconds: f64,
-    /// Upper bound of one datagram's payload. 1432 keeps a UDP datagram
-    /// inside a 1500-byte Ethernet MTU even with IPv6 headers (the default
-    /// of Datadog's own clients); Unix sockets can take much more (8192).
-    pub max_packet_bytes: usize,
-}
-
-impl Default for StatsdConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            address: "127.0.0.1:8125".to_string(),
-            prefix: "netagent".to_string(),
-            tags: Vec::new(),
-            interval_seconds: 10.0,
-            max_packet_bytes: 1432,
-        }
-    }
-}
-
-impl StatsdConfig {
-    /// The export interval, validated: finite and positive.
-    pub fn interval(&self) -> io::Result<Duration> {
-        Duration::try_from_secs_f64(self.interval_seconds)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                invalid(format!(
-                    "statsd.interval_seconds must be a positive number of seconds, got {}",
-                    self.interval_seconds
-                ))
-            })
-    }
-}
+pub use crate::config::StatsdConfig;
 
 /// Where datagrams go, parsed from [`StatsdConfig::address`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,7 +289,7 @@ impl StatsdExporter {
     /// block on DNS, so call it outside an async context); a Unix socket
     /// path need not exist yet: sends fail and are counted until it does.
     pub fn new(cfg: &StatsdConfig) -> io::Result<Self> {
-        cfg.interval()?;
+        cfg.interval().map_err(|e| invalid(e.to_string()))?;
         let endpoint = Endpoint::parse(&cfg.address)?;
         let max_udp = matches!(endpoint, Endpoint::Udp(_)).then_some(MAX_UDP_PAYLOAD);
         if cfg.max_packet_bytes < MIN_PACKET_BYTES
@@ -617,6 +557,7 @@ mod tests {
     use crate::metrics::Histogram;
     use std::collections::BTreeMap;
     use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
     use std::time::Instant;
 
     /// A UDP receiver on 127.0.0.1 and an exporter pointed at it.

@@ -35,214 +35,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use serde_saphyr::Spanned;
-
+use crate::config::cloud::base_url;
+pub use crate::config::cloud::{Choice, CloudConfig, Provider, DEFAULT_BASE_URL};
 use crate::metrics::catalog;
 use crate::metrics::{Family, Labels, Value};
 use http::Client;
 pub use http::ProbeError;
-
-/// `cloud:` config section.
-///
-/// ```yaml
-/// cloud:
-///   enabled: true
-///   provider: auto
-///   dmi_root: /sys/class/dmi/id
-///   base_url: "http://169.254.169.254"
-///   timeout_seconds: 1
-///   refresh_interval_seconds: 600
-/// ```
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CloudConfig {
-    /// Probe the metadata services at all (default true).
-    pub enabled: bool,
-    /// `auto` (default): ask the provider the machine's DMI identity names,
-    /// nobody when it names none; `aws`, `gcp`, `azure` or `hetzner`: ask
-    /// that one whatever DMI says; `none`: ask nobody.
-    pub provider: Spanned<String>,
-    /// Where the DMI identity is read (default `/sys/class/dmi/id`; tests
-    /// point it at a directory of their own).
-    pub dmi_root: Spanned<String>,
-    /// Where every provider's metadata service is asked (default
-    /// `http://169.254.169.254`); provider paths are appended to it.
-    pub base_url: Spanned<String>,
-    /// Budget of one detection round, all providers concurrently and every
-    /// request included (default 1 s).
-    pub timeout_seconds: Spanned<f64>,
-    /// Seconds between rounds (default 600), whether the last one found
-    /// something or not.
-    pub refresh_interval_seconds: Spanned<f64>,
-}
-
-/// The link-local address every supported provider serves metadata on.
-pub const DEFAULT_BASE_URL: &str = "http://169.254.169.254";
-
-/// Where the kernel publishes the firmware's DMI identity.
-pub const DEFAULT_DMI_ROOT: &str = "/sys/class/dmi/id";
-
-/// What `cloud.provider` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Choice {
-    /// Decide from the DMI identity.
-    Auto,
-    /// Ask this provider.
-    Only(Provider),
-    /// Ask nobody.
-    Nobody,
-}
-
-impl Choice {
-    fn parse(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "auto" => Choice::Auto,
-            "none" => Choice::Nobody,
-            "aws" => Choice::Only(Provider::Aws),
-            "gcp" => Choice::Only(Provider::Gcp),
-            "azure" => Choice::Only(Provider::Azure),
-            "hetzner" => Choice::Only(Provider::Hetzner),
-            other => {
-                return Err(format!(
-                    "{other:?}: use auto, aws, gcp, azure, hetzner or none"
-                ))
-            }
-        })
-    }
-}
-
-impl Default for CloudConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            provider: unspanned("auto".to_string()),
-            dmi_root: unspanned(DEFAULT_DMI_ROOT.to_string()),
-            base_url: unspanned(DEFAULT_BASE_URL.to_string()),
-            timeout_seconds: unspanned(1.0),
-            refresh_interval_seconds: unspanned(600.0),
-        }
-    }
-}
-
-/// The line of a value, when it came from the file.
-fn line<T>(s: &Spanned<T>) -> Option<u64> {
-    let l = s.referenced.line();
-    (l > 0).then_some(l)
-}
-
-fn unspanned<T>(value: T) -> Spanned<T> {
-    Spanned::new(
-        value,
-        serde_saphyr::Location::UNKNOWN,
-        serde_saphyr::Location::UNKNOWN,
-    )
-}
-
-/// A `cloud.*` key that failed validation (config.rs adds the file name).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidKey {
-    /// Key below `cloud.`, e.g. `base_url`.
-    pub key: &'static str,
-    pub line: Option<u64>,
-    pub message: String,
-}
-
-impl CloudConfig {
-    /// Checks every key, whether or not detection is enabled (a typo should
-    /// not wait until someone turns it on).
-    pub fn validate(&self) -> Result<(), InvalidKey> {
-        if let Err(message) = Choice::parse(&self.provider.value) {
-            return Err(InvalidKey {
-                key: "provider",
-                line: line(&self.provider),
-                message,
-            });
-        }
-        if self.dmi_root.value.is_empty() {
-            return Err(InvalidKey {
-                key: "dmi_root",
-                line: line(&self.dmi_root),
-                message: "must name a directory".into(),
-            });
-        }
-        if let Err(message) = base_url(&self.base_url.value) {
-            return Err(InvalidKey {
-                key: "base_url",
-                line: line(&self.base_url),
-                message,
-            });
-        }
-        for (key, v, range) in [
-            ("timeout_seconds", &self.timeout_seconds, 0.01..=60.0),
-            (
-                "refresh_interval_seconds",
-                &self.refresh_interval_seconds,
-                1.0..=86400.0,
-            ),
-        ] {
-            if !range.contains(&v.value) {
-                return Err(InvalidKey {
-                    key,
-                    line: line(v),
-                    message: format!("{} is outside {}..={}", v.value, range.start(), range.end()),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The validated `provider` (auto for a value that did not validate).
-    pub fn choice(&self) -> Choice {
-        Choice::parse(&self.provider.value).unwrap_or(Choice::Auto)
-    }
-
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.timeout_seconds.value)
-    }
-
-    pub fn refresh_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.refresh_interval_seconds.value)
-    }
-}
-
-/// `scheme://host[:port][/prefix]` without the trailing slash, or why not.
-fn base_url(s: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{s:?}: scheme must be http or https"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{s:?} has no host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(format!(
-            "{s:?}: only scheme, host, port and a path prefix are allowed"
-        ));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_string())
-}
-
-/// A cloud provider with a metadata service we read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    Aws,
-    Gcp,
-    Azure,
-    Hetzner,
-}
-
-impl Provider {
-    /// Value of the `provider` label.
-    pub fn name(self) -> &'static str {
-        match self {
-            Provider::Aws => "aws",
-            Provider::Gcp => "gcp",
-            Provider::Azure => "azure",
-            Provider::Hetzner => "hetzner",
-        }
-    }
-}
 
 /// `lifecycle` values shared by the providers (AWS may also report its
 /// own, e.g. `scheduled` or `capacity-block`, which are passed through).
@@ -575,31 +373,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base_url_forms() {
-        assert_eq!(
-            base_url("http://169.254.169.254").unwrap(),
-            "http://169.254.169.254"
-        );
-        assert_eq!(
-            base_url("http://127.0.0.1:8080/").unwrap(),
-            "http://127.0.0.1:8080"
-        );
-        assert_eq!(
-            base_url("http://metadata.google.internal/prefix/").unwrap(),
-            "http://metadata.google.internal/prefix"
-        );
-        for bad in [
-            "169.254.169.254",
-            "ftp://x",
-            "http://",
-            "http://x/?a=1",
-            "http://u@x",
-        ] {
-            assert!(base_url(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn label_values_are_bounded_and_ips_canonical() {
         assert_eq!(label_value("  i-123\n"), "i-123");
         assert_eq!(label_value("a\u{7}b"), "ab");
@@ -611,30 +384,14 @@ mod tests {
     }
 
     #[test]
-    fn provider_choice_is_validated_and_decides_without_dmi_when_set() {
-        let mut cfg = CloudConfig::default();
-        assert_eq!(cfg.choice(), Choice::Auto);
-        for (v, want) in [
-            ("none", Choice::Nobody),
-            ("aws", Choice::Only(Provider::Aws)),
-            ("hetzner", Choice::Only(Provider::Hetzner)),
-        ] {
-            cfg.provider = unspanned(v.to_string());
-            assert!(cfg.validate().is_ok());
-            assert_eq!(cfg.choice(), want);
-        }
-        cfg.provider = unspanned("ec2".to_string());
-        let err = cfg.validate().unwrap_err();
-        assert_eq!(err.key, "provider");
-        assert!(err.message.contains("auto, aws"), "{}", err.message);
-
+    fn auto_without_dmi_asks_nobody_and_an_override_ignores_dmi() {
         // auto on a machine without DMI: nobody; an override ignores DMI.
         let mut cfg = CloudConfig {
-            dmi_root: unspanned("/nonexistent".to_string()),
+            dmi_root: crate::config::unspanned("/nonexistent".to_string()),
             ..CloudConfig::default()
         };
         assert_eq!(choose(&cfg), (None, "dmi"));
-        cfg.provider = unspanned("gcp".to_string());
+        cfg.provider = crate::config::unspanned("gcp".to_string());
         assert_eq!(choose(&cfg), (Some(Provider::Gcp), "config"));
     }
 

@@ -33,10 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use serde_saphyr::{Location, Spanned};
-
 use super::taskstats::{Delays, Taskstats, TaskstatsError};
+use crate::config::DelayAccountingConfig;
 use crate::kernel::abi::comm_bytes;
 use crate::metrics::catalog;
 use crate::metrics::{scalar_family, Family, Labels};
@@ -45,59 +43,6 @@ use crate::model::labels::ProcessNames;
 
 /// The sysctl that switches delay accounting on (off by default since 5.14).
 pub const SYSCTL: &str = "/proc/sys/kernel/task_delayacct";
-
-/// `delay_accounting:` config section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DelayAccountingConfig {
-    /// Collect at all (default true).
-    pub enabled: bool,
-    /// Turn `kernel.task_delayacct` on if it is off, and back off when the
-    /// agent stops (default false: only on the operator's request).
-    pub enable_sysctl: bool,
-    /// Seconds between collections (default 10; 0.1 … 3600).
-    pub interval_seconds: Spanned<f64>,
-    /// Processes read per collection (default 10000); the rest are
-    /// counted in `netagent_delay_accounting_skipped_total`.
-    pub max_processes: Spanned<u32>,
-}
-
-impl Default for DelayAccountingConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            enable_sysctl: false,
-            interval_seconds: unspanned(10.0),
-            max_processes: unspanned(10_000),
-        }
-    }
-}
-
-fn unspanned<T>(value: T) -> Spanned<T> {
-    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
-}
-
-impl DelayAccountingConfig {
-    /// The first invalid key, its span and why.
-    pub fn check(&self) -> Result<(), (&'static str, Location, String)> {
-        let iv = &self.interval_seconds;
-        if !(0.1..=3600.0).contains(&iv.value) {
-            return Err((
-                "delay_accounting.interval_seconds",
-                iv.referenced,
-                format!("{} is outside 0.1..=3600", iv.value),
-            ));
-        }
-        if self.max_processes.value == 0 {
-            return Err((
-                "delay_accounting.max_processes",
-                self.max_processes.referenced,
-                "must be at least 1".into(),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Reads a 0/1 sysctl; None when it cannot be read.
 fn read_flag(path: &Path) -> Option<bool> {
@@ -527,20 +472,6 @@ mod tests {
         let other = ("~other".to_string(), "~other".to_string());
         assert_eq!(t.totals[&other], (7, 0), "nothing lost, only folded");
         assert_eq!(t.totals.len(), 3);
-    }
-
-    #[test]
-    fn config_bounds_name_the_key() {
-        let mut c = DelayAccountingConfig::default();
-        assert!(c.check().is_ok());
-        c.interval_seconds = unspanned(0.0);
-        assert_eq!(
-            c.check().unwrap_err().0,
-            "delay_accounting.interval_seconds"
-        );
-        c.interval_seconds = unspanned(1.0);
-        c.max_processes = unspanned(0);
-        assert_eq!(c.check().unwrap_err().0, "delay_accounting.max_processes");
     }
 
     #[test]

@@ -10,28 +10,12 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use serde::Deserialize;
-
+use crate::config::OomConfig;
 use crate::kernel::abi::NODE_LOST_REASONS;
 use crate::kernel::node::{OomProbe, OOM_PROBE};
 use crate::metrics::catalog;
 use crate::metrics::{scalar_family, Family, Labels, Value};
 use crate::model::labels::Labeler;
-
-/// `oom_kills:` config section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OomConfig {
-    /// Count OOM kills (default true). The hook costs nothing until the
-    /// kernel's OOM killer runs.
-    pub enabled: bool,
-}
-
-impl Default for OomConfig {
-    fn default() -> Self {
-        Self { enabled: true }
-    }
-}
 
 /// The OOM counter the agent keeps for its lifetime.
 pub struct OomKills {

@@ -19,7 +19,6 @@
 //! `netagent_log_files{state}`, `netagent_log_files_skipped`,
 //! `netagent_log_errors_total{op}`, `netagent_log_journald_up`.
 
-pub mod config;
 pub mod discover;
 pub mod drain;
 pub mod formats;
@@ -37,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use config::LogsConfig;
+pub use crate::config::LogsConfig;
 
 use crate::metrics::catalog;
 use crate::metrics::{scalar_family, Family};

@@ -3,6 +3,8 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::{line, unspanned, KeyError};
+
 /// `logs:` — log pattern extraction (README, "Log patterns").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,14 +44,6 @@ pub struct LogsConfig {
     pub rotate_wait_seconds: Spanned<f64>,
 }
 
-fn unspanned<T>(value: T) -> Spanned<T> {
-    Spanned::new(
-        value,
-        serde_saphyr::Location::UNKNOWN,
-        serde_saphyr::Location::UNKNOWN,
-    )
-}
-
 /// Default `logs.paths`.
 pub const DEFAULT_PATHS: [&str; 5] = [
     "/var/log/*.log",
@@ -84,43 +78,23 @@ impl Default for LogsConfig {
     }
 }
 
-/// A bad `logs.*` value: key, line (when known) and why.
-#[derive(Debug)]
-pub struct Invalid {
-    pub key: String,
-    pub line: Option<u64>,
-    pub message: String,
-}
-
-fn line<T>(s: &Spanned<T>) -> Option<u64> {
-    let l = s.referenced.line();
-    (l > 0).then_some(l)
-}
-
 fn range<T: PartialOrd + std::fmt::Display + Copy>(
     key: &str,
     v: &Spanned<T>,
     lo: T,
     hi: T,
-) -> Result<(), Invalid> {
-    if v.value >= lo && v.value <= hi {
-        return Ok(());
-    }
-    Err(Invalid {
-        key: format!("logs.{key}"),
-        line: line(v),
-        message: format!("{} is outside {lo}..={hi}", v.value),
-    })
+) -> Result<(), KeyError> {
+    super::range(&format!("logs.{key}"), v, lo, hi)
 }
 
 impl LogsConfig {
     /// Checks every value (also when disabled: a typo is found at once).
-    pub fn validate(&self) -> Result<(), Invalid> {
+    pub fn validate(&self) -> Result<(), KeyError> {
         for (i, p) in self.paths.iter().enumerate() {
-            let bad = |message: String| Invalid {
+            let bad = |reason: String| KeyError {
                 key: format!("logs.paths[{i}]"),
                 line: line(p),
-                message,
+                reason,
             };
             if !p.value.starts_with('/') {
                 return Err(bad(format!("{:?} must be an absolute path", p.value)));
@@ -129,10 +103,10 @@ impl LogsConfig {
         }
         let dir = &self.journald_directory;
         if !dir.value.is_empty() && !dir.value.starts_with('/') {
-            return Err(Invalid {
+            return Err(KeyError {
                 key: "logs.journald_directory".into(),
                 line: line(dir),
-                message: format!("{:?} must be an absolute path", dir.value),
+                reason: format!("{:?} must be an absolute path", dir.value),
             });
         }
         range(
