@@ -13,16 +13,16 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use netagent::collect::spans::{decode, SpanDecoder};
+use netagent::collect::connections;
+use netagent::collect::labels::{Labeler, ProcessNames};
+use netagent::collect::tcp;
 use netagent::collect::KernelSnapshot;
 use netagent::kernel::abi::{
     comm_bytes, FlowKey, FlowStats, Hist, HistKind, SpanEvent, DIR_INBOUND, DIR_OUTBOUND,
     IPPROTO_TCP,
 };
 use netagent::model::cardinality::SeriesLimiter;
-use netagent::model::connections;
-use netagent::model::labels::{Labeler, ProcessNames};
-use netagent::model::tcp;
+use netagent::model::spans::{decode, SpanDecoder};
 
 /// Records per decode iteration: about one ring-buffer drain under load.
 const RECORDS: usize = 4096;

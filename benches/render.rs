@@ -5,9 +5,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use netagent::collect::histograms::LATENCY_BOUNDS;
 use netagent::export::prometheus::{encode, Format};
 use netagent::metrics::{Family, Histogram, Kind, Value};
-use netagent::model::LATENCY_BOUNDS;
 
 const SERIES: u32 = 100_000;
 

@@ -10,9 +10,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::collect::bpf_self::BpfSelfCollector;
+use crate::collect::cloud::{self, CloudState};
+use crate::collect::connections;
+use crate::collect::containers::CgroupResolver;
+use crate::collect::histograms::bounds_ns;
 use crate::collect::interfaces::{InterfaceFilter, InterfaceSnapshot, InterfaceWatcher};
-use crate::collect::spans::{decode, SpanDecoder};
+use crate::collect::labels::{Labeler, ProcessNames};
 use crate::collect::{harvest, listeners, KernelSnapshot};
+use crate::collect::{interfaces, tcp};
 use crate::config::{self, kernel_comm, Config, ConfigError, KeyError};
 use crate::export::otlp::{self, MetricEncoder, SpanSink, SpanStats, Transport};
 use crate::export::statsd::StatsdExporter;
@@ -23,15 +29,11 @@ use crate::kernel::links::links_of;
 use crate::kernel::{cgroup, KernelError, LoadOptions, Probes};
 use crate::metrics::catalog;
 use crate::metrics::{scalar_family, Family};
-use crate::model::bpf_self::BpfSelfCollector;
 use crate::model::cardinality::{dropped_family, SeriesLimiter};
-use crate::model::connections;
-use crate::model::containers::CgroupResolver;
 use crate::model::graph::{self, RateState};
-use crate::model::labels::{Labeler, ProcessNames};
+use crate::model::self_metrics;
 use crate::model::spans::FlowSpan;
-use crate::model::{bounds_ns, interfaces, self_metrics, tcp};
-use crate::node::cloud::{self, CloudState};
+use crate::model::spans::{decode, SpanDecoder};
 
 /// How often cached cgroup -> container mappings are checked for removal.
 const CONTAINER_PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -88,11 +90,11 @@ struct Agent {
     /// Cloud instance metadata, filled in by a background task.
     cloud: Arc<CloudState>,
     /// OOM kills per victim (node signals).
-    oom: crate::node::oom::OomKills,
+    oom: crate::collect::oom::OomKills,
     /// Delay accounting, collected by its own thread; None when disabled.
-    delays: Option<crate::node::delayacct::DelayAccounting>,
+    delays: Option<crate::collect::delayacct::DelayAccounting>,
     /// Log pattern extraction (`logs.enabled`).
-    logs: Option<crate::node::logs::LogCollector>,
+    logs: Option<crate::collect::logs::LogCollector>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -224,7 +226,7 @@ impl Gather for Agent {
         drop(limiter);
         families.push(dropped_family(&dropped));
         families.extend(self_metrics::agent_families(&snap.lost, iface_lost));
-        crate::node::oom::add_lost(&mut families, &oom_lost);
+        crate::collect::oom::add_lost(&mut families, &oom_lost);
         let up = self
             .probe_status()
             .into_iter()
@@ -624,13 +626,13 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         }
     }
 
-    let oom = crate::node::oom::OomKills::start(
+    let oom = crate::collect::oom::OomKills::start(
         &cfg.oom_kills,
         cfg.oom_kills.max_series,
         &opts.disabled_probes,
     );
     let delays = cfg.delay_accounting.enabled.then(|| {
-        crate::node::delayacct::DelayAccounting::start(
+        crate::collect::delayacct::DelayAccounting::start(
             &cfg.delay_accounting,
             names.clone(),
             cfg.delay_accounting.max_series.value as usize,
@@ -659,7 +661,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         delays,
         logs: if cfg.logs.enabled {
             // Started before serving: files that exist now are the "old" ones.
-            Some(crate::node::logs::LogCollector::start(&cfg.logs).context("logs")?)
+            Some(crate::collect::logs::LogCollector::start(&cfg.logs).context("logs")?)
         } else {
             None
         },

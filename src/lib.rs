@@ -12,7 +12,6 @@ pub mod http;
 pub mod kernel;
 pub mod metrics;
 pub mod model;
-pub mod node;
 
 #[cfg(test)]
 mod test_support;

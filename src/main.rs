@@ -94,7 +94,7 @@ fn otlp_check(endpoint: String, protocol: String, tls: bool, ca_file: Option<Str
 
 /// `netagent probe`: exit 0 when the core features work on this kernel.
 fn probe(cfg: &Config, json: bool) -> ExitCode {
-    use netagent::kernel::{hooks, iface, loader, node, report};
+    use netagent::kernel::{hooks, iface, loader, oom, report};
     let opts = match netagent::agent::load_options(cfg) {
         Ok(o) => o,
         Err(e) => {
@@ -112,12 +112,12 @@ fn probe(cfg: &Config, json: bool) -> ExitCode {
     let off = |what: &str| Some(format!("disabled in the config ({what})"));
     let oom_off = if !cfg.oom_kills.enabled {
         off("oom_kills.enabled: false")
-    } else if opts.disabled_probes.iter().any(|p| p == node::OOM_PROBE) {
+    } else if opts.disabled_probes.iter().any(|p| p == oom::OOM_PROBE) {
         off("debug.disable_probes")
     } else {
         None
     };
-    trials.push(node::trial(oom_off));
+    trials.push(oom::trial(oom_off));
     let iface_off = (!cfg.interface_stats.enabled).then(|| off("interface_stats.enabled: false"));
     trials.push(iface::IfaceProbes::trial(
         cfg.interface_stats.netlink_filters,

@@ -35,7 +35,6 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use netagent::collect::spans::{decode, DecodeError, SpanDecoder};
 use netagent::config::{Config, ConfigError};
 use netagent::export::otlp::encode_span;
 use netagent::export::prometheus::{encode, Format};
@@ -44,6 +43,7 @@ use netagent::kernel::abi::{
     comm_bytes, comm_str, SpanEvent, DIR_INBOUND, DIR_OUTBOUND, IPPROTO_TCP, IPPROTO_UDP,
 };
 use netagent::metrics::{Family, Histogram, Kind, Value};
+use netagent::model::spans::{decode, DecodeError, SpanDecoder};
 use netagent::model::spans::{FlowSpan, SpanSide};
 use openmetrics_parser::openmetrics::parse_openmetrics;
 use openmetrics_parser::prometheus::parse_prometheus;

@@ -1,13 +1,25 @@
-//! Reads the kernel's maps into plain Rust values (counting happens in the
-//! kernel; this runs only when someone scrapes), and finds what the kernel
-//! cannot see by itself: listeners older than the agent.
+//! Every source of samples: the kernel's maps (counting happens in the
+//! kernel; they are read only when someone scrapes), what the kernel cannot
+//! see by itself (listeners older than the agent, from sock_diag), the
+//! host's BPF objects, containers, and the node signals (delay accounting,
+//! OOM kills, cloud metadata, log patterns). Each source labels what it
+//! reads and builds its metric families from the catalog.
 
-pub mod bpf_objects;
+pub mod bpf_self;
+pub mod cloud;
+pub mod connections;
+pub mod containers;
+pub mod delayacct;
+pub mod histograms;
 pub mod interfaces;
+pub mod labels;
 pub mod listeners;
+pub mod logs;
+pub mod oom;
 pub mod sockdiag;
 pub mod socket_owners;
-pub mod spans;
+pub mod taskstats;
+pub mod tcp;
 
 use aya::maps::MapError;
 

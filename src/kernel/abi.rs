@@ -395,7 +395,7 @@ mod tests {
         let iface = object_btf_types(crate::kernel::iface::OBJECT).unwrap();
         check!(&iface, "na_iface_key", IfaceKey, [ifindex, direction]);
         check!(&iface, "na_iface_counters", IfaceCounters, [packets, bytes]);
-        let node = object_btf_types(crate::kernel::node::OBJECT).unwrap();
+        let node = object_btf_types(crate::kernel::oom::OBJECT).unwrap();
         check!(&node, "na_oom_key", OomKey, [comm, cgroup_id]);
         check!(&node, "na_oom_proc", OomProc, [tgid, _pad, start_ns]);
     }

@@ -244,6 +244,40 @@ pub static FEATURES: &[Feature] = &[
     },
 ];
 
+/// What trying a hook on this kernel gave, for `netagent probe`.
+#[derive(Debug, Clone)]
+pub struct HookTrial {
+    pub feature: &'static str,
+    pub hook: HookKind,
+    pub probes: Vec<TrialProbe>,
+    /// Ok, or why it cannot be used.
+    pub result: Result<(), String>,
+    /// What else to know about a working hook (which variant, how it
+    /// attaches).
+    pub note: Option<String>,
+}
+
+/// One program of a tried hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrialProbe {
+    /// As in `/health`, `netagent_probe_up` and `debug.disable_probes`.
+    pub name: String,
+    /// The ELF section: exactly which kernel hook (`tp_btf/…`, `kprobe/…`).
+    pub section: String,
+    /// The BPF program's name.
+    pub program: &'static str,
+}
+
+impl From<&Attach> for TrialProbe {
+    fn from(a: &Attach) -> Self {
+        Self {
+            name: a.probe_name(),
+            section: a.section(),
+            program: a.program(),
+        }
+    }
+}
+
 /// `feature:hook` names a whole hook in `debug.disable_probes`.
 pub fn hook_id(feature: &Feature, hook: &Hook) -> String {
     format!("{}:{}", feature.name, hook.kind.name())

@@ -16,7 +16,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::abi::{IfaceCounters, IfaceKey};
 use super::hooks::HookKind;
-use super::loader::{HookTrial, TrialProbe};
+use super::hooks::{HookTrial, TrialProbe};
 use super::KernelError;
 
 /// The compiled TC programs (see build.rs).

@@ -12,7 +12,9 @@ use super::hooks::{self, Attach, Feature, Hook, HookKind};
 use super::series::{self, SeriesMap};
 
 use super::abi::{FlowStats, Hist, ListenKey, Listener, COMM_LEN, HIST_BOUNDS, HIST_KINDS};
-use super::privileges::{self, MissingCapability};
+pub use super::error::KernelError;
+pub use super::hooks::{HookTrial, TrialProbe};
+use super::privileges;
 
 /// The compiled kernel programs (see build.rs).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent.bpf.o"));
@@ -43,34 +45,6 @@ pub struct LoadOptions {
     pub max_sockets: u32,
     /// Kernel BTF file for kernels without /sys/kernel/btf/vmlinux.
     pub btf_path: Option<std::path::PathBuf>,
-}
-
-/// Why the kernel side could not start. Each message names what is missing.
-#[derive(Debug, thiserror::Error)]
-pub enum KernelError {
-    #[error("missing capability {}: needed for {} (run as root, or grant CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)", .0.name, .0.needed_for)]
-    MissingCapability(MissingCapability),
-    #[error("{0}")]
-    MissingBtf(String),
-    #[error("missing kernel hook: {hook} (needed for {needed_for})")]
-    MissingHook {
-        hook: String,
-        needed_for: &'static str,
-    },
-    #[error("BPF program {program} was rejected: {detail}")]
-    Load {
-        program: &'static str,
-        detail: String,
-    },
-    #[error("cannot attach {program} to {hook}: {source}")]
-    Attach {
-        program: &'static str,
-        hook: String,
-        #[source]
-        source: ProgramError,
-    },
-    #[error("BPF object is malformed: {0}")]
-    Object(String),
 }
 
 /// The maps the collector reads (and, for `listeners`, seeds).
@@ -176,40 +150,6 @@ impl Probes {
                 Ok(probes)
             }
             None => Ok(first.0),
-        }
-    }
-}
-
-/// What trying a hook on this kernel gave, for `netagent probe`.
-#[derive(Debug, Clone)]
-pub struct HookTrial {
-    pub feature: &'static str,
-    pub hook: HookKind,
-    pub probes: Vec<TrialProbe>,
-    /// Ok, or why it cannot be used.
-    pub result: Result<(), String>,
-    /// What else to know about a working hook (which variant, how it
-    /// attaches).
-    pub note: Option<String>,
-}
-
-/// One program of a tried hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrialProbe {
-    /// As in `/health`, `netagent_probe_up` and `debug.disable_probes`.
-    pub name: String,
-    /// The ELF section: exactly which kernel hook (`tp_btf/…`, `kprobe/…`).
-    pub section: String,
-    /// The BPF program's name.
-    pub program: &'static str,
-}
-
-impl From<&hooks::Attach> for TrialProbe {
-    fn from(a: &hooks::Attach) -> Self {
-        Self {
-            name: a.probe_name(),
-            section: a.section(),
-            program: a.program(),
         }
     }
 }
@@ -681,7 +621,7 @@ fn attach_sock_addr(
 /// Names a config may list in `debug.disable_probes`.
 pub fn probe_names() -> Vec<String> {
     let mut names = hooks::disable_names();
-    names.extend(super::node::probe_names());
+    names.extend(super::oom::probe_names());
     names
 }
 
@@ -700,23 +640,6 @@ where
         .ok_or_else(|| KernelError::Object(format!("program {name} not found")))?;
     prog.try_into()
         .map_err(|e: ProgramError| KernelError::Object(format!("program {name}: {e}")))
-}
-
-impl KernelError {
-    /// The error and every cause, on one line (aya nests the errno).
-    fn chain(&self) -> String {
-        let mut out = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if !out.contains(&text) {
-                out.push_str(": ");
-                out.push_str(&text);
-            }
-            cause = c.source();
-        }
-        out
-    }
 }
 
 /// Turns a load failure into one message: the errno plus the last lines of

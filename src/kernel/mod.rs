@@ -3,13 +3,15 @@
 pub mod abi;
 pub mod batch;
 pub mod cgroup;
+pub mod error;
 pub mod hooks;
 pub mod iface;
 pub mod links;
 pub mod loader;
-pub mod node;
+pub mod oom;
 pub mod privileges;
 pub mod report;
 pub mod series;
 
-pub use loader::{KernelError, KernelMaps, LoadOptions, Probes};
+pub use error::KernelError;
+pub use loader::{KernelMaps, LoadOptions, Probes};

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::loader::HookTrial;
+use super::hooks::HookTrial;
 
 /// The kernel a report is about.
 #[derive(Debug, Clone)]
@@ -149,8 +149,8 @@ pub fn render_json(kernel: &KernelInfo, trials: &[HookTrial]) -> serde_json::Val
 
 #[cfg(test)]
 mod tests {
+    use super::super::hooks::TrialProbe;
     use super::super::hooks::{HookKind, FEATURES};
-    use super::super::loader::TrialProbe;
     use super::*;
 
     fn trial(feature: &'static str, hook: HookKind, ok: bool) -> HookTrial {

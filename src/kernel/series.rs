@@ -9,7 +9,7 @@ use aya::maps::{Array, HashMap, Map, MapData, MapError, Queue};
 
 use super::abi::FlowKey;
 use super::batch;
-use super::loader::KernelError;
+use super::error::KernelError;
 
 /// One series map: its index and its counters.
 pub struct SeriesMap<V: aya::Pod> {

@@ -8,6 +8,9 @@ mod family;
 use std::collections::BTreeMap;
 
 pub use catalog::Desc;
+
+/// The label value of the series that sums everything beyond a cap.
+pub const OTHER: &str = "~other";
 pub use family::{Family, Histogram, Kind, Labels, Series, Value};
 
 /// A family of counters (or gauges) from aggregated label sets.

@@ -12,8 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::metrics::catalog;
 use crate::metrics::{Family, Labels, Value};
 
-/// The label value of the overflow series.
-pub const OTHER: &str = "~other";
+pub use crate::metrics::OTHER;
 
 /// Remembers which series each family has admitted.
 #[derive(Debug)]

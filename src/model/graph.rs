@@ -7,10 +7,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::add_hist;
-use super::connections::Resolved;
-use super::labels::KeyLabels;
+use crate::collect::connections::Resolved;
+use crate::collect::histograms::add_hist;
 use crate::collect::interfaces::InterfaceSnapshot;
+use crate::collect::labels::KeyLabels;
 use crate::kernel::abi::HistKind;
 use crate::metrics::Histogram;
 
@@ -162,7 +162,7 @@ pub fn build(r: &Resolved, ifaces: &InterfaceSnapshot, state: &mut RateState) ->
         e.sent += s.bytes_sent;
         e.received += s.bytes_received;
     }
-    let mut tx: BTreeMap<super::Labels, Histogram> = BTreeMap::new();
+    let mut tx: BTreeMap<crate::metrics::Labels, Histogram> = BTreeMap::new();
     for (l, kind, h) in &r.hists {
         if *kind == HistKind::Tx {
             let peer = format!("peer:{}/{}", l.proto, host_port(&l.dst_ip, &l.dport));
@@ -239,7 +239,7 @@ pub fn build(r: &Resolved, ifaces: &InterfaceSnapshot, state: &mut RateState) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::LATENCY_BOUNDS;
+    use crate::collect::histograms::LATENCY_BOUNDS;
 
     #[test]
     fn quantile_interpolates_like_promql() {

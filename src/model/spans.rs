@@ -2,8 +2,14 @@
 //! (OTLP spans, DogStatsD distributions). The trace id is derived from the
 //! flow, so the client's and the server's span of one flow share a trace
 //! even when two agents on two hosts observe them.
+//!
+//! Also how one comes about: a kernel record from the `span_events` ring
+//! buffer, decoded (checked, never panics) and converted to Unix time.
 
-use std::net::SocketAddr;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use crate::kernel::abi::{comm_str, SpanEvent, DIR_OUTBOUND, IPPROTO_TCP, IPPROTO_UDP};
 
 /// Which side of the flow the span was observed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +107,130 @@ pub fn fnv1a_128(data: &[u8]) -> u128 {
     h
 }
 
+/// Why a ring-buffer record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record is {0} bytes, expected {1}")]
+    Size(usize, usize),
+    #[error("unknown protocol {0}")]
+    Proto(u8),
+    #[error("span ends before it starts")]
+    Time,
+}
+
+/// Decodes one record (sizes and fields checked; never panics).
+pub fn decode(bytes: &[u8]) -> Result<SpanEvent, DecodeError> {
+    let want = std::mem::size_of::<SpanEvent>();
+    if bytes.len() != want {
+        return Err(DecodeError::Size(bytes.len(), want));
+    }
+    // SAFETY: the length is checked above and SpanEvent is plain old data
+    // (every bit pattern is valid); read_unaligned has no alignment demand.
+    let ev: SpanEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    if ev.proto != IPPROTO_TCP && ev.proto != IPPROTO_UDP {
+        return Err(DecodeError::Proto(ev.proto));
+    }
+    if ev.end_ns < ev.start_ns {
+        return Err(DecodeError::Time);
+    }
+    Ok(ev)
+}
+
+/// Converts CLOCK_MONOTONIC (what BPF timestamps use) to Unix time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// realtime - monotonic, in ns.
+    offset_ns: i128,
+}
+
+fn clock_ns(id: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid pointer to a timespec.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+impl Clock {
+    /// Measures the offset now (re-measure now and then: NTP slews realtime).
+    pub fn now() -> Self {
+        let mono = clock_ns(libc::CLOCK_MONOTONIC);
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        Self {
+            offset_ns: real - mono,
+        }
+    }
+
+    pub fn to_unix_nanos(&self, mono_ns: u64) -> u64 {
+        (mono_ns as i128 + self.offset_ns).max(0) as u64
+    }
+}
+
+fn addr(bytes: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// Turns kernel records into spans. Socket cookies are hashed with a key
+/// chosen at start, so exported socket ids are opaque and not comparable
+/// across agents or restarts.
+pub struct SpanDecoder {
+    clock: Clock,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for SpanDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpanDecoder {
+    pub fn new() -> Self {
+        Self {
+            clock: Clock::now(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// Re-measures the monotonic -> Unix offset.
+    pub fn resync(&mut self) {
+        self.clock = Clock::now();
+    }
+
+    /// `process` and `container` come from the agent's labeling.
+    pub fn span(&self, ev: &SpanEvent, process: String, container: String) -> FlowSpan {
+        let mut h = self.hasher.build_hasher();
+        h.write_u64(ev.sock_cookie);
+        FlowSpan {
+            start_unix_nanos: self.clock.to_unix_nanos(ev.start_ns),
+            end_unix_nanos: self.clock.to_unix_nanos(ev.end_ns),
+            process,
+            comm: comm_str(&ev.comm),
+            pid: ev.pid,
+            container,
+            proto: if ev.proto == IPPROTO_TCP {
+                "tcp"
+            } else {
+                "udp"
+            },
+            side: if ev.direction == DIR_OUTBOUND {
+                SpanSide::Client
+            } else {
+                SpanSide::Server
+            },
+            local: SocketAddr::new(addr(ev.laddr), ev.lport),
+            peer: SocketAddr::new(addr(ev.raddr), ev.rport),
+            socket_id: h.finish(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +262,66 @@ mod tests {
         assert_ne!(other.trace_id(), c.trace_id());
         assert_eq!(c.name(), "p -> 10.0.0.2:80 (tcp)");
         assert!((c.duration_seconds() - 0.02).abs() < 1e-12);
+    }
+
+    use crate::kernel::abi::comm_bytes;
+
+    fn event() -> SpanEvent {
+        SpanEvent {
+            start_ns: 1_000,
+            end_ns: 21_000_000,
+            cgroup_id: 1,
+            sock_cookie: 42,
+            comm: comm_bytes("curl"),
+            laddr: std::net::Ipv4Addr::new(127, 0, 0, 1)
+                .to_ipv6_mapped()
+                .octets(),
+            raddr: Ipv6Addr::LOCALHOST.octets(),
+            pid: 7,
+            lport: 40000,
+            rport: 80,
+            proto: IPPROTO_TCP,
+            direction: DIR_OUTBOUND,
+            _pad: [0; 6],
+        }
+    }
+
+    fn bytes(ev: &SpanEvent) -> Vec<u8> {
+        // SAFETY: reading the bytes of a plain-old-data struct.
+        unsafe {
+            std::slice::from_raw_parts(
+                (ev as *const SpanEvent).cast::<u8>(),
+                std::mem::size_of::<SpanEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn decodes_and_rejects_bad_records() {
+        let ev = event();
+        assert_eq!(decode(&bytes(&ev)), Ok(ev));
+        assert!(matches!(
+            decode(&bytes(&ev)[1..]),
+            Err(DecodeError::Size(..))
+        ));
+        let mut bad = ev;
+        bad.proto = 1;
+        assert_eq!(decode(&bytes(&bad)), Err(DecodeError::Proto(1)));
+        let mut bad = ev;
+        bad.end_ns = 0;
+        assert_eq!(decode(&bytes(&bad)), Err(DecodeError::Time));
+    }
+
+    #[test]
+    fn spans_get_addresses_times_and_opaque_ids() {
+        let d = SpanDecoder::new();
+        let s = d.span(&event(), "web".into(), String::new());
+        assert_eq!(s.local, "127.0.0.1:40000".parse().unwrap());
+        assert_eq!(s.peer, "[::1]:80".parse().unwrap());
+        assert_eq!(s.side, SpanSide::Client);
+        assert_ne!(s.socket_id, 42, "the cookie is never exported as is");
+        assert!((s.duration_seconds() - 0.020999).abs() < 1e-9);
+        assert!(s.start_unix_nanos > 1_600_000_000_000_000_000);
     }
 }

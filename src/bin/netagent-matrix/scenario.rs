@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use netagent::collect::bpf_objects;
+use netagent::collect::bpf_self::objects as bpf_objects;
 
 use crate::procs::{self, Agent, Server};
 use crate::report::{Report, PROBE_BEGIN, PROBE_END};

@@ -13,8 +13,8 @@ use super::drain::Drain;
 use super::formats::{normalize, structured, Message};
 use super::level::{detect, Level};
 use crate::metrics::catalog;
+use crate::metrics::OTHER;
 use crate::metrics::{scalar_family, Family, Labels};
-use crate::model::cardinality::OTHER;
 
 /// Streams (source, container) remembered; lines of further ones are
 /// counted under source and container `~other`.
@@ -271,8 +271,8 @@ mod tests {
         }
         p.add("f", "", msg("   "), LevelHint::None);
         let s = series(&p, "netagent_log_messages");
-        let h1 = crate::node::logs::drain::pattern_hash("ERROR disk <*> failed");
-        let h2 = crate::node::logs::drain::pattern_hash(
+        let h1 = crate::collect::logs::drain::pattern_hash("ERROR disk <*> failed");
+        let h2 = crate::collect::logs::drain::pattern_hash(
             "INFO user <*> logged in from somewhere far away",
         );
         assert_eq!(s.len(), 2);

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::add_hist;
 use super::connections::Resolved;
+use super::histograms::add_hist;
 use super::labels::{format_addr, KeyLabels, Labeler};
 use crate::kernel::abi::{HistKind, ListenKey, Listener, FAIL_REASONS};
 use crate::metrics::catalog;

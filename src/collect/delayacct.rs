@@ -34,12 +34,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::taskstats::{Delays, Taskstats, TaskstatsError};
+use crate::collect::containers::container_id;
+use crate::collect::labels::ProcessNames;
 use crate::config::DelayAccountingConfig;
 use crate::kernel::abi::comm_bytes;
 use crate::metrics::catalog;
 use crate::metrics::{scalar_family, Family, Labels};
-use crate::model::containers::container_id;
-use crate::model::labels::ProcessNames;
 
 /// The sysctl that switches delay accounting on (off by default since 5.14).
 pub const SYSCTL: &str = "/proc/sys/kernel/task_delayacct";

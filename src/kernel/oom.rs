@@ -9,8 +9,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use aya_obj::btf::BtfKind;
 
 use super::abi::{OomKey, NODE_LOST_REASONS};
-use super::hooks::HookKind;
-use super::loader::{HookTrial, TrialProbe};
+use super::hooks::{HookKind, HookTrial, TrialProbe};
 
 /// The compiled program (see build.rs).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/node.bpf.o"));

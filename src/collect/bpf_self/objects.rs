@@ -1,6 +1,6 @@
 //! Every BPF program and map loaded on the host (not only the agent's),
 //! with the kernel's own memory accounting, for the self-observability
-//! metrics built in [`crate::model::bpf_self`].
+//! metrics built in [`crate::collect::bpf_self`].
 //!
 //! The kernel hands out objects by id; an object can be unloaded between
 //! "next id" and "open by id", so vanished objects (ENOENT/ESRCH) are

@@ -27,9 +27,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::collect::bpf_objects::{self, name_matches, BpfObjects, MapObject, ProgramObject};
+pub mod objects;
+
 use crate::config::bpf_self::{BpfSelfConfig, DEFAULT_INTERVAL_SECONDS};
 use crate::metrics::{catalog, single, Family, Histogram, Value};
+use objects::{name_matches, BpfObjects, MapObject, ProgramObject};
 
 /// Upper bounds (seconds) of `netagent_bpf_collection_duration_seconds`:
 /// 100 µs … 10 s (an idle host walks in well under a millisecond, one
@@ -70,7 +72,7 @@ impl BpfSelfCollector {
         } else {
             None
         };
-        Self::with_enumerator(cfg, Box::new(bpf_objects::enumerate), stats)
+        Self::with_enumerator(cfg, Box::new(objects::enumerate), stats)
     }
 
     fn with_enumerator(cfg: BpfSelfConfig, enumerate: Enumerate, stats: Option<OwnedFd>) -> Self {

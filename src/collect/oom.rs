@@ -10,12 +10,12 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use crate::collect::labels::Labeler;
 use crate::config::OomConfig;
 use crate::kernel::abi::NODE_LOST_REASONS;
-use crate::kernel::node::{OomProbe, OOM_PROBE};
+use crate::kernel::oom::{OomProbe, OOM_PROBE};
 use crate::metrics::catalog;
 use crate::metrics::{scalar_family, Family, Labels, Value};
-use crate::model::labels::Labeler;
 
 /// The OOM counter the agent keeps for its lifetime.
 pub struct OomKills {

@@ -173,7 +173,7 @@ impl Drain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::logs::mask::mask;
+    use crate::collect::logs::mask::mask;
 
     fn add(d: &mut Drain, line: &str) -> usize {
         let m = mask(line);

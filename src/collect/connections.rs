@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::add_hist;
+use super::histograms::add_hist;
 use super::labels::{KeyLabels, Labeler};
 use crate::collect::KernelSnapshot;
 use crate::kernel::abi::{FlowStats, Hist, HistKind};
@@ -75,9 +75,9 @@ pub fn families(r: &Resolved) -> Vec<Family> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::labels::ProcessNames;
     use crate::kernel::abi::{comm_bytes, FlowKey, IPPROTO_TCP, IPPROTO_UDP};
     use crate::metrics::Value;
-    use crate::model::labels::ProcessNames;
     use std::net::Ipv6Addr;
 
     pub(crate) fn key(comm: &str, addr: [u8; 16], dport: u16, proto: u8) -> FlowKey {
