@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Kernel programs, one object each (more come with later features).
+/// netagent.bpf.c includes its parts from bpf/netagent/ (its programs share
+/// one set of maps, so they stay one object); `rerun-if-changed=bpf` below
+/// covers subfolders too (cargo compares the newest mtime under it).
 const SOURCES: &[&str] = &["netagent.bpf.c", "iface.bpf.c", "node.bpf.c"];
 
 const SETUP_HINT: &str = "run `sudo scripts/setup.sh` (installs clang and libbpf-dev)";

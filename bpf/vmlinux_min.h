@@ -8,6 +8,9 @@
 #ifndef NETAGENT_VMLINUX_MIN_H
 #define NETAGENT_VMLINUX_MIN_H
 
+#include <linux/types.h>
+#include <linux/in6.h> /* struct in6_addr */
+
 struct ns_common {
 	unsigned int inum;
 } __attribute__((preserve_access_index));

@@ -73,10 +73,11 @@ impl Attach {
         }
     }
 
-    /// The program's ELF section in bpf/*.bpf.c, which says exactly what
-    /// the kernel runs: `tp_btf/inet_sock_set_state` is the BTF-typed
-    /// tracepoint sock:inet_sock_set_state, `kretprobe/inet_sendmsg` a
-    /// return probe, `cgroup/sendmsg4` a sock_addr hook.
+    /// The program's ELF section as its SEC() in bpf/ declares it, which
+    /// says exactly what the kernel runs: `tp_btf/inet_sock_set_state` is
+    /// the BTF-typed tracepoint sock:inet_sock_set_state,
+    /// `kretprobe/inet_sendmsg` a return probe, `cgroup/sendmsg4` a
+    /// sock_addr hook.
     pub fn section(&self) -> String {
         match *self {
             Attach::Tracepoint { event, .. } => format!("tp_btf/{event}"),
@@ -375,14 +376,29 @@ mod tests {
         assert_eq!(progs.len(), n, "a program is listed twice");
     }
 
-    /// `section()` is what the C source declares for each program.
+    /// Every C source and header under `dir`, subfolders included.
+    fn c_sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                c_sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "c" || e == "h") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// `section()` is what the C source declares for each program, in
+    /// whichever file under bpf/ the program is.
     #[test]
     fn sections_match_the_c_source() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/bpf");
-        let src: String = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(".bpf.c"))
+        let mut files = Vec::new();
+        c_sources(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf")),
+            &mut files,
+        );
+        let src: String = files
+            .iter()
             .map(|p| std::fs::read_to_string(p).unwrap())
             .collect();
         for p in FEATURES

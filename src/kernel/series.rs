@@ -1,5 +1,5 @@
 //! Series maps: an index (hash map, key -> slot) and a counter array the
-//! kernel programs add to by slot (see `flows` in bpf/netagent.bpf.c). Both
+//! kernel programs add to by slot (see `flows` in bpf/netagent/maps.h). Both
 //! are read with batch lookups; of the array only the slots in use, which
 //! are the lowest (the kernel takes free slots in order).
 

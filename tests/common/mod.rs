@@ -554,8 +554,9 @@ pub fn kernel_prog_name(name: &str) -> &str {
     &name[..name.len().min(15)]
 }
 
-/// Program names in bpf/netagent.bpf.c, bpf/iface.bpf.c and bpf/node.bpf.c
-/// (of node.bpf.c only the variant this kernel loads: on_mark_victim).
+/// Program names in bpf/netagent.bpf.c (its parts in bpf/netagent/),
+/// bpf/iface.bpf.c and bpf/node.bpf.c (of node.bpf.c only the variant this
+/// kernel loads: on_mark_victim).
 pub const OUR_PROGRAMS: [&str; 27] = [
     "on_tc_ingress",
     "on_tc_egress",

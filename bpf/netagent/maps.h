@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Everything netagent.bpf.o keeps: the globals the agent sets before load
+ * and every map, shared by all of its programs. The agent reaches both by
+ * name (src/kernel/loader.rs: override_global, map_max_entries, take_map),
+ * so a name here is part of its interface. The value types private to the
+ * kernel side are defined next to their map; the shared ones are in
+ * netagent.h.
+ */
+#ifndef NETAGENT_MAPS_H
+#define NETAGENT_MAPS_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "netagent.h"
+
+/* Set by the agent before load. */
+const volatile __u8 track_all = 0;  /* 1: every process, labelled by comm */
+const volatile __u8 emit_spans = 0; /* 1: send request/response spans to `span_events` */
+const volatile __u32 netns_only = 0; /* non-zero: only sockets of this network namespace */
+const volatile __u64 hist_bounds_ns[NA_HIST_KINDS][NA_HIST_BOUNDS] = {};
+const volatile __u8 msg_index = 0; /* 1: message hooks are kprobes or syscalls (netagent.bpf.c) */
+
+/* comm -> 1 for processes we track when !track_all. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u8[NA_COMM_LEN]);
+	__type(value, __u8);
+} targets SEC(".maps");
+
+/* Series: counters per owner and peer (`flows`), histograms per owner,
+ * peer and kind (`hists`). Each index maps a key to a slot of its counter
+ * array; a socket remembers its slots (na_sock_state), so after its first
+ * event it reaches its counters by array index, not by hashing a 48-byte
+ * key again (about 50 ns less a lookup here; docs/BENCHMARKS.md, "Kernel
+ * hot path rework").
+ * Slots come from a queue the agent fills with 0..max_entries-1 at load
+ * (no atomic fetch-and-add needed, which older kernels lack) and are never
+ * reused: series live as long as the agent. Everything is preallocated (the
+ * agent sizes max_entries from config): run-time allocation can fail under
+ * a burst of new series, and a failed insert is a lost event. Shared values
+ * with atomic adds, not per-CPU ones, so the memory is the same on 2 or 200
+ * CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct na_flow_key);
+	__type(value, __u32);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct na_flow_stats);
+} flow_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 16384);
+	__type(value, __u32);
+} flow_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct na_flow_key);
+	__type(value, __u32);
+} hists SEC(".maps");
+
+/* By flow slot: its histogram slots, 1 + slot per kind (0 = not looked up
+ * yet). A histogram's key is its flow's key plus the kind, so these never
+ * change; a new connection of a known flow then finds its histograms
+ * without hashing. Racing writers store the same value. */
+struct na_flow_hists {
+	__u32 slot[NA_HIST_KINDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct na_flow_hists);
+} flow_hists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct na_hist);
+} hist_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 16384);
+	__type(value, __u32);
+} hist_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct na_sock_state);
+} sock_state SEC(".maps");
+
+/* TCP sockets of tracked processes, by address (the agent sizes it from
+ * limits.max_sockets). A hash and not socket-local storage: creating
+ * storage for every connection cost more than everything else the
+ * lifecycle program does (153–227 against 67–83 ns a run over a
+ * connection's state changes, measured side by side: docs/BENCHMARKS.md).
+ * Entries are deleted at
+ * TCP_CLOSE; an address reused after a close we missed is told apart by
+ * the peer (same_socket). Not preallocated: memory follows live sockets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct na_sock_state);
+} tcp_socks SEC(".maps");
+
+/* TCP sockets closed lately, by address: an aborting close (SO_LINGER 0,
+ * unread data) moves the socket to TCP_CLOSE, which deletes its state,
+ * and only then sends its reset. LRU: most closes send no reset. */
+struct na_closed {
+	__u32 flow_slot; /* as in na_sock_state */
+	__u16 peer_port; /* as in na_sock_state, checked with has_peer */
+	__u16 _pad;
+	__u32 peer4;     /* the peer address's last 4 bytes */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct na_closed);
+} just_closed SEC(".maps");
+
+/* UDP state by socket address, for the untyped message hooks only
+ * (msg_index). LRU: UDP sockets have no close event to delete on; the
+ * agent sizes it to 1 entry when unused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct na_sock_state);
+} sock_index SEC(".maps");
+
+/* Explicit UDP peer from the cgroup hooks, by task, for the untyped
+ * message hooks (which cannot reach the socket-local storage). */
+struct na_pending {
+	__u8 addr[16];
+	__u16 port;
+	__u8 _pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct na_pending);
+} task_pending SEC(".maps");
+
+/* A message call in flight (entry seen, exit not yet), by task. */
+struct na_msg_call {
+	__u64 sk; /* socket address */
+	__s32 flags;
+	__u8 send;
+	__u8 _pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct na_msg_call);
+} msg_calls SEC(".maps");
+
+/* Listening ports of tracked processes, so accepted connections (created
+ * in softirq context) can be attributed to the listener's owner. Filled
+ * at listen() and, for listeners older than the agent, by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct na_listen_key);
+	__type(value, struct na_listener);
+} listeners SEC(".maps");
+
+/* Never read: it puts the ring-buffer record's type into the object's BTF
+ * (records are only built through pointers, which clang does not describe),
+ * so the layout test can compare it with the Rust mirror. 96 bytes of rodata. */
+const volatile struct na_span_event span_event_layout = {};
+
+/* Request/response intervals for span export (only when emit_spans). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} span_events SEC(".maps");
+
+/* Events that could not be counted, by enum na_lost_reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NA_LOST_REASONS);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+#endif

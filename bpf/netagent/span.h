@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Request/response spans: one record in the `span_events` ring buffer per
+ * interval, only when the agent exports spans (emit_spans).
+ */
+#ifndef NETAGENT_SPAN_H
+#define NETAGENT_SPAN_H
+
+#include <stdbool.h>
+#include <linux/types.h>
+#include <linux/in.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "vmlinux_min.h"
+#include "maps.h"
+#include "lost.h"
+#include "addr.h"
+
+/* One request/response interval for the span exporter. */
+static __always_inline void emit_span(struct sock *sk, const struct na_sock_state *st,
+				      __u64 start, __u64 end, bool typed)
+{
+	struct na_span_event *e;
+
+	if (!emit_spans)
+		return;
+	e = bpf_ringbuf_reserve(&span_events, sizeof(*e), 0);
+	if (!e) {
+		count_lost(NA_LOST_RINGBUF_FULL);
+		return;
+	}
+	e->start_ns = start;
+	e->end_ns = end;
+	e->cgroup_id = st->cgroup_id;
+	/* Untyped hooks cannot ask for the cookie; the address identifies the
+	 * socket as well while it lives (the agent hashes either before use). */
+	e->sock_cookie = typed ? bpf_get_socket_cookie(sk) : (__u64)sk;
+	__builtin_memcpy(e->comm, st->comm, NA_COMM_LEN);
+	read_local_addr(sk, e->laddr, typed);
+	__builtin_memcpy(e->raddr, st->daddr, 16);
+	e->pid = st->pid;
+	e->lport = SK_READ(typed, sk, __sk_common.skc_num);
+	e->rport = st->proto == IPPROTO_TCP ? bpf_ntohs(SK_READ(typed, sk, __sk_common.skc_dport))
+					    : st->peer_port;
+	e->proto = st->proto;
+	e->direction = st->direction;
+	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+	bpf_ringbuf_submit(e, 0);
+}
+
+#endif

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * TCP lifecycle, from one tracepoint that sees every state change of every
+ * TCP socket: connect attempts and their outcome, accepted connections,
+ * listeners, closes (lifetime, RTT). Part of netagent.bpf.c.
+ */
+#include <stdbool.h>
+#include <linux/types.h>
+#include <linux/in.h>
+#include <linux/errno.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+#include "vmlinux_min.h"
+#include "maps.h"
+#include "lost.h"
+#include "addr.h"
+#include "sock.h"
+#include "series.h"
+#include "hist.h"
+
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_CLOSE 7
+#define TCP_LAST_ACK 9
+#define TCP_LISTEN 10
+
+static __always_inline __u32 fail_reason(int err)
+{
+	switch (err) {
+	case ECONNREFUSED:
+		return NA_FAIL_REFUSED;
+	case ETIMEDOUT:
+		return NA_FAIL_TIMEOUT;
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		return NA_FAIL_UNREACHABLE;
+	case ECONNRESET:
+		return NA_FAIL_RESET;
+	default:
+		return NA_FAIL_OTHER;
+	}
+}
+
+/* CLOSE -> SYN_SENT runs in the task calling connect(): one attempt. */
+static __always_inline void on_connect(const struct sock *sk)
+{
+	struct na_flow_stats *fs;
+	struct na_sock_state *st;
+	__u8 comm[NA_COMM_LEN];
+
+	if (!netns_ok(sk, true) || !current_is_target(comm))
+		return;
+	st = own_socket((void *)sk, comm, IPPROTO_TCP, NA_DIR_OUTBOUND);
+	if (!st)
+		return;
+	read_peer_addr(sk, st->daddr, true);
+	st->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	st->peer_port = st->dport;
+	st->syn_ts = bpf_ktime_get_ns();
+	fs = flow_stats(st);
+	if (fs)
+		ADD(fs->connects, 1);
+}
+
+static __always_inline void mark_open(const struct sock *sk, struct na_sock_state *st, __u64 now)
+{
+	struct na_flow_stats *fs = flow_stats(st);
+
+	if (fs)
+		ADD(fs->opened, 1);
+	st->open = 1;
+	st->open_ts = now;
+	st->rtt_ts = now;
+}
+
+/* SYN_SENT -> ESTABLISHED (softirq: SYN-ACK received). */
+static __always_inline void on_established_out(const struct sock *sk)
+{
+	struct na_sock_state *st = tcp_state(sk, true);
+	__u64 now;
+
+	if (!st)
+		return;
+	now = bpf_ktime_get_ns();
+	if (st->syn_ts) {
+		observe(st, NA_HIST_CONNECT, now - st->syn_ts);
+		st->syn_ts = 0;
+	}
+	mark_open(sk, st, now);
+}
+
+/* SYN_RECV -> ESTABLISHED on a new child socket (softirq): the owner is
+ * whoever listens on the socket's local port in its network namespace. */
+static __always_inline void on_established_in(const struct sock *sk)
+{
+	struct na_listen_key lk = {
+		.netns = netns_of(sk, true),
+		.port = sk->__sk_common.skc_num,
+	};
+	struct na_listener *l = bpf_map_lookup_elem(&listeners, &lk);
+	struct na_sock_state *st;
+
+	if (!l)
+		return;
+	st = new_state((void *)sk, IPPROTO_TCP);
+	if (!st)
+		return;
+	__builtin_memcpy(st->comm, l->comm, NA_COMM_LEN);
+	st->cgroup_id = l->cgroup_id;
+	st->pid = l->pid;
+	st->proto = IPPROTO_TCP;
+	st->direction = NA_DIR_INBOUND;
+	read_peer_addr(sk, st->daddr, true);
+	st->dport = lk.port;
+	st->peer_port = bpf_ntohs(sk->__sk_common.skc_dport);
+	mark_open(sk, st, bpf_ktime_get_ns());
+}
+
+/* CLOSE -> LISTEN runs in the task calling listen(). The port is also
+ * kept in the listener's socket state: by the time LISTEN -> CLOSE fires,
+ * the kernel may already have released the port (skc_num = 0). */
+static __always_inline void on_listen(const struct sock *sk)
+{
+	struct na_listen_key lk = {
+		.netns = netns_of(sk, true),
+		.port = sk->__sk_common.skc_num,
+	};
+	struct na_listener l = {};
+	struct na_sock_state *st;
+
+	if (!netns_ok(sk, true) || !current_is_target(l.comm))
+		return;
+	st = own_socket((void *)sk, l.comm, IPPROTO_TCP, NA_DIR_INBOUND);
+	if (!st)
+		return;
+	st->dport = lk.port;
+	l.cgroup_id = st->cgroup_id;
+	l.pid = st->pid;
+	if (sk->__sk_common.skc_family == AF_INET6)
+		__builtin_memcpy(l.addr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+	else
+		v4_mapped(l.addr, sk->__sk_common.skc_rcv_saddr);
+	if (bpf_map_update_elem(&listeners, &lk, &l, BPF_ANY))
+		count_lost(NA_LOST_LISTENER_MAP_FULL);
+}
+
+/* LISTEN -> CLOSE. Listeners older than the agent have no socket state;
+ * the agent removes those itself when sock_diag no longer lists them. */
+static __always_inline void on_unlisten(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct na_sock_state *st = bpf_map_lookup_elem(&tcp_socks, &key);
+	struct na_listen_key lk = {
+		.netns = netns_of(sk, true),
+	};
+
+	if (!st)
+		return;
+	lk.port = st->dport;
+	bpf_map_delete_elem(&listeners, &lk);
+	bpf_map_delete_elem(&tcp_socks, &key);
+}
+
+/* Any state -> CLOSE: a failed connect, or the end of a connection. */
+static __always_inline void count_close(const struct sock *sk, struct na_sock_state *st,
+					int oldstate)
+{
+	struct na_flow_stats *fs;
+
+	if (oldstate == TCP_SYN_SENT) {
+		__u32 reason = fail_reason(sk->sk_err);
+
+		st->syn_ts = 0;
+		fs = flow_stats(st);
+		if (fs && reason < NA_FAIL_REASONS)
+			ADD(fs->failed[reason], 1);
+		return;
+	}
+	if (!st->open)
+		return;
+	st->open = 0;
+	fs = flow_stats(st);
+	if (fs)
+		ADD(fs->closed, 1);
+	observe(st, NA_HIST_CONN_DURATION, bpf_ktime_get_ns() - st->open_ts);
+	observe_rtt(sk, st, true);
+}
+
+static __always_inline void on_close(const struct sock *sk, int oldstate)
+{
+	__u64 key = (__u64)sk;
+	struct na_sock_state *st = bpf_map_lookup_elem(&tcp_socks, &key);
+
+	if (!st)
+		return;
+	if (same_socket(sk, st, true)) {
+		count_close(sk, st, oldstate);
+		/* A graceful close ends in LAST_ACK -> CLOSE (no reset
+		 * follows) or comes from FIN_WAIT2 (a reset may). */
+		if (oldstate != TCP_LAST_ACK && oldstate != TCP_SYN_SENT && st->flow_slot) {
+			struct na_closed c = {
+				.flow_slot = st->flow_slot,
+				.peer_port = st->peer_port,
+				.peer4 = peer4_of(st->daddr),
+			};
+
+			bpf_map_update_elem(&just_closed, &key, &c, BPF_ANY);
+		}
+	}
+	bpf_map_delete_elem(&tcp_socks, &key);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+{
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	switch (newstate) {
+	case TCP_SYN_SENT:
+		on_connect(sk);
+		break;
+	case TCP_ESTABLISHED:
+		if (oldstate == TCP_SYN_SENT)
+			on_established_out(sk);
+		else if (oldstate == TCP_SYN_RECV)
+			on_established_in(sk);
+		break;
+	case TCP_LISTEN:
+		on_listen(sk);
+		break;
+	case TCP_CLOSE:
+		if (oldstate == TCP_LISTEN)
+			on_unlisten(sk);
+		else
+			on_close(sk, oldstate);
+		break;
+	}
+	return 0;
+}
