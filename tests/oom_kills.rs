@@ -146,7 +146,7 @@ fn kills_beyond_the_map_capacity_are_counted_as_lost() {
         return;
     }
     // Room for one (process, container) key.
-    let agent = Agent::start_with_yaml("targets: []\nlimits:\n  max_series: 1\n");
+    let agent = Agent::start_with_yaml("targets: []\noom_kills:\n  max_series: 1\n");
     let mut cg = Cgroups::default();
     let Some(limited) = memory_limited(&mut cg, "oomcap", 32 * MIB) else {
         require(false, "no cgroup hierarchy with a memory controller");

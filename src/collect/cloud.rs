@@ -368,6 +368,22 @@ async fn detect_every(
     }
 }
 
+impl super::Collector for CloudState {
+    fn name(&self) -> &'static str {
+        "cloud"
+    }
+
+    fn collect(&self, scrape: &mut super::Scrape<'_, '_>) -> anyhow::Result<()> {
+        scrape.families.extend(self.families());
+        Ok(())
+    }
+
+    /// One instance at most.
+    fn capped(&self) -> bool {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -312,7 +312,8 @@ pub struct DelayAccounting {
 impl DelayAccounting {
     /// Starts collecting for the processes `names` tracks; `max_series`
     /// bounds the distinct (process, container) totals kept.
-    pub fn start(cfg: &DelayAccountingConfig, names: ProcessNames, max_series: usize) -> Self {
+    pub fn start(cfg: &DelayAccountingConfig, names: ProcessNames) -> Self {
+        let max_series = cfg.max_series.value as usize;
         Self::start_with(cfg, names, max_series, Path::new(SYSCTL))
     }
 
@@ -382,6 +383,17 @@ impl Drop for DelayAccounting {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl super::Collector for DelayAccounting {
+    fn name(&self) -> &'static str {
+        "delay_accounting"
+    }
+
+    fn collect(&self, scrape: &mut super::Scrape<'_, '_>) -> anyhow::Result<()> {
+        scrape.families.extend(self.families());
+        Ok(())
     }
 }
 

@@ -4,10 +4,14 @@
 //! the `netagent_interface_*` families.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use super::{Collector, ProbeStatus, Scrape};
 use crate::kernel::abi::{IfaceCounters, IfaceKey, IFACE_EGRESS, IFACE_INGRESS};
 use crate::kernel::iface::IfaceProbes;
+use crate::kernel::links::LinkState;
 use crate::metrics::{catalog, scalar_family, Family, Labels};
 
 /// Which interfaces to watch: glob patterns (`eth*`, `veth*`), or every
@@ -204,6 +208,154 @@ impl InterfaceWatcher {
             .map(|(i, n)| (i, n.to_string()))
             .collect()
     }
+}
+
+/// What the watcher thread last collected, shared with scrapes.
+#[derive(Default)]
+struct InterfaceState {
+    snapshot: InterfaceSnapshot,
+    /// TC program ids, for health.
+    program_ids: Vec<u32>,
+    /// Attached with netlink filters (no link descriptors to check).
+    netlink: bool,
+    attached: Vec<(u32, String)>,
+}
+
+/// Per-interface counters: a thread attaches the TC programs to the
+/// interfaces the config selects (also ones that appear later) and reads
+/// them every interval; scrapes use its last reading. Stopped (and every
+/// TC program detached) on drop.
+pub struct InterfaceSource {
+    state: Arc<Mutex<InterfaceState>>,
+    active_only: bool,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn lock(m: &Mutex<InterfaceState>) -> MutexGuard<'_, InterfaceState> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl InterfaceSource {
+    /// Starts the watcher thread.
+    pub fn start(watcher: InterfaceWatcher, interval: Duration, active_only: bool) -> Self {
+        let state = Arc::new(Mutex::new(InterfaceState::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = spawn_thread(watcher, state.clone(), interval, stop.clone());
+        Self {
+            state,
+            active_only,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The last reading.
+    pub fn snapshot(&self) -> InterfaceSnapshot {
+        lock(&self.state).snapshot.clone()
+    }
+
+    /// Whether the first collection has happened (every selected interface
+    /// attached).
+    pub fn collected(&self) -> bool {
+        lock(&self.state).snapshot.collected_at.is_some()
+    }
+}
+
+impl Drop for InterfaceSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Collector for InterfaceSource {
+    fn name(&self) -> &'static str {
+        "interfaces"
+    }
+
+    fn collect(&self, scrape: &mut Scrape<'_, '_>) -> anyhow::Result<()> {
+        let state = lock(&self.state);
+        scrape
+            .families
+            .extend(families(&state.snapshot, self.active_only));
+        scrape
+            .lost
+            .push(("interface_map_full", state.snapshot.lost));
+        Ok(())
+    }
+
+    /// One probe per attached interface: both TCX links present, or for
+    /// netlink filters (no descriptor to inspect) the interface still
+    /// exists (the watcher detaches vanished ones).
+    fn probes(&self, links: &[LinkState]) -> Vec<ProbeStatus> {
+        let state = lock(&self.state);
+        state
+            .attached
+            .iter()
+            .map(|(ifindex, name)| {
+                let attached = if state.netlink {
+                    std::path::Path::new("/sys/class/net").join(name).exists()
+                } else {
+                    links
+                        .iter()
+                        .filter(|l| {
+                            state.program_ids.contains(&l.prog_id)
+                                && l.target == Some(*ifindex as u64)
+                        })
+                        .count()
+                        == 2 // ingress and egress links
+                };
+                ProbeStatus {
+                    name: format!("tc/{name}"),
+                    feature: "interfaces",
+                    attached,
+                    required: false,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Runs the watcher every `interval` until `stop` is set.
+fn spawn_thread(
+    mut watcher: InterfaceWatcher,
+    state: Arc<Mutex<InterfaceState>>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("netagent-iface".into())
+        .spawn(move || {
+            let program_ids = watcher
+                .program_ids()
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect();
+            {
+                let mut s = lock(&state);
+                s.program_ids = program_ids;
+                s.netlink = watcher.uses_netlink();
+            }
+            while !stop.load(Ordering::Relaxed) {
+                let snap = watcher.tick();
+                let attached = watcher.attached();
+                {
+                    let mut s = lock(&state);
+                    s.snapshot = snap;
+                    s.attached = attached;
+                }
+                // Sleep in short steps so shutdown is prompt.
+                let until = Instant::now() + interval;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50).min(interval));
+                }
+            }
+            // Dropping the watcher detaches every TC program.
+        })
+        .expect("spawn interface thread")
 }
 
 fn iface(name: &str, ifindex: u32) -> Labels {

@@ -10,12 +10,14 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use super::{Collector, ProbeStatus, Scrape};
 use crate::collect::labels::Labeler;
 use crate::config::OomConfig;
 use crate::kernel::abi::NODE_LOST_REASONS;
+use crate::kernel::links::LinkState;
 use crate::kernel::oom::{OomProbe, OOM_PROBE};
 use crate::metrics::catalog;
-use crate::metrics::{scalar_family, Family, Labels, Value};
+use crate::metrics::{scalar_family, Family, Labels};
 
 /// The OOM counter the agent keeps for its lifetime.
 pub struct OomKills {
@@ -28,7 +30,7 @@ pub struct OomKills {
 impl OomKills {
     /// Loads the probe unless switched off; a hook that cannot be attached
     /// is logged and leaves the feature down, never the agent.
-    pub fn start(cfg: &OomConfig, max_series: u32, disabled_probes: &[String]) -> Self {
+    pub fn start(cfg: &OomConfig, disabled_probes: &[String]) -> Self {
         if !cfg.enabled {
             return Self {
                 enabled: false,
@@ -42,7 +44,7 @@ impl OomKills {
             );
             None
         } else {
-            match OomProbe::load(max_series) {
+            match OomProbe::load(cfg.max_series) {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::warn!(
@@ -98,17 +100,27 @@ impl OomKills {
     }
 }
 
-/// Adds the OOM lost reasons to `netagent_events_lost_total`.
-pub fn add_lost(families: &mut [Family], lost: &[(&'static str, u64)]) {
-    if let Some(f) = families
-        .iter_mut()
-        .find(|f| f.name == "netagent_events_lost")
-    {
-        for (reason, n) in lost {
-            f.push(
-                vec![("reason", reason.to_string())],
-                Value::Counter(*n as f64),
-            );
-        }
+impl Collector for OomKills {
+    fn name(&self) -> &'static str {
+        "oom_kills"
+    }
+
+    fn collect(&self, scrape: &mut Scrape<'_, '_>) -> anyhow::Result<()> {
+        let (families, lost) = self.families(scrape.labeler);
+        scrape.families.extend(families);
+        scrape.lost.extend(lost);
+        Ok(())
+    }
+
+    fn probes(&self, links: &[LinkState]) -> Vec<ProbeStatus> {
+        self.probe()
+            .map(|(name, prog_id)| ProbeStatus {
+                name: name.to_string(),
+                feature: "oom_kills",
+                attached: prog_id != 0 && links.iter().any(|l| l.prog_id == prog_id),
+                required: false,
+            })
+            .into_iter()
+            .collect()
     }
 }

@@ -44,8 +44,8 @@ fn parse_fdinfo(text: &str) -> Option<LinkState> {
     })
 }
 
-/// Links held by this process whose program is one of `prog_ids`.
-pub fn links_of(prog_ids: &[u32]) -> Vec<LinkState> {
+/// Every link this process holds.
+pub fn held() -> Vec<LinkState> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fdinfo") else {
         return Vec::new();
     };
@@ -53,8 +53,14 @@ pub fn links_of(prog_ids: &[u32]) -> Vec<LinkState> {
         // An fd may close between readdir and read: skip it.
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .filter_map(|t| parse_fdinfo(&t))
-        .filter(|l| prog_ids.contains(&l.prog_id))
         .collect()
+}
+
+/// Links held by this process whose program is one of `prog_ids`.
+pub fn links_of(prog_ids: &[u32]) -> Vec<LinkState> {
+    let mut links = held();
+    links.retain(|l| prog_ids.contains(&l.prog_id));
+    links
 }
 
 #[cfg(test)]

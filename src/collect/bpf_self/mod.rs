@@ -241,6 +241,22 @@ pub fn build_families(
     out
 }
 
+impl super::Collector for BpfSelfCollector {
+    fn name(&self) -> &'static str {
+        "bpf_self"
+    }
+
+    fn collect(&self, scrape: &mut super::Scrape<'_, '_>) -> anyhow::Result<()> {
+        scrape.families.extend(self.families());
+        Ok(())
+    }
+
+    /// Bounded by `bpf_self.max_objects`.
+    fn capped(&self) -> bool {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

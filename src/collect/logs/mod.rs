@@ -295,3 +295,18 @@ impl FileLoop {
         }
     }
 }
+
+impl crate::collect::Collector for LogCollector {
+    fn name(&self) -> &'static str {
+        "logs"
+    }
+
+    fn collect(&self, scrape: &mut crate::collect::Scrape<'_, '_>) -> anyhow::Result<()> {
+        scrape.families.extend(self.families());
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        LogCollector::shutdown(self);
+    }
+}

@@ -1,0 +1,240 @@
+//! The running agent as the HTTP layer and the exporters see it: one
+//! scrape asks every collector in turn, applies the per-metric series cap
+//! to the families of the sources that do not bound themselves, and adds
+//! the agent's own families; `/health` and the service map come from the
+//! same sources.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::collect::cloud::CloudState;
+use crate::collect::containers::CgroupResolver;
+use crate::collect::interfaces::InterfaceSource;
+use crate::collect::labels::{Labeler, ProcessNames};
+use crate::collect::sockets::Sockets;
+use crate::collect::{connections, Collector, ProbeStatus, Scrape};
+use crate::export::otlp::SpanStats;
+use crate::http::Gather;
+use crate::kernel::links;
+use crate::metrics::{catalog, scalar_family, Family};
+use crate::model::cardinality::{dropped_family, SeriesLimiter};
+use crate::model::graph::{self, RateState};
+use crate::model::self_metrics;
+
+/// How often cached cgroup -> container mappings are checked for removal.
+const CONTAINER_PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Container resolution state: the resolver and when it was last pruned.
+struct Containers {
+    resolver: Option<CgroupResolver>,
+    last_prune: Instant,
+}
+
+/// The running agent: its sources, in exposition order, and what a scrape
+/// shares between them.
+pub struct Agent {
+    /// The socket programs' maps (also read for the service map).
+    pub sockets: Arc<Sockets>,
+    /// Interface counters, when `interface_stats.enabled`.
+    pub interfaces: Option<Arc<InterfaceSource>>,
+    /// Every source, sockets and interfaces included, in exposition order.
+    pub collectors: Vec<Arc<dyn Collector>>,
+    names: ProcessNames,
+    containers: Mutex<Containers>,
+    limiter: Mutex<SeriesLimiter>,
+    graph_rates: Mutex<RateState>,
+    /// The exporters' own counters (spans exported, dropped, errors).
+    pub span_stats: Arc<SpanStats>,
+    pub cloud: Arc<CloudState>,
+    started: Instant,
+    last_scrape: Mutex<Option<SystemTime>>,
+    targets: usize,
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn unix(t: Option<SystemTime>) -> Option<f64> {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs_f64())
+}
+
+/// What [`Agent::new`] is built from.
+pub struct Parts {
+    pub sockets: Arc<Sockets>,
+    pub interfaces: Option<Arc<InterfaceSource>>,
+    pub collectors: Vec<Arc<dyn Collector>>,
+    pub names: ProcessNames,
+    pub resolver: Option<CgroupResolver>,
+    pub max_series_per_metric: usize,
+    pub span_stats: Arc<SpanStats>,
+    pub cloud: Arc<CloudState>,
+    pub targets: usize,
+}
+
+impl Agent {
+    pub fn new(p: Parts) -> Self {
+        Self {
+            sockets: p.sockets,
+            interfaces: p.interfaces,
+            collectors: p.collectors,
+            names: p.names,
+            containers: Mutex::new(Containers {
+                resolver: p.resolver,
+                last_prune: Instant::now(),
+            }),
+            limiter: Mutex::new(SeriesLimiter::new(p.max_series_per_metric)),
+            graph_rates: Mutex::new(RateState::default()),
+            span_stats: p.span_stats,
+            cloud: p.cloud,
+            started: Instant::now(),
+            last_scrape: Mutex::new(None),
+            targets: p.targets,
+        }
+    }
+
+    /// Runs `f` with a labeler whose container lookups share the cache.
+    pub fn with_labeler<R>(&self, f: impl FnOnce(&mut Labeler) -> R) -> R {
+        let mut containers = lock(&self.containers);
+        if containers.last_prune.elapsed() > CONTAINER_PRUNE_EVERY {
+            containers.last_prune = Instant::now();
+            if let Some(r) = containers.resolver.as_mut() {
+                r.prune();
+            }
+        }
+        let resolver = &mut containers.resolver;
+        let mut container_of = |id: u64| {
+            resolver
+                .as_mut()
+                .map(|r| r.container(id))
+                .unwrap_or_default()
+        };
+        let mut labeler = Labeler::new(&self.names, &mut container_of);
+        f(&mut labeler)
+    }
+
+    /// Every probe of every source, attached or not.
+    fn probe_status(&self) -> Vec<ProbeStatus> {
+        let held = links::held();
+        self.collectors
+            .iter()
+            .flat_map(|c| c.probes(&held))
+            .collect()
+    }
+
+    /// Tells every source the agent is stopping.
+    pub fn shutdown(&self) {
+        for c in &self.collectors {
+            c.shutdown();
+        }
+    }
+}
+
+impl Gather for Agent {
+    fn gather(&self) -> anyhow::Result<Vec<Family>> {
+        // One collection at a time: concurrent scrapes queue on the locks.
+        let (mut capped, free, lost) = self.with_labeler(|labeler| {
+            let mut scrape = Scrape::new(labeler);
+            let (mut capped, mut free) = (Vec::new(), Vec::new());
+            for c in &self.collectors {
+                c.collect(&mut scrape)?;
+                let added = std::mem::take(&mut scrape.families);
+                if c.capped() {
+                    capped.extend(added);
+                } else {
+                    free.extend(added);
+                }
+            }
+            anyhow::Ok((capped, free, scrape.lost))
+        })?;
+
+        let mut limiter = lock(&self.limiter);
+        let mut dropped = BTreeMap::new();
+        for f in &mut capped {
+            dropped.insert(f.name, limiter.limit(f));
+        }
+        drop(limiter);
+        let mut families = capped;
+        families.push(dropped_family(&dropped));
+        families.extend(self_metrics::agent_families(&lost));
+        let up = self
+            .probe_status()
+            .into_iter()
+            .map(|p| {
+                (
+                    vec![("feature", p.feature.to_string()), ("probe", p.name)],
+                    if p.attached { 1.0 } else { 0.0 },
+                )
+            })
+            .collect();
+        families.push(scalar_family(&catalog::PROBE_UP, up));
+        let info = self
+            .sockets
+            .features()
+            .iter()
+            .map(|f| {
+                (
+                    vec![
+                        ("feature", f.feature.to_string()),
+                        ("hook", f.hook.map_or("none", |h| h.name()).to_string()),
+                    ],
+                    1.0,
+                )
+            })
+            .collect();
+        families.push(scalar_family(&catalog::PROBE_INFO, info));
+        families.extend(free);
+        families.extend(self.span_stats.families());
+        *lock(&self.last_scrape) = Some(SystemTime::now());
+        Ok(families)
+    }
+
+    fn health(&self) -> (bool, serde_json::Value) {
+        let probes = self.probe_status();
+        let ok = probes.iter().all(|p| p.attached || !p.required);
+        let ifs = self.interfaces.as_ref().map(|i| i.snapshot());
+        let lost = self.sockets.lost_total() + ifs.as_ref().map_or(0, |s| s.lost);
+        let doc = serde_json::json!({
+            "status": if ok { "ok" } else { "degraded" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "targets": self.targets,
+            "probes": probes.iter().map(|p| serde_json::json!({
+                "name": p.name, "feature": p.feature, "attached": p.attached,
+                "required": p.required,
+            })).collect::<Vec<_>>(),
+            "features": self.sockets.features().iter().map(|f| serde_json::json!({
+                "feature": f.feature,
+                "hook": f.hook.map(|h| h.name()),
+                "available": f.hook.is_some(),
+                "needed_for": f.needed_for,
+                "rejected": f.rejected.iter().map(|(k, why)| serde_json::json!({
+                    "hook": k.name(), "reason": why,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "last_scrape_unix": unix(*lock(&self.last_scrape)),
+            "last_interface_collection_unix": unix(ifs.as_ref().and_then(|s| s.collected_at)),
+            "interfaces_failed": ifs.as_ref().map(|s| s.failed.clone()).unwrap_or_default(),
+            "events_lost": lost,
+            "udp_peers": self.sockets.udp_destinations(),
+            "cloud_provider": self.cloud.provider(),
+        });
+        (ok, doc)
+    }
+
+    fn graph(&self) -> anyhow::Result<serde_json::Value> {
+        let snap = self.sockets.snapshot()?;
+        let ifs = self
+            .interfaces
+            .as_ref()
+            .map(|i| i.snapshot())
+            .unwrap_or_default();
+        let g = self.with_labeler(|labeler| {
+            let resolved = connections::resolve(&snap, labeler);
+            graph::build(&resolved, &ifs, &mut lock(&self.graph_rates))
+        });
+        Ok(serde_json::to_value(g)?)
+    }
+}

@@ -1,0 +1,156 @@
+//! The agent's background work besides scrapes: the span reader (ring
+//! buffer -> labelled spans -> OTLP and DogStatsD), the DogStatsD and OTLP
+//! metric pushes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::state::{lock, Agent};
+use crate::export::otlp::{self, MetricEncoder, SpanSink, Transport};
+use crate::export::statsd::StatsdExporter;
+use crate::http::Gather;
+use crate::model::spans::{decode, FlowSpan, SpanDecoder};
+
+/// Drains the span ring buffer, labels each record and offers it to the
+/// span pipeline (which never blocks: full means dropped and counted).
+pub async fn read_spans(
+    agent: Arc<Agent>,
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+    mut otlp: Option<SpanSink>,
+    statsd: Option<Arc<Mutex<Vec<FlowSpan>>>>,
+) {
+    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd
+    // owns the ring buffer, and always reports that same fd.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE)
+    };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot poll the span ring buffer; OTLP traces are off");
+            return;
+        }
+    };
+    let mut decoder = SpanDecoder::new();
+    let mut resynced = Instant::now();
+    loop {
+        let mut guard = match fd.readable_mut().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "span ring buffer poll failed");
+                return;
+            }
+        };
+        if resynced.elapsed() > Duration::from_secs(60) {
+            decoder.resync(); // follow NTP adjustments of the wall clock
+            resynced = Instant::now();
+        }
+        let ring = guard.get_inner_mut();
+        let mut batch = Vec::new();
+        while let Some(item) = ring.next() {
+            match decode(&item) {
+                Ok(ev) => batch.push(ev),
+                Err(e) => {
+                    agent
+                        .span_stats
+                        .decode_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(error = %e, "bad span record");
+                }
+            }
+        }
+        guard.clear_ready();
+        let spans: Vec<FlowSpan> = agent.with_labeler(|labeler| {
+            batch
+                .iter()
+                .filter_map(|ev| {
+                    let process = labeler.process(&ev.comm)?;
+                    let container = labeler.container(ev.cgroup_id);
+                    Some(decoder.span(ev, process, container))
+                })
+                .collect()
+        });
+        if let Some(buf) = &statsd {
+            let mut buf = lock(buf);
+            for sp in &spans {
+                if buf.len() < STATSD_SPAN_BUFFER {
+                    buf.push(sp.clone());
+                } else {
+                    agent
+                        .span_stats
+                        .dropped_statsd_buffer
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        if let Some(sink) = otlp.as_mut() {
+            for sp in spans {
+                sink.offer(sp);
+            }
+        }
+    }
+}
+
+/// Spans waiting for the next DogStatsD interval; beyond it they are
+/// dropped and counted.
+const STATSD_SPAN_BUFFER: usize = 100_000;
+
+/// Sends families (and span durations) to DogStatsD every interval.
+pub fn spawn_statsd_thread(
+    mut exporter: StatsdExporter,
+    agent: Arc<Agent>,
+    spans: Arc<Mutex<Vec<FlowSpan>>>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("netagent-statsd".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let until = Instant::now() + interval;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50).min(interval));
+                }
+                match agent.gather() {
+                    Ok(families) => {
+                        exporter.export(&families);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "statsd: collection failed")
+                    }
+                }
+                let batch = std::mem::take(&mut *lock(&spans));
+                exporter.observe_spans(&batch);
+                agent
+                    .span_stats
+                    .statsd_errors
+                    .store(exporter.errors(), Ordering::Relaxed);
+            }
+        })
+        .expect("spawn statsd thread")
+}
+
+/// Pushes every metric family over OTLP each interval.
+pub async fn push_metrics(agent: Arc<Agent>, transport: Transport, cfg: otlp::OtelConfig) {
+    let resource = otlp::resource(&cfg);
+    let mut encoder = MetricEncoder::new(cfg.metrics_temporality);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(cfg.metrics_interval_seconds));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let a = agent.clone();
+        let families = match tokio::task::spawn_blocking(move || a.gather()).await {
+            Ok(Ok(f)) => f,
+            _ => continue,
+        };
+        let req = encoder.request(&resource, &families);
+        if let Err(e) = transport.export_metrics(req).await {
+            agent
+                .span_stats
+                .export_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(error = %format!("{e:#}"), "OTLP metric push failed");
+        }
+    }
+}

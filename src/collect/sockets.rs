@@ -1,0 +1,104 @@
+//! The socket programs' counters (bpf/netagent.bpf.c): connections per
+//! process and peer, TCP lifecycle and health, listeners, and the events
+//! the kernel side could not count. Read only when someone scrapes.
+
+use std::sync::{Mutex, MutexGuard};
+
+use anyhow::Context;
+use aya::maps::{MapData, RingBuf};
+
+use super::{connections, harvest, listeners, tcp, Collector, KernelSnapshot, ProbeStatus, Scrape};
+use crate::kernel::abi::LOST_REASONS;
+use crate::kernel::links::LinkState;
+use crate::kernel::loader::FeatureStatus;
+use crate::kernel::{KernelMaps, Probes};
+
+/// The loaded socket programs and their maps.
+pub struct Sockets {
+    probes: Mutex<Probes>,
+}
+
+impl Sockets {
+    pub fn new(probes: Probes) -> Self {
+        Self {
+            probes: Mutex::new(probes),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Probes> {
+        self.probes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the kernel maps (e.g. to seed listeners at start).
+    pub fn with_maps<R>(&self, f: impl FnOnce(&mut KernelMaps) -> R) -> R {
+        f(&mut self.lock().maps)
+    }
+
+    /// Reads the kernel maps, dropping listeners that closed unseen.
+    pub fn snapshot(&self) -> anyhow::Result<KernelSnapshot> {
+        let mut probes = self.lock();
+        let mut snap = harvest(&probes.maps).context("reading kernel maps")?;
+        match listeners::prune_closed(&mut probes.maps, &snap.listeners) {
+            Ok(gone) => snap.listeners.retain(|(k, _)| !gone.contains(k)),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot check listeners"),
+        }
+        Ok(snap)
+    }
+
+    /// The hook chosen per feature, and why others were rejected.
+    pub fn features(&self) -> Vec<FeatureStatus> {
+        self.lock().features.clone()
+    }
+
+    /// Whether peers of unconnected UDP sockets are seen.
+    pub fn udp_destinations(&self) -> bool {
+        self.lock().udp_destinations
+    }
+
+    /// The span ring buffer, once (for the span reader).
+    pub fn take_span_ring(&self) -> Option<RingBuf<MapData>> {
+        self.lock().span_events.take()
+    }
+
+    /// Events the kernel side could not count so far, all reasons.
+    pub fn lost_total(&self) -> u64 {
+        self.snapshot().map(|s| s.lost.iter().sum()).unwrap_or(0)
+    }
+}
+
+impl Collector for Sockets {
+    fn name(&self) -> &'static str {
+        "sockets"
+    }
+
+    fn collect(&self, scrape: &mut Scrape<'_, '_>) -> anyhow::Result<()> {
+        let snap = self.snapshot()?;
+        let resolved = connections::resolve(&snap, scrape.labeler);
+        scrape.families.extend(connections::families(&resolved));
+        scrape
+            .families
+            .push(tcp::listen_family(&snap.listeners, scrape.labeler));
+        scrape.families.extend(tcp::families(&resolved));
+        scrape
+            .lost
+            .extend(LOST_REASONS.iter().copied().zip(snap.lost));
+        Ok(())
+    }
+
+    /// Tracepoints are attached while their link exists; cgroup links also
+    /// need their target (a detached one reads cgroup id 0).
+    fn probes(&self, links: &[LinkState]) -> Vec<ProbeStatus> {
+        self.lock()
+            .probes
+            .iter()
+            .map(|p| ProbeStatus {
+                name: p.name.clone(),
+                feature: p.feature,
+                attached: links.iter().any(|l| {
+                    l.prog_id == p.prog_id && (!p.has_target || l.target.unwrap_or(0) != 0)
+                }),
+                required: true,
+            })
+            .collect()
+    }
+}
