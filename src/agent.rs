@@ -15,7 +15,7 @@ use crate::collect::spans::{decode, SpanDecoder};
 use crate::collect::{harvest, listeners, KernelSnapshot};
 use crate::config::{kernel_comm, Config};
 use crate::export::otlp::{self, MetricEncoder, SpanSink, SpanStats, Transport};
-use crate::export::statsd::StatsdExporter;
+use crate::export::statsd::{SpanBuffer, StatsdExporter, StatsdStats};
 use crate::http::{router, Gather};
 use crate::kernel::abi::comm_bytes;
 use crate::kernel::iface::IfaceProbes;
@@ -80,6 +80,7 @@ struct Agent {
     graph_rates: Mutex<RateState>,
     bpf_self: BpfSelfCollector,
     span_stats: Arc<SpanStats>,
+    statsd_stats: Arc<StatsdStats>,
     started: Instant,
     last_scrape: Mutex<Option<SystemTime>>,
     targets: usize,
@@ -261,6 +262,7 @@ impl Gather for Agent {
         ));
         families.extend(self.bpf_self.families());
         families.extend(self.span_stats.families());
+        families.extend(self.statsd_stats.families());
         families.extend(self.cloud.families());
         families.extend(self_metrics::process_families());
         *lock(&self.last_scrape) = Some(SystemTime::now());
@@ -318,7 +320,7 @@ async fn read_spans(
     agent: Arc<Agent>,
     ring: aya::maps::RingBuf<aya::maps::MapData>,
     mut otlp: Option<SpanSink>,
-    statsd: Option<Arc<Mutex<Vec<FlowSpan>>>>,
+    statsd: Option<Arc<SpanBuffer>>,
 ) {
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd
     // owns the ring buffer, and always reports that same fd.
@@ -372,17 +374,7 @@ async fn read_spans(
                 .collect()
         });
         if let Some(buf) = &statsd {
-            let mut buf = lock(buf);
-            for sp in &spans {
-                if buf.len() < STATSD_SPAN_BUFFER {
-                    buf.push(sp.clone());
-                } else {
-                    agent
-                        .span_stats
-                        .dropped_statsd_buffer
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
+            buf.offer(&spans);
         }
         if let Some(sink) = otlp.as_mut() {
             for sp in spans {
@@ -392,15 +384,11 @@ async fn read_spans(
     }
 }
 
-/// Spans waiting for the next DogStatsD interval; beyond it they are
-/// dropped and counted.
-const STATSD_SPAN_BUFFER: usize = 100_000;
-
 /// Sends families (and span durations) to DogStatsD every interval.
 fn spawn_statsd_thread(
     mut exporter: StatsdExporter,
     agent: Arc<Agent>,
-    spans: Arc<Mutex<Vec<FlowSpan>>>,
+    spans: Arc<SpanBuffer>,
     interval: Duration,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
@@ -420,11 +408,10 @@ fn spawn_statsd_thread(
                         tracing::warn!(error = %format!("{e:#}"), "statsd: collection failed")
                     }
                 }
-                let batch = std::mem::take(&mut *lock(&spans));
-                exporter.observe_spans(&batch);
+                exporter.observe_spans(&spans.take());
                 agent
-                    .span_stats
-                    .statsd_errors
+                    .statsd_stats
+                    .send_errors
                     .store(exporter.errors(), Ordering::Relaxed);
             }
         })
@@ -627,6 +614,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         graph_rates: Mutex::new(RateState::default()),
         bpf_self: BpfSelfCollector::new(cfg.bpf_self.clone()),
         span_stats: Arc::new(SpanStats::default()),
+        statsd_stats: Arc::new(StatsdStats::default()),
         started: Instant::now(),
         last_scrape: Mutex::new(None),
         targets: targets.len(),
@@ -674,7 +662,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let mut statsd_thread = None;
     if cfg.statsd.enabled {
         let exporter = StatsdExporter::new(&cfg.statsd).context("statsd")?;
-        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let buffer = Arc::new(SpanBuffer::new(agent.statsd_stats.clone()));
         statsd_spans = Some(buffer.clone());
         statsd_thread = Some(spawn_statsd_thread(
             exporter,

@@ -15,10 +15,6 @@ pub struct SpanStats {
     pub export_errors: AtomicU64,
     /// Ring-buffer records that did not decode.
     pub decode_errors: AtomicU64,
-    /// Spans the DogStatsD buffer had no room for.
-    pub dropped_statsd_buffer: AtomicU64,
-    /// DogStatsD lines that could not be sent (set by the statsd exporter).
-    pub statsd_errors: AtomicU64,
 }
 
 impl SpanStats {
@@ -33,7 +29,6 @@ impl SpanStats {
             ("rate_limit", &self.dropped_rate_limit),
             ("export_failed", &self.dropped_export_failed),
             ("decode_error", &self.decode_errors),
-            ("statsd_buffer_full", &self.dropped_statsd_buffer),
         ] {
             dropped.push(
                 vec![("reason", reason.to_string())],
@@ -58,15 +53,42 @@ impl SpanStats {
             Vec::new(),
             Value::Counter(self.export_errors.load(Ordering::Relaxed) as f64),
         );
-        let mut statsd = Family::new(
-            "netagent_statsd_send_errors",
-            "DogStatsD lines that could not be sent.",
-            Kind::Counter,
+        vec![dropped, exported, errors]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_spans_carry_only_otlp_reasons() {
+        let stats = SpanStats::default();
+        stats.dropped_rate_limit.fetch_add(3, Ordering::Relaxed);
+        let families = stats.families();
+        let dropped = families
+            .iter()
+            .find(|f| f.name == "netagent_otlp_spans_dropped")
+            .expect("dropped family");
+        let reasons: Vec<(&str, f64)> = dropped
+            .series
+            .iter()
+            .map(|s| match s.value {
+                Value::Counter(v) => (s.labels[0].1.as_str(), v),
+                _ => unreachable!("counter family"),
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("queue_full", 0.0),
+                ("rate_limit", 3.0),
+                ("export_failed", 0.0),
+                ("decode_error", 0.0),
+            ]
         );
-        statsd.push(
-            Vec::new(),
-            Value::Counter(self.statsd_errors.load(Ordering::Relaxed) as f64),
-        );
-        vec![dropped, exported, errors, statsd]
+        assert!(families
+            .iter()
+            .all(|f| f.name.starts_with("netagent_otlp_")));
     }
 }

@@ -16,7 +16,8 @@
 //! One job per file: `config` (the `statsd:` section), `socket` (UDP or
 //! Unix datagram endpoint), `sink` (datagrams under cadence), `encode`
 //! (names and tags), `exporter` (the handle), `interval` (what each
-//! interval sends). This file keeps the public API.
+//! interval sends), `spans` (spans waiting for the next interval), `stats`
+//! (DogStatsD's self-metrics). This file keeps the public API.
 
 use std::io;
 
@@ -26,11 +27,15 @@ mod exporter;
 mod interval;
 mod sink;
 mod socket;
+mod spans;
+mod stats;
 #[cfg(test)]
 mod test_support;
 
 pub use config::StatsdConfig;
 pub use exporter::StatsdExporter;
+pub use spans::SpanBuffer;
+pub use stats::StatsdStats;
 
 /// An invalid-config error (bad `statsd.*` value).
 fn invalid(msg: String) -> io::Error {

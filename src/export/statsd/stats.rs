@@ -1,0 +1,41 @@
+//! DogStatsD's own counters (spans dropped before sending, lines that could
+//! not be sent) and the self-metric families made from them. Kept apart
+//! from OTLP's: the two exporters run, fill up and fail independently.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::model::{Family, Kind, Value};
+
+/// DogStatsD export counters, shared with the agent's own metrics.
+#[derive(Debug, Default)]
+pub struct StatsdStats {
+    /// Spans that found the buffer for the next interval full.
+    pub dropped_span_buffer_full: AtomicU64,
+    /// Lines that could not be sent (set from
+    /// [`StatsdExporter::errors`](super::StatsdExporter::errors)).
+    pub send_errors: AtomicU64,
+}
+
+impl StatsdStats {
+    pub fn families(&self) -> Vec<Family> {
+        let mut dropped = Family::new(
+            "netagent_statsd_dropped",
+            "Span durations not sent to DogStatsD, by reason: span_buffer_full (more spans arrived within one statsd.interval_seconds than the buffer holds).",
+            Kind::Counter,
+        );
+        dropped.push(
+            vec![("reason", "span_buffer_full".to_string())],
+            Value::Counter(self.dropped_span_buffer_full.load(Ordering::Relaxed) as f64),
+        );
+        let mut errors = Family::new(
+            "netagent_statsd_send_errors",
+            "DogStatsD lines that could not be sent.",
+            Kind::Counter,
+        );
+        errors.push(
+            Vec::new(),
+            Value::Counter(self.send_errors.load(Ordering::Relaxed) as f64),
+        );
+        vec![dropped, errors]
+    }
+}
