@@ -7,7 +7,7 @@ mod tasks;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -20,7 +20,7 @@ use crate::collect::listeners;
 use crate::collect::sockets::Sockets;
 use crate::config::{self, kernel_comm, Config, ConfigError, KeyError};
 use crate::export::otlp::{self, SpanStats, Transport};
-use crate::export::statsd::StatsdExporter;
+use crate::export::statsd::{SpanBuffer, StatsdExporter, StatsdStats};
 use crate::http::router;
 use crate::kernel::abi::comm_bytes;
 use crate::kernel::{cgroup, KernelError, LoadOptions, Probes};
@@ -164,6 +164,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         resolver,
         max_series_per_metric: cfg.limits.max_series_per_metric as usize,
         span_stats: Arc::new(SpanStats::default()),
+        statsd_stats: Arc::new(StatsdStats::default()),
         cloud: sources.cloud,
         targets: targets.len(),
     }));
@@ -206,7 +207,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let mut statsd_thread = None;
     if cfg.statsd.enabled {
         let exporter = StatsdExporter::new(&cfg.statsd).context("statsd")?;
-        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let buffer = Arc::new(SpanBuffer::new(agent.statsd_stats.clone()));
         statsd_spans = Some(buffer.clone());
         statsd_thread = Some(tasks::spawn_statsd_thread(
             exporter,

@@ -15,6 +15,7 @@ use crate::collect::labels::{Labeler, ProcessNames};
 use crate::collect::sockets::Sockets;
 use crate::collect::{connections, Collector, ProbeStatus, Scrape};
 use crate::export::otlp::SpanStats;
+use crate::export::statsd::StatsdStats;
 use crate::http::Gather;
 use crate::kernel::links;
 use crate::metrics::{catalog, scalar_family, Family};
@@ -46,6 +47,7 @@ pub struct Agent {
     graph_rates: Mutex<RateState>,
     /// The exporters' own counters (spans exported, dropped, errors).
     pub span_stats: Arc<SpanStats>,
+    pub statsd_stats: Arc<StatsdStats>,
     pub cloud: Arc<CloudState>,
     started: Instant,
     last_scrape: Mutex<Option<SystemTime>>,
@@ -70,6 +72,7 @@ pub struct Parts {
     pub resolver: Option<CgroupResolver>,
     pub max_series_per_metric: usize,
     pub span_stats: Arc<SpanStats>,
+    pub statsd_stats: Arc<StatsdStats>,
     pub cloud: Arc<CloudState>,
     pub targets: usize,
 }
@@ -88,6 +91,7 @@ impl Agent {
             limiter: Mutex::new(SeriesLimiter::new(p.max_series_per_metric)),
             graph_rates: Mutex::new(RateState::default()),
             span_stats: p.span_stats,
+            statsd_stats: p.statsd_stats,
             cloud: p.cloud,
             started: Instant::now(),
             last_scrape: Mutex::new(None),
@@ -187,6 +191,7 @@ impl Gather for Agent {
         families.push(scalar_family(&catalog::PROBE_INFO, info));
         families.extend(free);
         families.extend(self.span_stats.families());
+        families.extend(self.statsd_stats.families());
         *lock(&self.last_scrape) = Some(SystemTime::now());
         Ok(families)
     }

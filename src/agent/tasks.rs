@@ -3,12 +3,12 @@
 //! metric pushes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::state::{lock, Agent};
+use super::state::Agent;
 use crate::export::otlp::{self, MetricEncoder, SpanSink, Transport};
-use crate::export::statsd::StatsdExporter;
+use crate::export::statsd::{SpanBuffer, StatsdExporter};
 use crate::http::Gather;
 use crate::model::spans::{decode, FlowSpan, SpanDecoder};
 
@@ -18,7 +18,7 @@ pub async fn read_spans(
     agent: Arc<Agent>,
     ring: aya::maps::RingBuf<aya::maps::MapData>,
     mut otlp: Option<SpanSink>,
-    statsd: Option<Arc<Mutex<Vec<FlowSpan>>>>,
+    statsd: Option<Arc<SpanBuffer>>,
 ) {
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd
     // owns the ring buffer, and always reports that same fd.
@@ -72,17 +72,7 @@ pub async fn read_spans(
                 .collect()
         });
         if let Some(buf) = &statsd {
-            let mut buf = lock(buf);
-            for sp in &spans {
-                if buf.len() < STATSD_SPAN_BUFFER {
-                    buf.push(sp.clone());
-                } else {
-                    agent
-                        .span_stats
-                        .dropped_statsd_buffer
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
+            buf.offer(&spans);
         }
         if let Some(sink) = otlp.as_mut() {
             for sp in spans {
@@ -92,15 +82,11 @@ pub async fn read_spans(
     }
 }
 
-/// Spans waiting for the next DogStatsD interval; beyond it they are
-/// dropped and counted.
-const STATSD_SPAN_BUFFER: usize = 100_000;
-
 /// Sends families (and span durations) to DogStatsD every interval.
 pub fn spawn_statsd_thread(
     mut exporter: StatsdExporter,
     agent: Arc<Agent>,
-    spans: Arc<Mutex<Vec<FlowSpan>>>,
+    spans: Arc<SpanBuffer>,
     interval: Duration,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
@@ -120,11 +106,10 @@ pub fn spawn_statsd_thread(
                         tracing::warn!(error = %format!("{e:#}"), "statsd: collection failed")
                     }
                 }
-                let batch = std::mem::take(&mut *lock(&spans));
-                exporter.observe_spans(&batch);
+                exporter.observe_spans(&spans.take());
                 agent
-                    .span_stats
-                    .statsd_errors
+                    .statsd_stats
+                    .send_errors
                     .store(exporter.errors(), Ordering::Relaxed);
             }
         })

@@ -91,3 +91,19 @@ impl OtelConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_parses_with_defaults_and_rejects_unknown_keys() {
+        let c: OtelConfig = serde_saphyr::from_str(
+            "endpoint: \"http://127.0.0.1:4318\"\nprotocol: http/protobuf\n",
+        )
+        .unwrap();
+        assert_eq!(c.protocol, Protocol::HttpProtobuf);
+        assert!(c.insecure && c.traces);
+        assert!(serde_saphyr::from_str::<OtelConfig>("endpont: x\n").is_err());
+    }
+}

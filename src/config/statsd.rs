@@ -66,3 +66,28 @@ impl StatsdConfig {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_yaml_defaults_and_unknown_keys() {
+        let cfg: StatsdConfig = serde_saphyr::from_str(
+            "enabled: true\naddress: unix:///run/dsd.socket\ntags: [\"env:prod\"]\nmax_packet_bytes: 8192\n",
+        )
+        .expect("parse");
+        assert_eq!(
+            cfg,
+            StatsdConfig {
+                enabled: true,
+                address: "unix:///run/dsd.socket".into(),
+                tags: vec!["env:prod".into()],
+                max_packet_bytes: 8192,
+                ..StatsdConfig::default()
+            }
+        );
+        assert_eq!(cfg.interval().expect("interval"), Duration::from_secs(10));
+        assert!(serde_saphyr::from_str::<StatsdConfig>("adress: x\n").is_err());
+    }
+}

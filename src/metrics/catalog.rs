@@ -494,6 +494,14 @@ pub const OTLP_EXPORT_ERRORS: Desc = Desc {
     labels: &[],
 };
 
+pub const STATSD_DROPPED: Desc = Desc {
+    name: "netagent_statsd_dropped",
+    kind: Kind::Counter,
+    unit: "",
+    help: "Span durations not sent to DogStatsD, by reason: span_buffer_full (more spans arrived within one statsd.interval_seconds than the buffer holds).",
+    labels: &["reason"],
+};
+
 pub const STATSD_SEND_ERRORS: Desc = Desc {
     name: "netagent_statsd_send_errors",
     kind: Kind::Counter,
@@ -647,6 +655,7 @@ pub static ALL: &[&Desc] = &[
     &OTLP_SPANS_DROPPED,
     &OTLP_SPANS_EXPORTED,
     &OTLP_EXPORT_ERRORS,
+    &STATSD_DROPPED,
     &STATSD_SEND_ERRORS,
     &SERIES_DROPPED,
     &BUILD_INFO,

@@ -64,11 +64,31 @@ def aggregate(result):
                 "hwm_mib": max((r["hwm_mib"] for r in rr if r["hwm_mib"] is not None), default=None),
                 "lost": sum(r["lost"] for r in rr),
                 "lost_reasons": merge(r.get("lost_reasons", {}) for r in rr),
-                "spans_dropped": merge(r.get("spans_dropped", {}) for r in rr),
+                "spans_dropped": merge(otlp_drops(r) for r in rr),
+                "statsd_dropped": merge(statsd_drops(r) for r in rr),
                 "errors": sum(r["errors"] for r in rr),
                 "programs": {n: {**d, "ns_per_run": d["ns"] / d["runs"] if d["runs"] else None}
                              for n, d in sorted(per.items())},
             }
+    return out
+
+
+# Runs recorded before DogStatsD had its own drop counter reported its
+# span-buffer drops among OTLP's, as this reason.
+LEGACY_STATSD_REASON = "statsd_buffer_full"
+
+
+def otlp_drops(run):
+    """{reason: spans} that OTLP did not export."""
+    return {k: v for k, v in run.get("spans_dropped", {}).items() if k != LEGACY_STATSD_REASON}
+
+
+def statsd_drops(run):
+    """{reason: spans} that DogStatsD did not send, old runs included."""
+    out = dict(run.get("statsd_dropped", {}))
+    legacy = run.get("spans_dropped", {}).get(LEGACY_STATSD_REASON)
+    if legacy:
+        out["span_buffer_full"] = out.get("span_buffer_full", 0) + legacy
     return out
 
 
@@ -219,11 +239,15 @@ def markdown(result, agg):
                 a("(The default config tracks every process on the host, so its maps also "
                   "hold the keys of whatever else runs there, and its programs' runs include "
                   "other processes' events.)\n")
-            if g and (g["lost_reasons"] or g["spans_dropped"]):
+            if g and (g["lost_reasons"] or g["spans_dropped"] or g["statsd_dropped"]):
                 why = ", ".join(f"{k} {v:,}" for k, v in g["lost_reasons"].items()) or "none"
                 spans = ", ".join(f"{k} {v:,}" for k, v in g["spans_dropped"].items()) or "none"
-                a(f"{c}: events lost by reason: {why}; spans not exported (by design "
-                  f"beyond the caps): {spans}.\n")
+                line = (f"{c}: events lost by reason: {why}; spans not exported over OTLP "
+                        f"(by design beyond the caps): {spans}")
+                if g["statsd_dropped"]:
+                    statsd = ", ".join(f"{k} {v:,}" for k, v in g["statsd_dropped"].items())
+                    line += f"; span durations not sent to DogStatsD: {statsd}"
+                a(line + ".\n")
     a("## Kernel cost per program (BPF stats rounds)\n")
     for c in cfgs:
         names = sorted({n for (w, cc), g in agg.items() if cc == c for n in g["programs"]})

@@ -138,6 +138,7 @@ class Netagent(Running):
         extra = {
             "lost_reasons": self.by_reason(text, "netagent_events_lost_total"),
             "spans_dropped": self.by_reason(text, "netagent_otlp_spans_dropped_total"),
+            "statsd_dropped": self.by_reason(text, "netagent_statsd_dropped_total"),
             "scrapes": self.scrapes + 1,
         }
         code = self.proc.stop(signal.SIGTERM, grace=20)

@@ -1,0 +1,288 @@
+//! Spans and metric families in OTLP protobuf form
+//! (`opentelemetry-proto` types), plus the resource and scope every
+//! request carries.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1 as pm;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+
+use crate::config::otel::{OtelConfig, Temporality};
+use crate::metrics::{Family, Kind, Value};
+use crate::model::spans::{FlowSpan, SpanSide};
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn s(v: impl Into<String>) -> any_value::Value {
+    any_value::Value::StringValue(v.into())
+}
+
+fn i(v: i64) -> any_value::Value {
+    any_value::Value::IntValue(v)
+}
+
+/// `service.name`, `service.version`, `host.name`.
+pub fn resource(cfg: &OtelConfig) -> Resource {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    Resource {
+        attributes: vec![
+            kv("service.name", s(cfg.service_name.clone())),
+            kv("service.version", s(env!("CARGO_PKG_VERSION"))),
+            kv("host.name", s(host)),
+            kv("telemetry.sdk.name", s("netagent")),
+        ],
+        ..Default::default()
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "netagent".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    }
+}
+
+/// One span in OTLP form: semantic-convention attributes plus the short
+/// names the older agent used.
+pub fn encode_span(sp: &FlowSpan) -> Span {
+    let (client, server) = (sp.client(), sp.server());
+    let peer = sp.peer;
+    // A span id unique per span: the flow plus the span's own start time.
+    let mut span_id = (crate::model::spans::fnv1a_128(
+        format!("{}|{}|{:?}", sp.flow_id(), sp.start_unix_nanos, sp.side).as_bytes(),
+    ) as u64)
+        .to_be_bytes();
+    if span_id == [0; 8] {
+        span_id[7] = 1; // all-zero ids are invalid in OTLP
+    }
+    let attributes = vec![
+        kv("network.transport", s(sp.proto)),
+        kv("network.peer.address", s(peer.ip().to_string())),
+        kv("network.peer.port", i(peer.port() as i64)),
+        kv("server.address", s(server.ip().to_string())),
+        kv("server.port", i(server.port() as i64)),
+        kv("client.address", s(client.ip().to_string())),
+        kv("client.port", i(client.port() as i64)),
+        kv("process.pid", i(sp.pid as i64)),
+        kv("process.executable.name", s(sp.comm.clone())),
+        kv("container.id", s(sp.container.clone())),
+        kv("flow_id", s(sp.flow_id())),
+        kv("socket_id", s(format!("{:016x}", sp.socket_id))),
+        kv("process", s(sp.process.clone())),
+        kv("proto", s(sp.proto)),
+        kv("dport", i(server.port() as i64)),
+        kv("dst_ip", s(server.ip().to_string())),
+        kv("src_ip", s(client.ip().to_string())),
+        kv("sport", i(client.port() as i64)),
+    ];
+    Span {
+        trace_id: sp.trace_id().to_vec(),
+        span_id: span_id.to_vec(),
+        name: sp.name(),
+        kind: match sp.side {
+            SpanSide::Client => SpanKind::Client as i32,
+            SpanSide::Server => SpanKind::Server as i32,
+        },
+        start_time_unix_nano: sp.start_unix_nanos,
+        end_time_unix_nano: sp.end_unix_nanos,
+        attributes,
+        ..Default::default()
+    }
+}
+
+pub fn trace_request(resource: &Resource, spans: &[FlowSpan]) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource.clone()),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(scope()),
+                spans: spans.iter().map(encode_span).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+pub(super) fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Turns families into OTLP metrics with the Prometheus exposition names
+/// (`_total` on counters). Delta temporality subtracts the previous push.
+pub struct MetricEncoder {
+    temporality: Temporality,
+    start_nanos: u64,
+    last_push: u64,
+    /// Per series: last scalar value, histogram buckets and sum.
+    previous: HashMap<SeriesKey, (f64, Vec<u64>, f64)>,
+}
+
+/// Metric name and labels of one series.
+type SeriesKey = (String, Vec<(&'static str, String)>);
+
+impl MetricEncoder {
+    pub fn new(temporality: Temporality) -> Self {
+        let now = now_nanos();
+        Self {
+            temporality,
+            start_nanos: now,
+            last_push: now,
+            previous: HashMap::new(),
+        }
+    }
+
+    pub fn request(
+        &mut self,
+        resource: &Resource,
+        families: &[Family],
+    ) -> ExportMetricsServiceRequest {
+        let now = now_nanos();
+        let delta = self.temporality == Temporality::Delta;
+        let temporality = if delta {
+            pm::AggregationTemporality::Delta
+        } else {
+            pm::AggregationTemporality::Cumulative
+        } as i32;
+        let start = if delta {
+            self.last_push
+        } else {
+            self.start_nanos
+        };
+        let mut seen = HashMap::new();
+        let mut metrics = Vec::new();
+        for f in families {
+            let name = match f.kind {
+                Kind::Counter => format!("{}_total", f.name),
+                _ => f.name.to_string(),
+            };
+            let attrs = |labels: &[(&'static str, String)]| {
+                labels
+                    .iter()
+                    .map(|(k, v)| kv(k, s(v.clone())))
+                    .collect::<Vec<_>>()
+            };
+            let data = match f.kind {
+                Kind::Gauge => pm::metric::Data::Gauge(pm::Gauge {
+                    data_points: f
+                        .series
+                        .iter()
+                        .map(|se| pm::NumberDataPoint {
+                            attributes: attrs(&se.labels),
+                            time_unix_nano: now,
+                            value: Some(pm::number_data_point::Value::AsDouble(scalar(&se.value))),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+                Kind::Counter => pm::metric::Data::Sum(pm::Sum {
+                    aggregation_temporality: temporality,
+                    is_monotonic: true,
+                    data_points: f
+                        .series
+                        .iter()
+                        .map(|se| {
+                            let v = scalar(&se.value);
+                            let key = (name.clone(), se.labels.clone());
+                            let prev = self.previous.get(&key).map(|p| p.0).unwrap_or(0.0);
+                            seen.insert(key, (v, Vec::new(), 0.0));
+                            pm::NumberDataPoint {
+                                attributes: attrs(&se.labels),
+                                start_time_unix_nano: start,
+                                time_unix_nano: now,
+                                value: Some(pm::number_data_point::Value::AsDouble(if delta {
+                                    (v - prev).max(0.0)
+                                } else {
+                                    v
+                                })),
+                                ..Default::default()
+                            }
+                        })
+                        .collect(),
+                }),
+                Kind::Histogram => pm::metric::Data::Histogram(pm::Histogram {
+                    aggregation_temporality: temporality,
+                    data_points: f
+                        .series
+                        .iter()
+                        .filter_map(|se| {
+                            let Value::Histogram(h) = &se.value else {
+                                return None;
+                            };
+                            let key = (name.clone(), se.labels.clone());
+                            let (_, pb, ps) = self.previous.get(&key).cloned().unwrap_or((
+                                0.0,
+                                vec![0; h.buckets.len()],
+                                0.0,
+                            ));
+                            seen.insert(key, (0.0, h.buckets.clone(), h.sum));
+                            let buckets: Vec<u64> = if delta {
+                                h.buckets
+                                    .iter()
+                                    .zip(pb.iter().chain(std::iter::repeat(&0)))
+                                    .map(|(a, b)| a.saturating_sub(*b))
+                                    .collect()
+                            } else {
+                                h.buckets.clone()
+                            };
+                            let sum = if delta { h.sum - ps } else { h.sum };
+                            Some(pm::HistogramDataPoint {
+                                attributes: attrs(&se.labels),
+                                start_time_unix_nano: start,
+                                time_unix_nano: now,
+                                count: buckets.iter().sum(),
+                                sum: Some(sum),
+                                bucket_counts: buckets,
+                                explicit_bounds: h.bounds.to_vec(),
+                                ..Default::default()
+                            })
+                        })
+                        .collect(),
+                }),
+            };
+            metrics.push(pm::Metric {
+                name,
+                description: f.help.to_string(),
+                data: Some(data),
+                ..Default::default()
+            });
+        }
+        self.previous = seen;
+        self.last_push = now;
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![pm::ResourceMetrics {
+                resource: Some(resource.clone()),
+                scope_metrics: vec![pm::ScopeMetrics {
+                    scope: Some(scope()),
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+}
+
+fn scalar(v: &Value) -> f64 {
+    match v {
+        Value::Counter(x) | Value::Gauge(x) => *x,
+        Value::Histogram(h) => h.count() as f64,
+    }
+}
