@@ -478,7 +478,7 @@ impl Config {
             ));
         }
         if !export.web_config_file.value.is_empty() {
-            crate::http::server::WebConfig::load(Path::new(&export.web_config_file.value))
+            crate::http::web_config::WebConfig::load(Path::new(&export.web_config_file.value))
                 .map_err(|e| {
                     invalid(
                         "export.web_config_file".into(),

@@ -5,6 +5,7 @@
 
 mod routes;
 pub mod server;
+pub mod web_config;
 
 pub use routes::router;
 

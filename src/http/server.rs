@@ -20,13 +20,12 @@
 //! header clock of a kept-alive connection starts at the first byte of the
 //! next request, as in Go's `net/http`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -41,16 +40,13 @@ use hyper::body::Incoming;
 use hyper::service::Service as _;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-use serde_saphyr::Spanned;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
+
+use super::web_config::WebConfig;
 
 /// The realm sent with `401 Unauthorized`.
 const REALM: &str = r#"Basic realm="netagent""#;
@@ -84,472 +80,6 @@ impl Options {
             web_config_file: (!file.is_empty()).then(|| PathBuf::from(file)),
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// web-config.yml
-
-/// A web config error: the file, and the key (with its line) where known.
-#[derive(Debug)]
-pub struct WebConfigError {
-    file: PathBuf,
-    key: Option<String>,
-    line: Option<u64>,
-    message: String,
-}
-
-impl fmt::Display for WebConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.file.display())?;
-        if let Some(key) = &self.key {
-            write!(f, "{key}")?;
-            if let Some(line) = self.line {
-                write!(f, " (line {line})")?;
-            }
-            write!(f, ": ")?;
-        }
-        write!(f, "{}", self.message)
-    }
-}
-
-impl std::error::Error for WebConfigError {}
-
-/// The file as written. Keys of the exporter toolkit that netagent does not
-/// implement are parsed so they can be refused by name rather than as typos.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WebConfigFile {
-    #[serde(default)]
-    tls_server_config: Option<TlsSection>,
-    #[serde(default)]
-    basic_auth_users: Option<BTreeMap<String, Spanned<String>>>,
-    #[serde(default)]
-    http_server_config: Option<IgnoredAny>,
-    #[serde(default)]
-    rate_limit: Option<IgnoredAny>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TlsSection {
-    #[serde(default)]
-    cert_file: Option<Spanned<String>>,
-    #[serde(default)]
-    key_file: Option<Spanned<String>>,
-    #[serde(default)]
-    client_ca_file: Option<Spanned<String>>,
-    #[serde(default)]
-    cert: Option<Spanned<String>>,
-    #[serde(default)]
-    key: Option<Spanned<String>>,
-    #[serde(default)]
-    client_ca: Option<Spanned<String>>,
-    #[serde(default)]
-    client_auth_type: Option<Spanned<String>>,
-    #[serde(default)]
-    min_version: Option<Spanned<String>>,
-    #[serde(default)]
-    max_version: Option<Spanned<String>>,
-    #[serde(default)]
-    prefer_server_cipher_suites: Option<bool>,
-    #[serde(default)]
-    cipher_suites: Option<Vec<IgnoredAny>>,
-    #[serde(default)]
-    curve_preferences: Option<Vec<IgnoredAny>>,
-    #[serde(default)]
-    client_allowed_sans: Option<Vec<IgnoredAny>>,
-}
-
-/// A loaded, checked web config.
-pub struct WebConfig {
-    tls: Option<Arc<rustls::ServerConfig>>,
-    users: Option<Arc<Users>>,
-    /// The web config file and every file it names, for reload checks.
-    files: Vec<PathBuf>,
-    /// Things worth a warning at start.
-    notes: Vec<String>,
-}
-
-impl fmt::Debug for WebConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebConfig")
-            .field("tls", &self.tls.is_some())
-            .field("users", &self.users.as_ref().map(|u| u.hashes.len()))
-            .field("files", &self.files)
-            .finish()
-    }
-}
-
-/// PEM from a file (relative to the web config's directory) or inline.
-enum Pem<'a> {
-    File(&'a Spanned<String>, &'static str),
-    Inline(&'a Spanned<String>, &'static str),
-}
-
-fn line<T>(s: &Spanned<T>) -> Option<u64> {
-    let l = s.referenced.line();
-    (l > 0).then_some(l)
-}
-
-/// Empty strings count as absent, as in the exporter toolkit.
-fn given(s: &Option<Spanned<String>>) -> Option<&Spanned<String>> {
-    s.as_ref().filter(|s| !s.value.is_empty())
-}
-
-impl WebConfig {
-    /// Reads and checks `path`: its YAML, every file it names, the
-    /// certificate against the key, and every bcrypt hash.
-    pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-        let err = |key: Option<String>, line: Option<u64>, message: String| WebConfigError {
-            file: path.to_path_buf(),
-            key,
-            line,
-            message,
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(None, None, format!("cannot read web config: {e}")))?;
-        let parsed: Option<WebConfigFile> = serde_saphyr::from_str(&text)
-            .map_err(|e| err(None, None, first_line(&e.to_string())))?;
-        let parsed = parsed.unwrap_or_default();
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut files = vec![path.to_path_buf()];
-        let mut notes = Vec::new();
-
-        for (key, value) in [
-            ("http_server_config", &parsed.http_server_config),
-            ("rate_limit", &parsed.rate_limit),
-        ] {
-            if value.is_some() {
-                return Err(err(Some(key.into()), None, unsupported()));
-            }
-        }
-
-        let tls = match &parsed.tls_server_config {
-            Some(t) => tls_config(t, &dir, &mut files, &mut notes)
-                .map_err(|(key, line, message)| err(Some(key), line, message))?,
-            None => None,
-        };
-
-        let mut hashes = HashMap::new();
-        for (user, hash) in parsed.basic_auth_users.iter().flatten() {
-            let key = Some(format!("basic_auth_users.{user}"));
-            if user.contains(':') {
-                return Err(err(key, line(hash), "user names cannot contain ':'".into()));
-            }
-            match hash.value.parse::<bcrypt::HashParts>() {
-                Ok(parts) if (4..=31).contains(&parts.get_cost()) => {}
-                Ok(parts) => {
-                    return Err(err(
-                        key,
-                        line(hash),
-                        format!("bcrypt cost {} is outside 4..=31", parts.get_cost()),
-                    ))
-                }
-                Err(e) => {
-                    return Err(err(
-                        key,
-                        line(hash),
-                        format!(
-                            "not a bcrypt hash ({e}); make one with \
-                             `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"
-                        ),
-                    ))
-                }
-            }
-            hashes.insert(user.clone(), hash.value.clone());
-        }
-        let users = (!hashes.is_empty()).then(|| Arc::new(Users::new(hashes)));
-        if users.is_some() && tls.is_none() {
-            notes.push("basic auth without TLS: passwords cross the network readable".into());
-        }
-        Ok(WebConfig {
-            tls,
-            users,
-            files,
-            notes,
-        })
-    }
-
-    /// True when the web config turns TLS on.
-    pub fn tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
-    /// Number of basic-auth users (0 = no auth).
-    pub fn users(&self) -> usize {
-        self.users.as_ref().map_or(0, |u| u.hashes.len())
-    }
-}
-
-fn unsupported() -> String {
-    "supported by the Prometheus exporter toolkit but not by netagent; remove it".into()
-}
-
-type KeyError = (String, Option<u64>, String);
-
-/// The rustls config for `tls_server_config`, or `None` when the section
-/// sets nothing (plain HTTP, as in the exporter toolkit).
-fn tls_config(
-    t: &TlsSection,
-    dir: &Path,
-    files: &mut Vec<PathBuf>,
-    notes: &mut Vec<String>,
-) -> Result<Option<Arc<rustls::ServerConfig>>, KeyError> {
-    let k = |name: &str| format!("tls_server_config.{name}");
-    for (name, v) in [
-        ("cipher_suites", &t.cipher_suites),
-        ("curve_preferences", &t.curve_preferences),
-        ("client_allowed_sans", &t.client_allowed_sans),
-    ] {
-        if v.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err((k(name), None, unsupported()));
-        }
-    }
-    let enabled = [
-        &t.cert_file,
-        &t.key_file,
-        &t.client_ca_file,
-        &t.cert,
-        &t.key,
-        &t.client_ca,
-        &t.client_auth_type,
-    ]
-    .iter()
-    .any(|v| given(v).is_some());
-    if !enabled {
-        return Ok(None);
-    }
-
-    let missing = |what: &str| {
-        (
-            k(what),
-            None,
-            "missing; TLS needs cert_file and key_file (or inline cert and key)".to_string(),
-        )
-    };
-    let cert =
-        pick("cert_file", "cert", &t.cert_file, &t.cert)?.ok_or_else(|| missing("cert_file"))?;
-    let key = pick("key_file", "key", &t.key_file, &t.key)?.ok_or_else(|| missing("key_file"))?;
-    let client_ca = pick(
-        "client_ca_file",
-        "client_ca",
-        &t.client_ca_file,
-        &t.client_ca,
-    )?;
-
-    let chain = read_pem(&cert, dir, files, certificates)?;
-    let key_der: PrivateKeyDer<'static> = read_pem(&key, dir, files, |b| {
-        PrivateKeyDer::from_pem_slice(b)
-            .map_err(|e| format!("no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"))
-    })?;
-    let roots = match &client_ca {
-        Some(ca) => {
-            let certs = read_pem(ca, dir, files, certificates)?;
-            let mut store = rustls::RootCertStore::empty();
-            for c in certs {
-                store.add(c).map_err(|e| {
-                    (
-                        pem_key(ca),
-                        pem_line(ca),
-                        format!("bad CA certificate: {e}"),
-                    )
-                })?;
-            }
-            Some((store, pem_key(ca), pem_line(ca)))
-        }
-        None => None,
-    };
-
-    // Client authentication, as Go's tls.ClientAuthType.
-    let auth = given(&t.client_auth_type);
-    let auth_name = auth.map_or("NoClientCert", |a| a.value.as_str());
-    let auth_key = k("client_auth_type");
-    let auth_line = auth.and_then(line);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = match auth_name {
-        "NoClientCert" => {
-            if let Some((_, key, line)) = roots {
-                let msg = "client CAs are set but client_auth_type is NoClientCert; \
-                           set it to RequireAndVerifyClientCert";
-                return Err((key, line, msg.into()));
-            }
-            None
-        }
-        "RequireAndVerifyClientCert" | "VerifyClientCertIfGiven" => {
-            let Some((store, _, _)) = roots else {
-                return Err((
-                    auth_key,
-                    auth_line,
-                    format!("{auth_name} needs client_ca_file"),
-                ));
-            };
-            let mut b = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(store),
-                provider.clone(),
-            );
-            if auth_name == "VerifyClientCertIfGiven" {
-                b = b.allow_unauthenticated();
-            }
-            Some(
-                b.build()
-                    .map_err(|e| (auth_key.clone(), auth_line, e.to_string()))?,
-            )
-        }
-        "RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert" => {
-            let msg = format!(
-                "{auth_name} accepts client certificates without verifying them; netagent \
-                 supports NoClientCert, VerifyClientCertIfGiven and RequireAndVerifyClientCert"
-            );
-            return Err((auth_key, auth_line, msg));
-        }
-        other => {
-            let msg = format!(
-                "{other:?} is not one of NoClientCert, VerifyClientCertIfGiven, \
-                 RequireAndVerifyClientCert"
-            );
-            return Err((auth_key, auth_line, msg));
-        }
-    };
-
-    let mut version =
-        |v: &Option<Spanned<String>>, name: &str, default: u8| -> Result<u8, KeyError> {
-            match given(v) {
-                None => Ok(default),
-                Some(s) => match s.value.as_str() {
-                    "TLS10" | "TLS11" => {
-                        notes.push(format!(
-                            "{}: {} is below what rustls offers; TLS 1.2 is the minimum",
-                            k(name),
-                            s.value
-                        ));
-                        Ok(12)
-                    }
-                    "TLS12" => Ok(12),
-                    "TLS13" => Ok(13),
-                    other => Err((
-                        k(name),
-                        line(s),
-                        format!("{other:?} is not one of TLS10, TLS11, TLS12, TLS13"),
-                    )),
-                },
-            }
-        };
-    let min = version(&t.min_version, "min_version", 12)?;
-    let max = version(&t.max_version, "max_version", 13)?;
-    if max < min {
-        return Err((
-            k("max_version"),
-            t.max_version.as_ref().and_then(line),
-            "is below min_version".into(),
-        ));
-    }
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
-            .into_iter()
-            .filter(|(v, _)| (min..=max).contains(v))
-            .map(|(_, p)| p)
-            .collect();
-
-    let builder = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .map_err(|e| (k("min_version"), None, e.to_string()))?;
-    let builder = match verifier {
-        Some(v) => builder.with_client_cert_verifier(v),
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(chain, key_der).map_err(|e| {
-        (
-            pem_key(&key),
-            pem_line(&key),
-            format!("cannot be used with the certificate: {e}"),
-        )
-    })?;
-    // Only HTTP/1.1 is served; HTTP/2 clients fall back to it through ALPN.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
-    Ok(Some(Arc::new(config)))
-}
-
-/// Every certificate of a PEM text; at least one.
-fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    if certs.is_empty() {
-        return Err("no PEM certificate".into());
-    }
-    Ok(certs)
-}
-
-/// The PEM source of one item: its file key or its inline key, not both.
-fn pick<'a>(
-    file: &'static str,
-    inline: &'static str,
-    f: &'a Option<Spanned<String>>,
-    i: &'a Option<Spanned<String>>,
-) -> Result<Option<Pem<'a>>, KeyError> {
-    match (given(f), given(i)) {
-        (Some(f), Some(_)) => Err((
-            format!("tls_server_config.{file}"),
-            line(f),
-            format!("give {file} or {inline}, not both"),
-        )),
-        (Some(f), None) => Ok(Some(Pem::File(f, file))),
-        (None, Some(i)) => Ok(Some(Pem::Inline(i, inline))),
-        (None, None) => Ok(None),
-    }
-}
-
-fn pem_key(p: &Pem<'_>) -> String {
-    match p {
-        Pem::File(_, name) | Pem::Inline(_, name) => format!("tls_server_config.{name}"),
-    }
-}
-
-fn pem_line(p: &Pem<'_>) -> Option<u64> {
-    match p {
-        Pem::File(s, _) | Pem::Inline(s, _) => line(s),
-    }
-}
-
-/// Reads PEM from a file (recorded in `files`) or inline text and decodes it.
-fn read_pem<T>(
-    p: &Pem<'_>,
-    dir: &Path,
-    files: &mut Vec<PathBuf>,
-    decode: impl FnOnce(&[u8]) -> Result<T, String>,
-) -> Result<T, KeyError> {
-    match p {
-        Pem::File(name, _) => {
-            let path = dir.join(&name.value);
-            let bytes = std::fs::read(&path).map_err(|e| {
-                (
-                    pem_key(p),
-                    pem_line(p),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            files.push(path.clone());
-            decode(&bytes)
-                .map_err(|e| (pem_key(p), pem_line(p), format!("{}: {e}", path.display())))
-        }
-        Pem::Inline(text, _) => {
-            decode(text.value.as_bytes()).map_err(|e| (pem_key(p), pem_line(p), e))
-        }
-    }
-}
-
-/// serde-saphyr's message without its source snippet ("line L column C: …").
-fn first_line(s: &str) -> String {
-    let first = s
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or(s);
-    first.strip_prefix("error: ").unwrap_or(first).to_string()
 }
 
 // ---------------------------------------------------------------------------
@@ -670,8 +200,14 @@ struct Active {
 impl From<&WebConfig> for Active {
     fn from(w: &WebConfig) -> Self {
         Self {
-            tls: w.tls.clone().map(tokio_rustls::TlsAcceptor::from),
-            users: w.users.clone(),
+            tls: w
+                .tls_server_config()
+                .cloned()
+                .map(tokio_rustls::TlsAcceptor::from),
+            // Built once per loaded version: its cache of verified
+            // credentials starts empty after a reload.
+            users: (!w.basic_auth_users().is_empty())
+                .then(|| Arc::new(Users::new(w.basic_auth_users().clone()))),
         }
     }
 }
@@ -714,8 +250,8 @@ impl Reloader {
         Self {
             path,
             state: Mutex::new(ReloadState {
-                files: web.files.clone(),
-                stamps: stamps(&web.files),
+                files: web.files().to_vec(),
+                stamps: stamps(web.files()),
                 active: Active::from(web),
                 failed: None,
             }),
@@ -734,8 +270,8 @@ impl Reloader {
                         users = w.users(),
                         "web config reloaded"
                     );
-                    st.stamps = stamps(&w.files);
-                    st.files = w.files.clone();
+                    st.stamps = stamps(w.files());
+                    st.files = w.files().to_vec();
                     st.active = Active::from(&w);
                     st.failed = None;
                 }
@@ -1029,7 +565,7 @@ pub async fn serve(
     let web = match &options.web_config_file {
         Some(path) => {
             let w = WebConfig::load(path)?;
-            for note in &w.notes {
+            for note in w.notes() {
                 tracing::warn!("web config {}: {note}", path.display());
             }
             Some(Reloader::new(path.clone(), &w))
@@ -1224,179 +760,6 @@ async fn handle(
 mod tests {
     use super::*;
 
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new(tag: &str) -> Self {
-            let p =
-                std::env::temp_dir().join(format!("netagent-webcfg-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-        fn write(&self, name: &str, text: &str) -> PathBuf {
-            let p = self.0.join(name);
-            std::fs::write(&p, text).unwrap();
-            p
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// A self-signed certificate and key in `dir` (cert.pem, key.pem).
-    fn cert(dir: &Dir) {
-        let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        dir.write("cert.pem", &c.cert.pem());
-        dir.write("key.pem", &c.signing_key.serialize_pem());
-    }
-
-    fn load(dir: &Dir, yaml: &str) -> Result<WebConfig, String> {
-        let p = dir.write("web.yml", yaml);
-        WebConfig::load(&p).map_err(|e| e.to_string())
-    }
-
-    /// A web config with TLS from cert.pem and key.pem, plus `extra`.
-    fn tls(extra: &str) -> String {
-        format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n{extra}")
-    }
-
-    const HASH: &str = "$2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG";
-
-    #[test]
-    fn empty_file_is_plain_http_without_auth() {
-        let d = Dir::new("empty");
-        let w = load(&d, "# nothing\n").unwrap();
-        assert!(!w.tls());
-        assert_eq!(w.users(), 0);
-        let w = load(&d, "tls_server_config: {}\nbasic_auth_users: {}\n").unwrap();
-        assert!(!w.tls());
-        assert_eq!(w.users(), 0);
-    }
-
-    #[test]
-    fn tls_paths_are_relative_to_the_web_config() {
-        let d = Dir::new("rel");
-        cert(&d);
-        let w = load(&d, &tls(&format!("basic_auth_users:\n  alice: {HASH}\n"))).unwrap();
-        assert!(w.tls());
-        assert_eq!(w.users(), 1);
-        assert_eq!(w.files.len(), 3, "{:?}", w.files);
-    }
-
-    #[test]
-    fn basic_auth_without_tls_is_allowed() {
-        let d = Dir::new("authonly");
-        let w = load(&d, &format!("basic_auth_users:\n  bob: \"{HASH}\"\n")).unwrap();
-        assert!(!w.tls());
-        assert_eq!(w.users(), 1);
-        assert_eq!(w.notes.len(), 1, "{:?}", w.notes);
-    }
-
-    #[test]
-    fn unknown_keys_are_named() {
-        let d = Dir::new("unknown");
-        let e = load(&d, "tls_server_config:\n  cert_fille: x\n").unwrap_err();
-        assert!(e.contains("cert_fille"), "{e}");
-        assert!(e.contains("web.yml"), "{e}");
-        let e = load(&d, "basic_auth_user:\n  a: b\n").unwrap_err();
-        assert!(e.contains("basic_auth_user"), "{e}");
-    }
-
-    #[test]
-    fn toolkit_keys_netagent_lacks_are_refused_by_name() {
-        let d = Dir::new("unsupported");
-        let e = load(&d, "rate_limit:\n  interval: 1s\n  burst: 2\n").unwrap_err();
-        assert!(
-            e.contains("rate_limit: supported") && e.contains("not by netagent"),
-            "{e}"
-        );
-        cert(&d);
-        let e = load(&d, &tls("  cipher_suites: [TLS_AES_128_GCM_SHA256]\n")).unwrap_err();
-        assert!(
-            e.contains("tls_server_config.cipher_suites: supported"),
-            "{e}"
-        );
-        let e = load(&d, &tls("  client_auth_type: RequireAnyClientCert\n")).unwrap_err();
-        assert!(
-            e.contains("tls_server_config.client_auth_type (line 4)"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn tls_errors_name_the_key_and_file() {
-        let d = Dir::new("tlserr");
-        cert(&d);
-        let e = load(
-            &d,
-            "tls_server_config:\n  cert_file: nope.pem\n  key_file: key.pem\n",
-        )
-        .unwrap_err();
-        assert!(
-            e.contains("tls_server_config.cert_file (line 2)") && e.contains("nope.pem"),
-            "{e}"
-        );
-        let e = load(&d, "tls_server_config:\n  cert_file: cert.pem\n").unwrap_err();
-        assert!(e.contains("tls_server_config.key_file"), "{e}");
-        let e = load(
-            &d,
-            "tls_server_config:\n  cert_file: key.pem\n  key_file: key.pem\n",
-        )
-        .unwrap_err();
-        assert!(
-            e.contains("tls_server_config.cert_file") && e.contains("no PEM certificate"),
-            "{e}"
-        );
-        // A key that is not the certificate's.
-        let other = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
-        d.write("other.pem", &other.signing_key.serialize_pem());
-        let e = load(
-            &d,
-            "tls_server_config:\n  cert_file: cert.pem\n  key_file: other.pem\n",
-        )
-        .unwrap_err();
-        assert!(e.contains("tls_server_config.key_file (line 3)"), "{e}");
-        let e = load(&d, &tls("  client_ca_file: cert.pem\n")).unwrap_err();
-        assert!(e.contains("client_auth_type is NoClientCert"), "{e}");
-        let e = load(&d, &tls("  client_auth_type: RequireAndVerifyClientCert\n")).unwrap_err();
-        assert!(e.contains("needs client_ca_file"), "{e}");
-        let e = load(&d, &tls("  min_version: TLS14\n")).unwrap_err();
-        assert!(e.contains("tls_server_config.min_version (line 4)"), "{e}");
-        let e = load(&d, &tls("  min_version: TLS13\n  max_version: TLS12\n")).unwrap_err();
-        assert!(e.contains("max_version"), "{e}");
-    }
-
-    #[test]
-    fn client_certificates_and_versions() {
-        let d = Dir::new("mtls");
-        cert(&d);
-        let w = load(
-            &d,
-            &tls(concat!(
-                "  client_ca_file: cert.pem\n",
-                "  client_auth_type: RequireAndVerifyClientCert\n",
-                "  min_version: TLS13\n",
-            )),
-        )
-        .unwrap();
-        assert!(w.tls());
-        let w = load(&d, &tls("  min_version: TLS10\n")).unwrap();
-        assert_eq!(w.notes.len(), 1);
-    }
-
-    #[test]
-    fn bad_hashes_and_user_names_are_refused() {
-        let d = Dir::new("users");
-        let e = load(&d, "basic_auth_users:\n  alice: secret\n").unwrap_err();
-        assert!(
-            e.contains("basic_auth_users.alice (line 2)") && e.contains("bcrypt"),
-            "{e}"
-        );
-        let e = load(&d, &format!("basic_auth_users:\n  \"a:b\": \"{HASH}\"\n")).unwrap_err();
-        assert!(e.contains("':'"), "{e}");
-    }
 
     #[test]
     fn credentials_are_parsed_from_the_header() {
