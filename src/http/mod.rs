@@ -3,11 +3,14 @@
 //! as JSON, see docs/API.md) and `/` (the live service-map page, assets
 //! embedded). It knows nothing about BPF: it asks a [`Gather`].
 
+mod auth;
 mod routes;
 pub mod server;
 pub mod web_config;
 
 pub use routes::router;
+
+use std::sync::{Mutex, MutexGuard};
 
 use crate::model::Family;
 
@@ -19,4 +22,10 @@ pub trait Gather: Send + Sync + 'static {
     fn health(&self) -> (bool, serde_json::Value);
     /// The service map served at `/api/v1/graph`.
     fn graph(&self) -> anyhow::Result<serde_json::Value>;
+}
+
+/// Locks `m` even if poisoned: one panicking request must not wedge the
+/// connections and requests after it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
