@@ -4,6 +4,7 @@
 //! embedded). It knows nothing about BPF: it asks a [`Gather`].
 
 mod auth;
+mod deadlines;
 mod reload;
 mod routes;
 pub mod server;
