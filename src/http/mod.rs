@@ -2,6 +2,15 @@
 //! gzip when accepted), `/health` (JSON), `/api/v1/graph` (the service map
 //! as JSON, see docs/API.md) and `/` (the live service-map page, assets
 //! embedded). It knows nothing about BPF: it asks a [`Gather`].
+//!
+//! - `routes`: the router and its handlers.
+//! - `server`: serving it: accept loop, connection limit, HTTP/1.1
+//!   connections, request timeout, graceful shutdown.
+//! - `deadlines`: header, response and idle timeouts per connection.
+//! - `auth`: basic auth of each request.
+//! - `reload`: the web config's current version while serving.
+//! - `web_config`: the `web-config.yml` file, read and checked (TLS in
+//!   `web_config/tls.rs`).
 
 mod auth;
 mod deadlines;

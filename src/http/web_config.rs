@@ -101,7 +101,10 @@ impl fmt::Debug for WebConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebConfig")
             .field("tls", &self.tls.is_some())
-            .field("users", &(!self.users.is_empty()).then_some(self.users.len()))
+            .field(
+                "users",
+                &(!self.users.is_empty()).then_some(self.users.len()),
+            )
             .field("files", &self.files)
             .finish()
     }
