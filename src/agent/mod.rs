@@ -66,13 +66,15 @@ pub fn check_config(cfg: &Config, path: &str) -> Result<(), ConfigError> {
     }
     let web = &cfg.export.web_config_file;
     if !web.value.is_empty() {
-        crate::http::server::WebConfig::load(std::path::Path::new(&web.value)).map_err(|e| {
-            invalid(KeyError {
-                key: "export.web_config_file".into(),
-                line: config::line(web),
-                reason: e.to_string(),
-            })
-        })?;
+        crate::http::web_config::WebConfig::load(std::path::Path::new(&web.value)).map_err(
+            |e| {
+                invalid(KeyError {
+                    key: "export.web_config_file".into(),
+                    line: config::line(web),
+                    reason: e.to_string(),
+                })
+            },
+        )?;
     }
     Ok(())
 }
