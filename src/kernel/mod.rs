@@ -1,6 +1,7 @@
 //! Kernel side: the BPF object, its Rust mirror types, and loading/attaching.
 
 pub mod abi;
+mod attach;
 pub mod batch;
 pub mod cgroup;
 pub mod error;
