@@ -425,6 +425,50 @@ fn the_dashboard_is_well_formed() {
     }
 }
 
+/// Every metric a dashboard panel or an alert rule queries is one the
+/// agent exports: a catalog family (with `_total`, `_bucket`, `_sum`,
+/// `_count` as the wire has them), or Prometheus' own `up`.
+#[test]
+fn every_metric_the_dashboard_and_the_rules_query_is_in_the_catalog() {
+    let mut exposed = BTreeSet::from(["up".to_string()]);
+    for d in netagent::metrics::catalog::ALL {
+        exposed.insert(d.exposed_name());
+        if d.kind == netagent::metrics::Kind::Histogram {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                exposed.insert(format!("{}{suffix}", d.name));
+            }
+        }
+    }
+    let dash: Value =
+        serde_json::from_str(&read("dashboards/netagent.json")).expect("dashboard is JSON");
+    let mut queries: Vec<(String, String)> = dashboard_targets(&dash)
+        .into_iter()
+        .map(|(title, _, expr, _)| (format!("panel {title}"), expr))
+        .collect();
+    let rules = yaml(&read("deploy/prometheus/netagent.rules.yml"), "rules");
+    for g in rules["groups"].as_array().expect("groups") {
+        for r in g["rules"].as_array().expect("rules") {
+            let name = r["alert"].as_str().or(r["record"].as_str()).unwrap_or("?");
+            queries.push((
+                format!("rule {name}"),
+                r["expr"].as_str().expect("expr").to_string(),
+            ));
+            if let Some(rec) = r["record"].as_str() {
+                exposed.insert(rec.to_string());
+            }
+        }
+    }
+    assert!(queries.len() > 10, "{queries:?}");
+    for (what, expr) in &queries {
+        for name in metric_names(expr) {
+            assert!(
+                exposed.contains(&name),
+                "{what} queries {name}, which the catalog does not have: {expr}"
+            );
+        }
+    }
+}
+
 /// A netns host behind a veth in the root namespace runs a sink server
 /// whose firewall drops 10 % of the packets to it: retransmits, and traffic
 /// on an interface the agent counts.

@@ -9,7 +9,19 @@ use aya::{Btf, Ebpf};
 
 use super::error::KernelError;
 use super::hooks::{Attach, Hook, HookKind};
-use super::loader::ProbeInfo;
+
+/// One attached program, for health checks.
+#[derive(Debug, Clone)]
+pub struct ProbeInfo {
+    /// e.g. `tracepoint/sock:inet_sock_set_state`, `cgroup/sendmsg4`.
+    pub name: String,
+    /// The feature it serves (see [`hooks::FEATURES`]).
+    pub feature: &'static str,
+    /// 0 when it is not attached.
+    pub prog_id: u32,
+    /// Attached to a target (cgroup) that can be detached from outside.
+    pub has_target: bool,
+}
 
 /// Loads and attaches every program of a hook. Tracepoint, fexit and kprobe
 /// hooks are all-or-nothing (a failure unloads what was attached); cgroup

@@ -9,6 +9,7 @@ use super::hooks::{self, Attach, Feature, Hook, HookKind};
 use super::series::{self, SeriesMap};
 
 use super::abi::{FlowStats, Hist, ListenKey, Listener, COMM_LEN, HIST_BOUNDS, HIST_KINDS};
+pub use super::attach::ProbeInfo;
 use super::attach::{attach_hook, unload_hook};
 pub use super::error::KernelError;
 pub use super::hooks::{HookTrial, TrialProbe};
@@ -53,19 +54,6 @@ pub struct KernelMaps {
     pub _slots: Vec<aya::maps::Map>,
     pub listeners: HashMap<MapData, ListenKey, Listener>,
     pub lost: PerCpuArray<MapData, u64>,
-}
-
-/// One attached program, for health checks.
-#[derive(Debug, Clone)]
-pub struct ProbeInfo {
-    /// e.g. `tracepoint/sock:inet_sock_set_state`, `cgroup/sendmsg4`.
-    pub name: String,
-    /// The feature it serves (see [`hooks::FEATURES`]).
-    pub feature: &'static str,
-    /// 0 when it is not attached.
-    pub prog_id: u32,
-    /// Attached to a target (cgroup) that can be detached from outside.
-    pub has_target: bool,
 }
 
 /// Which hook serves a feature, and why the ones before it were not used.
