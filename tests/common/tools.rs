@@ -9,8 +9,10 @@
 //! are never missing or stale; when they are up to date that is a no-op
 //! (well under a second). Cargo holds its build-directory lock only while it
 //! compiles, not while it runs the tests, so this inner build cannot wait on
-//! the `cargo test` that runs us (tests/tools.rs exercises it). Without
-//! `CARGO` (a test binary run by hand), or with `NETAGENT_TESTS_NO_BUILD=1`
+//! the `cargo test` that runs us (checked with cargo 1.95: tests/tools.rs
+//! under plain `cargo test` with the tools stale; should a later cargo keep
+//! the lock, BUILD_TIMEOUT ends the wait with a message). Without `CARGO` (a
+//! test binary run by hand), or with `NETAGENT_TESTS_NO_BUILD=1`
 //! (scripts/test.sh, which builds the whole workspace first), the binaries
 //! are used as they are.
 //!
