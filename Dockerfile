@@ -27,10 +27,12 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends clang llvm libbpf-dev linux-libc-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# tools/ comes along as a workspace member (cargo reads its manifest) but is
+# not built: the image holds the agent alone.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin netagent \
+    cargo build --release --locked -p netagent --bin netagent \
  && install -m 0755 target/release/netagent /usr/local/bin/netagent
 
 # ---------------------------------------------------------------- runtime

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --agent-only
-cargo build --release --locked
+cargo build --release --locked -p netagent --bin netagent
 if [ "$(id -u)" -ne 0 ]; then
   exec sudo target/release/netagent "$@"
 fi

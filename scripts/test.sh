@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: format, lints, unit and end-to-end tests that load
 # the real BPF programs (root needed; under CI=true a test that cannot run
-# fails instead of skipping).
+# fails instead of skipping), for the whole workspace: the agent and its
+# development tools (tools/: netagent-testgen, netagent-matrix).
 #
 # Everything the suite downloads (packages, crates, the kernel matrix's
 # Debian kernels) is fetched first; then a network guard
@@ -29,9 +30,13 @@ fi
 
 status=0
 {
-  cargo fmt --check &&
-  cargo clippy --locked --offline --all-targets -- -D warnings &&
-  cargo test --locked --offline --all-targets
+  cargo fmt --all --check &&
+  cargo clippy --workspace --locked --offline --all-targets -- -D warnings &&
+  # Everything `cargo test` builds, plus the tools' binaries, which the
+  # end-to-end tests run from next to the agent's (tests/common/tools.rs);
+  # built here, the tests need not build them themselves.
+  cargo build --workspace --locked --offline --all-targets &&
+  NETAGENT_TESTS_NO_BUILD=1 cargo test --workspace --locked --offline --all-targets
 } || status=$?
 
 if [ -n "$guard" ]; then

@@ -47,8 +47,9 @@ fn a_process_in_a_docker_shaped_cgroup_is_labelled_with_its_container_id() {
     let status = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "echo $$ > {}/cgroup.procs && exec {TESTGEN} --comm nettest-cli client --tcp4 127.0.0.1:{port} --connects 3",
-            scope.display()
+            "echo $$ > {}/cgroup.procs && exec {} --comm nettest-cli client --tcp4 127.0.0.1:{port} --connects 3",
+            scope.display(),
+            testgen_exe()
         ))
         .status()
         .unwrap();

@@ -92,7 +92,7 @@ fn smoke_run_fills_every_row_and_leaves_nothing_behind() {
         Command::new(format!("{root}/scripts/bench/run.sh"))
             .args(["--smoke", "--out"])
             .arg(&out_dir)
-            .args(["--agent", AGENT, "--testgen", TESTGEN])
+            .args(["--agent", AGENT, "--testgen", testgen_exe()])
             .env("NETAGENT_BENCH_NO_BUILD", "1")
             .current_dir(root)
             .stdout(Stdio::inherit())

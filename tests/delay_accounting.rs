@@ -38,7 +38,7 @@ impl Drop for SysctlRestore {
 /// A testgen child, killed on drop.
 /// `netagent-testgen --comm COMM ARGS...`, past its ready line.
 fn start_gen(comm: &str, args: &[&str]) -> Stepper {
-    let mut cmd = Command::new(TESTGEN);
+    let mut cmd = Command::new(testgen_exe());
     cmd.args(["--comm", comm]).args(args);
     Stepper::start(cmd)
 }

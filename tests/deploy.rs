@@ -489,7 +489,14 @@ impl LossyHost {
     fn start() -> LossyHost {
         let link = HostLink::new("dash");
         let mut server = Command::new("ip")
-            .args(["netns", "exec", &link.ns, TESTGEN, "--comm", DASH_SERVER])
+            .args([
+                "netns",
+                "exec",
+                &link.ns,
+                testgen_exe(),
+                "--comm",
+                DASH_SERVER,
+            ])
             .args(["serve", "--tcp4", "0", "--sink", "--max-seconds", "120"])
             .args(["--bind4", &link.ns_ip.to_string()])
             .stdout(Stdio::piped())
@@ -571,13 +578,15 @@ fn traffic_round(echo: &Server, abort: &Server, lossy: &LossyHost, closed: u16) 
         ],
     );
     let refused = run(
-        Command::new(TESTGEN).args(["--comm", DASH_CLIENT]).args([
-            "client",
-            "--tcp4",
-            &format!("127.0.0.1:{closed}"),
-            "--connects",
-            "2",
-        ]),
+        Command::new(testgen_exe())
+            .args(["--comm", DASH_CLIENT])
+            .args([
+                "client",
+                "--tcp4",
+                &format!("127.0.0.1:{closed}"),
+                "--connects",
+                "2",
+            ]),
         Duration::from_secs(30),
     );
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));

@@ -118,7 +118,7 @@ fn packets_and_bytes_across_a_veth_are_exact_on_both_ends() {
     );
     let mut ns_sink_cmd = link.exec();
     ns_sink_cmd.extend([
-        TESTGEN.to_string(),
+        testgen_exe().to_string(),
         "--comm".into(),
         "nettest-srv".into(),
         "serve".into(),
@@ -164,7 +164,7 @@ fn packets_and_bytes_across_a_veth_are_exact_on_both_ends() {
     );
     let mut cmd = link.exec();
     cmd.extend([
-        TESTGEN.to_string(),
+        testgen_exe().to_string(),
         "--comm".into(),
         "nettest-cli".into(),
         "client".into(),

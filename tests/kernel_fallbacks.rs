@@ -69,7 +69,7 @@ fn scenario(agent: &Agent) {
         "--size",
         &size.to_string(),
     ]);
-    let refused = Command::new(env!("CARGO_BIN_EXE_netagent-testgen"))
+    let refused = Command::new(testgen_exe())
         .args(["--comm", CLIENT, "client", "--tcp4"])
         .arg(format!("127.0.0.1:{closed}"))
         .args(["--connects", "2"])

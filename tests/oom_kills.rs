@@ -15,7 +15,7 @@ const MIB: u64 = 1024 * 1024;
 /// A testgen child, killed on drop.
 /// Starts `alloc` and waits for its ready line (it has joined the cgroups).
 fn alloc(comm: &str, join: &[std::path::PathBuf], args: &[&str]) -> Stepper {
-    let mut cmd = Command::new(TESTGEN);
+    let mut cmd = Command::new(testgen_exe());
     cmd.args(["--comm", comm, "alloc"]).args(args);
     for dir in join {
         cmd.arg("--cgroup").arg(dir);

@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, have, http_get, our_prog_ids, require, require_bpf, serial, testgen, Agent, Metrics,
-    Server, TESTGEN,
+    free_port, have, http_get, our_prog_ids, require, require_bpf, serial, testgen, testgen_exe,
+    Agent, Metrics, Server,
 };
 
 /// Sum of the series of `name` whose labels include `labels`.
@@ -232,7 +232,7 @@ fn sigkill_under_load_leaves_nothing_and_restart_counts() {
 
     // 5 s of connection churn at 5000/s; kill the agent in the middle.
     let mut load = Background(
-        Command::new(TESTGEN)
+        Command::new(testgen_exe())
             .args(["--comm", "ovl-load", "load", "--tcp", &target])
             .args(["--rate", "5000", "--seconds", "5"])
             .stdout(Stdio::piped())

@@ -36,10 +36,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, have, require, require_bpf, serial, testgen, Metrics, Server, TempDir};
+use common::{
+    free_port, have, require, require_bpf, serial, testgen, testgen_exe, Metrics, Server, TempDir,
+};
 
 const AGENT: &str = common::AGENT;
-const TESTGEN: &str = common::TESTGEN;
 
 /// Capability numbers (linux/capability.h).
 fn cap_bit(name: &str) -> u32 {
@@ -541,7 +542,7 @@ impl OtherUserServer {
                 format!("--regid={NOBODY}"),
                 "--clear-groups".into(),
             ])
-            .arg(TESTGEN)
+            .arg(testgen_exe())
             .args([
                 "--comm",
                 "priv-srv",

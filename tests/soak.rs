@@ -61,7 +61,7 @@ fn churn_over_many_peers_keeps_memory_flat_and_counts_exact() {
         &["--tcp4", "0", "--bind4", "0.0.0.0", "--max-seconds", &max],
     );
     let port = srv.port("tcp4");
-    let mut load = Command::new(TESTGEN)
+    let mut load = Command::new(testgen_exe())
         .args([
             "--comm",
             "nettest-soak",

@@ -126,7 +126,7 @@ fn refused_and_timed_out_connects_are_counted_by_reason() {
 
 /// testgen in the host namespace, not asserting success.
 fn testgen_in_host(args: &[&str]) -> (i32, serde_json::Value) {
-    let out = std::process::Command::new(TESTGEN)
+    let out = std::process::Command::new(testgen_exe())
         .args(["--comm", client()])
         .args(args)
         .output()

@@ -5,7 +5,8 @@
 #
 # Installs the tools (scripts/setup.sh: nginx-light, wrk, sockperf, iperf3,
 # bpftrace, libbpf-tools, bpftool, python3-matplotlib), builds the release
-# binaries, then runs scripts/bench/suite.py (see its --help). Results go
+# binaries (the agent and netagent-testgen, which is in tools/), then runs
+# scripts/bench/suite.py (see its --help). Results go
 # to DIR (default target/bench): results.md, results.json, scaling.png,
 # bench.log. --smoke is the short CI form (~2 min).
 # NETAGENT_BENCH_NO_BUILD=1 skips setup and build (binaries given with
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/../.."
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (loads BPF programs, creates network namespaces)" >&2; exit 1; }
 if [ -z "${NETAGENT_BENCH_NO_BUILD:-}" ]; then
   scripts/setup.sh --bench
-  cargo build --release --locked --bins >&2
+  cargo build --release --locked --workspace --bins >&2
 fi
 # Debian's python3 has python3-matplotlib (from apt) for the plot.
 export PYTHONDONTWRITEBYTECODE=1

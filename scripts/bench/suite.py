@@ -156,7 +156,9 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="one short round, small curves (~1-2 min)")
     ap.add_argument("--out", default="target/bench", help="directory for results.{md,json}, scaling.png")
     ap.add_argument("--agent", default="target/release/netagent")
-    ap.add_argument("--testgen", default="target/release/netagent-testgen")
+    ap.add_argument("--testgen", default="target/release/netagent-testgen",
+                    help="the traffic generator, a tools/ binary "
+                         "(cargo build --release -p netagent-tools; run.sh builds it)")
     ap.add_argument("--rounds", type=int, help="throughput rounds (default: 3, smoke 1)")
     ap.add_argument("--seconds", type=int, help="seconds per workload run (default: 5, smoke 2)")
     ap.add_argument("--exact-seconds", type=int, help="length of the exact-count run (default 60)")
@@ -200,7 +202,7 @@ def main():
             sys.exit(f"bench: {tool} not found; run scripts/setup.sh")
     for b in (args.agent, args.testgen) + ((args.baseline_agent,) if args.baseline_agent else ()):
         if not os.access(b, os.X_OK):
-            sys.exit(f"bench: {b} missing; build with cargo build --release")
+            sys.exit(f"bench: {b} missing; build with cargo build --release --workspace --bins")
 
     signal.signal(signal.SIGTERM, on_sigterm)
     os.makedirs(args.out, exist_ok=True)

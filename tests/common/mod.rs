@@ -10,6 +10,7 @@ pub mod hostlink;
 pub mod netns;
 pub mod prometheus_server;
 pub mod receivers;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -20,7 +21,12 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub const AGENT: &str = env!("CARGO_BIN_EXE_netagent");
-pub const TESTGEN: &str = env!("CARGO_BIN_EXE_netagent-testgen");
+
+/// The traffic generator (tools/src/bin/netagent-testgen), built if need be
+/// and found by [`tools`].
+pub fn testgen_exe() -> &'static str {
+    tools::tool_exe("netagent-testgen")
+}
 
 /// End-to-end tests share the kernel and the CPU: run them one at a time so
 /// timing assertions and "nothing left loaded" checks see only their own work.
@@ -361,7 +367,7 @@ impl Metrics {
 
 /// Runs the traffic generator with `--comm comm` and returns its JSON summary.
 pub fn testgen(comm: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(TESTGEN)
+    let out = Command::new(testgen_exe())
         .arg("--comm")
         .arg(comm)
         .args(args)
@@ -384,7 +390,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(comm: &str, args: &[&str]) -> Server {
-        let mut child = Command::new(TESTGEN)
+        let mut child = Command::new(testgen_exe())
             .arg("--comm")
             .arg(comm)
             .arg("serve")

@@ -610,7 +610,7 @@ impl NsServer {
     pub fn start(pair: &NetnsPair, ns: &str, comm: &str, args: &[&str]) -> NsServer {
         let bind4 = pair.ip4(ns).to_string();
         let bind6 = pair.ip6(ns).to_string();
-        let mut argv = vec![super::TESTGEN, "--comm", comm, "serve"];
+        let mut argv = vec![super::testgen_exe(), "--comm", comm, "serve"];
         argv.extend_from_slice(args);
         if !args.contains(&"--bind4") {
             argv.extend(["--bind4", bind4.as_str()]);
@@ -681,7 +681,7 @@ pub fn testgen_in(
     comm: &str,
     args: &[&str],
 ) -> (i32, serde_json::Value) {
-    let mut argv = vec![super::TESTGEN, "--comm", comm];
+    let mut argv = vec![super::testgen_exe(), "--comm", comm];
     argv.extend_from_slice(args);
     let out = run_bounded(&mut pair.ns_command(ns, &argv), None, TESTGEN_TIMEOUT);
     let stderr = String::from_utf8_lossy(&out.stderr);

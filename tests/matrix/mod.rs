@@ -1,4 +1,4 @@
-//! The kernel matrix: the same scenario (src/bin/netagent-matrix) on
+//! The kernel matrix: the same scenario (tools/src/bin/netagent-matrix) on
 //! Debian kernels booted under qemu and on the host's own kernel.
 
 pub mod initramfs;
@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{have, require, require_bpf, TempDir, AGENT, TESTGEN};
+use crate::common::{have, require, require_bpf, testgen_exe, tools, TempDir, AGENT};
 use verdict::Run;
 
-pub const DRIVER: &str = env!("CARGO_BIN_EXE_netagent-matrix");
+/// The scenario driver (tools/src/bin/netagent-matrix), built if need be.
+pub fn driver_exe() -> &'static str {
+    tools::tool_exe("netagent-matrix")
+}
 
 /// Hard limit of one guest boot, scenario included.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(420);
@@ -118,7 +121,7 @@ pub fn guest_row(
     let initrd = dir.join("initramfs.cpio");
     let mut bins = vec![
         ("/bin/netagent", Path::new(AGENT)),
-        ("/bin/netagent-testgen", Path::new(TESTGEN)),
+        ("/bin/netagent-testgen", Path::new(testgen_exe())),
     ];
     // Debugging aid: the driver dumps the agent's maps with it on a failure.
     if std::env::var("NETAGENT_MATRIX_BPFTOOL").as_deref() == Ok("1") {
@@ -127,7 +130,7 @@ pub fn guest_row(
     let size = initramfs::build(
         &initrd,
         &initramfs::Contents {
-            init: Path::new(DRIVER),
+            init: Path::new(driver_exe()),
             bins: &bins,
             modules: &kernel.modules,
         },
@@ -173,8 +176,8 @@ pub fn host_row(row: &str, extra_yaml: Option<&str>, known_gaps: &[&str], messag
     let started = Instant::now();
     // Ours, so it is removed even if the driver has to be killed.
     let scratch = TempDir::new(&format!("matrix-{row}"));
-    let mut cmd = Command::new(DRIVER);
-    cmd.args(["--agent", AGENT, "--testgen", TESTGEN]);
+    let mut cmd = Command::new(driver_exe());
+    cmd.args(["--agent", AGENT, "--testgen", testgen_exe()]);
     cmd.arg("--workdir").arg(&scratch.0);
     // If this test is killed, the driver (and through it the agent) goes too.
     // SAFETY: prctl is async-signal-safe; nothing else runs before exec.

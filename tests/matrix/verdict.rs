@@ -1,4 +1,4 @@
-//! Reads the driver's lines (src/bin/netagent-matrix/report.rs) out of a
+//! Reads the driver's lines (tools/src/bin/netagent-matrix/report.rs) out of a
 //! console log or a host run's stdout, and judges a row: every check must
 //! pass, except the row's known gaps, which must still fail (a gap that
 //! starts passing must be removed from the list, so the list stays true).
