@@ -6,8 +6,10 @@
 //! against it (`http_client`), a parsed scrape (`metrics`), the traffic
 //! generator (`testgen`), what the kernel has loaded (`bpf`); the rest
 //! (network namespaces, receivers, fake clouds, …) in their own modules.
-//! This file holds the rules every test follows: one at a time, skip or
-//! fail when something is missing.
+//! What the unit tests use too (the skip-or-fail rule, `TempDir`, the
+//! bpftool listings) is src/test_support.rs, included here by path. This
+//! file holds the rules every end-to-end test follows: one at a time, skip
+//! or fail when something is missing.
 #![allow(dead_code)]
 
 pub mod cdp;
@@ -23,6 +25,8 @@ mod agent;
 mod bpf;
 mod http_client;
 mod metrics;
+#[path = "../../src/test_support.rs"]
+mod support;
 mod testgen;
 
 // Each test crate uses some of these; unused re-exports are not an error
@@ -36,10 +40,12 @@ pub use http_client::{health, http_get, http_get_at};
 #[allow(unused_imports)]
 pub use metrics::{promtool_check, Metrics};
 #[allow(unused_imports)]
+pub use support::*;
+#[allow(unused_imports)]
 pub use testgen::{testgen, Server, Stepper};
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
@@ -58,17 +64,13 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Missing privilege or tool: a visible skip locally, a failure in CI.
-/// Returns true when the test should go on.
+/// Missing privilege or tool: a visible skip locally, a failure in CI
+/// ([`skip_or_fail`]). Returns true when the test should go on.
 pub fn require(cond: bool, why: &str) -> bool {
-    if cond {
-        return true;
+    if !cond {
+        skip_or_fail(why);
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("required in CI but unavailable: {why}");
-    }
-    eprintln!("SKIP: {why}");
-    false
+    cond
 }
 
 /// Root with BPF available (the agent's own check gives the details).
@@ -104,22 +106,4 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A scratch directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("netagent-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
