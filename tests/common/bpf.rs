@@ -2,53 +2,47 @@
 //! a process holds, map entries, and what `netagent probe` says the agent
 //! uses on this kernel.
 
-use super::AGENT;
+use super::{bpftool_maps, bpftool_programs, AGENT};
 use std::path::Path;
 use std::process::Command;
 
 /// IDs of loaded BPF programs whose names are ours (`on_*` from bpf/).
 pub fn our_prog_ids() -> Vec<u64> {
-    let out = Command::new("bpftool")
-        .args(["-j", "prog", "show"])
-        .output()
-        .expect("bpftool prog show");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|p| {
-                    // The kernel keeps 15 bytes of a name; bpftool may show
-                    // the full BTF name instead.
-                    p["name"].as_str().is_some_and(|n| {
-                        n.len() >= 10 && OUR_PROGRAMS.iter().any(|full| full.starts_with(n))
-                    })
-                })
-                .filter_map(|p| p["id"].as_u64())
-                .collect()
+    bpftool_programs()
+        .into_iter()
+        .filter(|(_, n)| {
+            // The kernel keeps 15 bytes of a name; bpftool may show
+            // the full BTF name instead.
+            n.len() >= 10 && OUR_PROGRAMS.iter().any(|full| full.starts_with(n.as_str()))
         })
-        .unwrap_or_default()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// Entries in the BPF map `name` (15 bytes at most) that process `pid`
 /// holds open (found through its fds' fdinfo), read with bpftool; `None`
 /// if it holds no such map.
 pub fn map_entries(pid: u32, name: &str) -> Option<usize> {
-    let bpftool = |args: &[&str]| -> Option<serde_json::Value> {
-        let out = Command::new("bpftool").arg("-j").args(args).output().ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    };
     let fdinfo = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    let maps = bpftool_maps();
     let id = fdinfo.flatten().find_map(|e| {
         let info = std::fs::read_to_string(e.path()).ok()?;
-        let id = info
+        let id: u64 = info
             .lines()
             .find_map(|l| l.strip_prefix("map_id:"))?
             .trim()
-            .to_string();
-        let map = bpftool(&["map", "show", "id", &id])?;
-        (map["name"].as_str() == Some(name)).then_some(id)
+            .parse()
+            .ok()?;
+        maps.iter()
+            .any(|(m, n)| *m == id && n == name)
+            .then_some(id)
     })?;
-    bpftool(&["map", "dump", "id", &id])?
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "dump", "id", &id.to_string()])
+        .output()
+        .ok()?;
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()?
         .as_array()
         .map(Vec::len)
 }
@@ -85,21 +79,14 @@ pub fn programs_of(pid: u32) -> Vec<(u64, String)> {
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let out = Command::new("bpftool")
-        .args(["-j", "prog", "show"])
-        .output()
-        .expect("bpftool prog show");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let loaded = bpftool_programs();
     ids.into_iter()
         .map(|id| {
-            let name = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|p| p["id"].as_u64() == Some(id))
-                .and_then(|p| p["name"].as_str())
-                .unwrap_or("")
-                .to_string();
+            let name = loaded
+                .iter()
+                .find(|(p, _)| *p == id)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_default();
             (id, name)
         })
         .collect()

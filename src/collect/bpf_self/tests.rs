@@ -392,10 +392,10 @@ fn bpftool_json(args: &[&str]) -> serde_json::Value {
 }
 
 fn prog_ids() -> Vec<u64> {
-    bpftool_json(&["prog", "show"])
-        .as_array()
-        .map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect())
-        .unwrap_or_default()
+    crate::test_support::bpftool_programs()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// Self-contained (no libbpf headers needed): a socket filter that uses
