@@ -223,16 +223,9 @@ fn smoke_run_fills_every_row_and_leaves_nothing_behind() {
         .filter_map(|v| v.as_u64())
         .collect();
     assert!(!ids.is_empty());
-    let loaded = Command::new("bpftool")
-        .args(["-j", "prog", "show"])
-        .output()
-        .unwrap();
-    let loaded: serde_json::Value = serde_json::from_slice(&loaded.stdout).unwrap();
-    let left: Vec<u64> = loaded
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["id"].as_u64())
+    let left: Vec<u64> = bpftool_programs()
+        .into_iter()
+        .map(|(id, _)| id)
         .filter(|id| ids.contains(id))
         .collect();
     assert!(

@@ -113,19 +113,10 @@ fn metrics_honour_gzip_and_openmetrics_negotiation() {
 /// The id of the link of program `name` held by process `pid` (found in
 /// its /proc/<pid>/fdinfo, so another agent's link is never picked).
 fn link_of_program(pid: u32, name: &str) -> Option<u64> {
-    let progs: serde_json::Value = serde_json::from_slice(
-        &Command::new("bpftool")
-            .args(["-j", "prog", "show"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let prog_ids: Vec<u64> = progs
-        .as_array()?
-        .iter()
-        .filter(|p| p["name"] == name)
-        .filter_map(|p| p["id"].as_u64())
+    let prog_ids: Vec<u64> = bpftool_programs()
+        .into_iter()
+        .filter(|(_, n)| n == name)
+        .map(|(id, _)| id)
         .collect();
     std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
         .ok()?

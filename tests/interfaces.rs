@@ -207,12 +207,9 @@ fn tc_filters(dev: &str) -> String {
 /// Whether any of our TC programs is loaded (bpftool 7.1 cannot list TCX
 /// attachments per device, so after exit we check the programs are gone).
 fn tc_programs_loaded() -> bool {
-    let out = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.contains("on_tc_ingress") || text.contains("on_tc_egress")
+    bpftool_programs()
+        .iter()
+        .any(|(_, n)| n.contains("on_tc_ingress") || n.contains("on_tc_egress"))
 }
 
 /// The agent's own view: `tc/<dev>` attached (link present with its ifindex).

@@ -409,15 +409,9 @@ fn probe_command_names_the_hook_of_each_feature() {
     // Nothing of the trials is left loaded (the kernel frees programs once
     // their last descriptor closes, which can take a moment).
     let leftover = || {
-        let out = Command::new("bpftool")
-            .args(["-j", "prog", "show"])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v.as_array()
+        bpftool_programs()
             .into_iter()
-            .flatten()
-            .filter_map(|p| p["name"].as_str().map(String::from))
+            .map(|(_, name)| name)
             .filter(|n| {
                 ["fx_inet", "kp_inet", "krp_inet", "on_sys_e"]
                     .iter()

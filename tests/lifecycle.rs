@@ -8,16 +8,7 @@ use std::time::{Duration, Instant};
 
 /// Every loaded BPF program's id.
 fn loaded_prog_ids() -> Vec<u64> {
-    let out = Command::new("bpftool")
-        .args(["-j", "prog", "show"])
-        .output()
-        .expect("bpftool prog show");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["id"].as_u64())
-        .collect()
+    bpftool_programs().into_iter().map(|(id, _)| id).collect()
 }
 
 /// Waits until none of the given program ids is loaded any more.

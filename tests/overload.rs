@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, have, http_get, our_prog_ids, require, require_bpf, serial, testgen, testgen_exe,
-    Agent, Metrics, Server,
+    bpftool_show, free_port, have, http_get, our_prog_ids, require, require_bpf, serial, testgen,
+    testgen_exe, Agent, Metrics, Server,
 };
 
 /// Sum of the series of `name` whose labels include `labels`.
@@ -190,16 +190,7 @@ fn held_bpf(pid: u32) -> (BTreeSet<u64>, BTreeSet<u64>) {
 
 /// Ids listed by `bpftool -j <kind> show`.
 fn loaded(kind: &str) -> BTreeSet<u64> {
-    let out = Command::new("bpftool")
-        .args(["-j", kind, "show"])
-        .output()
-        .expect("bpftool");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|o| o["id"].as_u64())
-        .collect()
+    bpftool_show(kind).into_iter().map(|(id, _)| id).collect()
 }
 
 /// A background process, killed on drop.

@@ -400,6 +400,7 @@ impl super::Collector for DelayAccounting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
 
     fn d(cpu: u64, blkio: u64) -> Delays {
         Delays {
@@ -488,9 +489,8 @@ mod tests {
 
     #[test]
     fn sysctl_is_turned_on_only_when_asked_and_back_off_on_drop() {
-        let dir = std::env::temp_dir().join(format!("netagent-delayacct-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("task_delayacct");
+        let dir = TempDir::new("delayacct");
+        let path = dir.0.join("task_delayacct");
         std::fs::write(&path, "0\n").unwrap();
         drop(prepare_sysctl(&path, false));
         assert_eq!(read_flag(&path), Some(false), "not asked: left alone");
@@ -501,6 +501,5 @@ mod tests {
         std::fs::write(&path, "1\n").unwrap();
         drop(prepare_sysctl(&path, true));
         assert_eq!(read_flag(&path), Some(true), "was on before: stays on");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -245,36 +245,21 @@ fn first_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
 
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new(tag: &str) -> Self {
-            let p =
-                std::env::temp_dir().join(format!("netagent-webcfg-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-        fn write(&self, name: &str, text: &str) -> PathBuf {
-            let p = self.0.join(name);
-            std::fs::write(&p, text).unwrap();
-            p
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A scratch directory of this file's tests (`tag` unique among them).
+    fn scratch(tag: &str) -> TempDir {
+        TempDir::new(&format!("webcfg-{tag}"))
     }
 
     /// A self-signed certificate and key in `dir` (cert.pem, key.pem).
-    fn cert(dir: &Dir) {
+    fn cert(dir: &TempDir) {
         let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         dir.write("cert.pem", &c.cert.pem());
         dir.write("key.pem", &c.signing_key.serialize_pem());
     }
 
-    fn load(dir: &Dir, yaml: &str) -> Result<WebConfig, String> {
+    fn load(dir: &TempDir, yaml: &str) -> Result<WebConfig, String> {
         let p = dir.write("web.yml", yaml);
         WebConfig::load(&p).map_err(|e| e.to_string())
     }
@@ -288,7 +273,7 @@ mod tests {
 
     #[test]
     fn empty_file_is_plain_http_without_auth() {
-        let d = Dir::new("empty");
+        let d = scratch("empty");
         let w = load(&d, "# nothing\n").unwrap();
         assert!(!w.tls());
         assert_eq!(w.users(), 0);
@@ -299,7 +284,7 @@ mod tests {
 
     #[test]
     fn tls_paths_are_relative_to_the_web_config() {
-        let d = Dir::new("rel");
+        let d = scratch("rel");
         cert(&d);
         let w = load(&d, &tls(&format!("basic_auth_users:\n  alice: {HASH}\n"))).unwrap();
         assert!(w.tls());
@@ -309,7 +294,7 @@ mod tests {
 
     #[test]
     fn basic_auth_without_tls_is_allowed() {
-        let d = Dir::new("authonly");
+        let d = scratch("authonly");
         let w = load(&d, &format!("basic_auth_users:\n  bob: \"{HASH}\"\n")).unwrap();
         assert!(!w.tls());
         assert_eq!(w.users(), 1);
@@ -318,7 +303,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let d = Dir::new("unknown");
+        let d = scratch("unknown");
         let e = load(&d, "tls_server_config:\n  cert_fille: x\n").unwrap_err();
         assert!(e.contains("cert_fille"), "{e}");
         assert!(e.contains("web.yml"), "{e}");
@@ -328,7 +313,7 @@ mod tests {
 
     #[test]
     fn toolkit_keys_netagent_lacks_are_refused_by_name() {
-        let d = Dir::new("unsupported");
+        let d = scratch("unsupported");
         let e = load(&d, "rate_limit:\n  interval: 1s\n  burst: 2\n").unwrap_err();
         assert!(
             e.contains("rate_limit: supported") && e.contains("not by netagent"),
@@ -349,7 +334,7 @@ mod tests {
 
     #[test]
     fn tls_errors_name_the_key_and_file() {
-        let d = Dir::new("tlserr");
+        let d = scratch("tlserr");
         cert(&d);
         let e = load(
             &d,
@@ -392,7 +377,7 @@ mod tests {
 
     #[test]
     fn client_certificates_and_versions() {
-        let d = Dir::new("mtls");
+        let d = scratch("mtls");
         cert(&d);
         let w = load(
             &d,
@@ -410,7 +395,7 @@ mod tests {
 
     #[test]
     fn bad_hashes_and_user_names_are_refused() {
-        let d = Dir::new("users");
+        let d = scratch("users");
         let e = load(&d, "basic_auth_users:\n  alice: secret\n").unwrap_err();
         assert!(
             e.contains("basic_auth_users.alice (line 2)") && e.contains("bcrypt"),

@@ -248,6 +248,7 @@ pub fn comm_bytes(name: &str) -> [u8; COMM_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
     use std::mem::{offset_of, size_of};
 
     #[test]
@@ -262,13 +263,13 @@ mod tests {
     /// Types in the embedded object's BTF, as dumped by bpftool (None when
     /// bpftool is not installed).
     fn object_btf_types(object: &[u8]) -> Option<Vec<serde_json::Value>> {
-        let path = std::env::temp_dir().join(format!("netagent-abi-{}.o", std::process::id()));
+        let dir = TempDir::new("abi");
+        let path = dir.0.join("netagent.bpf.o");
         std::fs::write(&path, object).unwrap();
         let out = std::process::Command::new("bpftool")
             .args(["-j", "btf", "dump", "file"])
             .arg(&path)
             .output();
-        let _ = std::fs::remove_file(&path);
         let out = out.ok()?;
         assert!(
             out.status.success(),

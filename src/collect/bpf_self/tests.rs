@@ -1,6 +1,7 @@
 //! Unit tests of the parent module.
 use super::*;
 use crate::metrics::{Kind, Series};
+use crate::test_support::TempDir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicUsize;
@@ -391,10 +392,10 @@ fn bpftool_json(args: &[&str]) -> serde_json::Value {
 }
 
 fn prog_ids() -> Vec<u64> {
-    bpftool_json(&["prog", "show"])
-        .as_array()
-        .map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect())
-        .unwrap_or_default()
+    crate::test_support::bpftool_programs()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// Self-contained (no libbpf headers needed): a socket filter that uses
@@ -421,9 +422,10 @@ char LICENSE[] SEC("license") = "GPL";
 "#;
 
 /// The test's pinned program; unpins (which unloads the program and,
-/// with it, its map) on drop, even when the test fails.
+/// with it, its map) on drop, even when the test fails; then its scratch
+/// directory goes.
 struct Pinned {
-    dir: PathBuf,
+    dir: TempDir,
     pin: PathBuf,
 }
 
@@ -436,7 +438,6 @@ impl Pinned {
 impl Drop for Pinned {
     fn drop(&mut self) {
         self.unpin();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -451,8 +452,7 @@ fn bpffs_mounted(at: &Path) -> bool {
 
 fn load_selftest() -> Pinned {
     let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("na_selftest_{pid}"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = TempDir::new("selftest");
     let bpffs = Path::new("/sys/fs/bpf");
     if !bpffs_mounted(bpffs) {
         run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(bpffs));
@@ -461,8 +461,8 @@ fn load_selftest() -> Pinned {
         pin: bpffs.join(format!("na_selftest_{pid}")),
         dir,
     };
-    let src = guard.dir.join("selftest.bpf.c");
-    let obj = guard.dir.join("selftest.bpf.o");
+    let src = guard.dir.0.join("selftest.bpf.c");
+    let obj = guard.dir.0.join("selftest.bpf.o");
     std::fs::write(&src, SELFTEST_C).expect("write C");
     run(Command::new("clang")
         .args([
@@ -515,7 +515,7 @@ fn reports_real_program_and_map() {
     // Run stats are on now (held by the collector's fd; the sysctl
     // file shows only what was written to it), so test runs count.
     assert!(collector._stats.is_some(), "enable_stats failed as root");
-    let data = pinned.dir.join("packet");
+    let data = pinned.dir.0.join("packet");
     std::fs::write(&data, [0u8; 64]).expect("packet");
     run(Command::new("bpftool")
         .args(["prog", "run", "pinned", &pin, "data_in"])

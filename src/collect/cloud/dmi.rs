@@ -103,6 +103,7 @@ fn starts_with_ec2(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
 
     type Fields<'a> = &'a [(&'a str, &'a str)];
 
@@ -193,12 +194,10 @@ mod tests {
 
     #[test]
     fn fields_are_read_trimmed_and_missing_ones_are_empty() {
-        let dir = std::env::temp_dir().join(format!("netagent-dmi-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("sys_vendor"), "Amazon EC2\n").unwrap();
-        std::fs::write(dir.join("product_name"), "c6i.xlarge\n").unwrap();
-        let i = Identity::read(&dir);
-        std::fs::remove_dir_all(&dir).unwrap();
+        let dir = TempDir::new("dmi");
+        std::fs::write(dir.0.join("sys_vendor"), "Amazon EC2\n").unwrap();
+        std::fs::write(dir.0.join("product_name"), "c6i.xlarge\n").unwrap();
+        let i = Identity::read(&dir.0);
         assert_eq!(i.sys_vendor, "Amazon EC2");
         assert_eq!(i.product_name, "c6i.xlarge");
         assert_eq!(i.chassis_asset_tag, "");

@@ -78,11 +78,12 @@ pub fn save(path: &Path, state: &State) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
 
     #[test]
     fn round_trip_and_missing_file() {
-        let dir = std::env::temp_dir().join(format!("netagent-state-{}", std::process::id()));
-        let path = dir.join("sub/offsets.json");
+        let dir = TempDir::new("state");
+        let path = dir.0.join("sub/offsets.json");
         assert_eq!(load(&path).unwrap(), None);
         let state = State {
             files: vec![SavedFile {
@@ -99,9 +100,8 @@ mod tests {
         // Replaced, not appended; no temporary file left behind.
         save(&path, &State::default()).unwrap();
         assert_eq!(load(&path).unwrap(), Some(State::default()));
-        assert_eq!(std::fs::read_dir(dir.join("sub")).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(dir.0.join("sub")).unwrap().count(), 1);
         std::fs::write(&path, b"{not json").unwrap();
         assert!(load(&path).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

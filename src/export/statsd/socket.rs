@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn unix_datagram_socket() {
-        let dir = TempDir::new("uds");
+        let dir = scratch("uds");
         let path = dir.0.join("dsd.socket");
         let rx = UnixDatagram::bind(&path).expect("bind");
         rx.set_read_timeout(Some(Duration::from_secs(5)))
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn unix_socket_missing_or_full_drops_and_counts() {
-        let dir = TempDir::new("uds-full");
+        let dir = scratch("uds-full");
         let path = dir.0.join("dsd.socket");
 
         // Nobody listening yet: every line is counted, nothing panics.

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{StatsdConfig, StatsdExporter};
 use crate::metrics::{Family, Kind, Value};
 use crate::model::spans::{FlowSpan, SpanSide};
+use crate::test_support::TempDir;
 
 /// A UDP receiver on 127.0.0.1 and an exporter pointed at it.
 pub(super) fn udp_pair(tweak: impl FnOnce(&mut StatsdConfig)) -> (UdpSocket, StatsdExporter) {
@@ -158,28 +158,9 @@ pub(super) fn span(side: SpanSide, local: &str, peer: &str) -> FlowSpan {
     }
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-pub(super) struct TempDir(pub(super) PathBuf);
-
-impl TempDir {
-    pub(super) fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "netagent-statsd-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory of the exporter's tests (`tag` unique among them).
+pub(super) fn scratch(tag: &str) -> TempDir {
+    TempDir::new(&format!("statsd-{tag}"))
 }
 
 pub(super) fn unix_exporter(path: &std::path::Path) -> StatsdExporter {

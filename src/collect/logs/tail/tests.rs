@@ -1,20 +1,11 @@
 //! Unit tests of the parent module.
 use super::*;
+use crate::test_support::TempDir;
 use std::io::Write;
 
-struct Dir(PathBuf);
-impl Dir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("netagent-tail-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-}
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory of this file's tests (`tag` unique among them).
+fn scratch(tag: &str) -> TempDir {
+    TempDir::new(&format!("tail-{tag}"))
 }
 
 fn cfg(dir: &Path) -> TailConfig {
@@ -50,7 +41,7 @@ fn lines(prefix: &str, range: std::ops::Range<u32>) -> String {
 }
 
 /// A tailer that follows `p` (10 lines read) and copies named `*.log.1`.
-fn reading_ten_lines_with_copies(d: &Dir, p: &Path) -> Tailer {
+fn reading_ten_lines_with_copies(d: &TempDir, p: &Path) -> Tailer {
     append(p, &lines("a", 0..10));
     let mut c = cfg(&d.0);
     c.patterns.push(format!("{}/*.log.1", d.0.display()));
@@ -71,7 +62,7 @@ fn truncate(p: &Path) {
 
 #[test]
 fn partial_lines_wait_for_their_newline() {
-    let d = Dir::new("partial");
+    let d = scratch("partial");
     let p = d.0.join("a.log");
     append(&p, "one\ntw");
     let mut t = Tailer::new(cfg(&d.0), None);
@@ -85,7 +76,7 @@ fn partial_lines_wait_for_their_newline() {
 
 #[test]
 fn rename_rotation_loses_and_repeats_nothing() {
-    let d = Dir::new("rename");
+    let d = scratch("rename");
     let p = d.0.join("a.log");
     append(&p, &lines("a", 0..10));
     let mut t = Tailer::new(cfg(&d.0), None);
@@ -107,7 +98,7 @@ fn rename_rotation_loses_and_repeats_nothing() {
 
 #[test]
 fn truncation_restarts_at_zero_and_a_matched_copy_continues() {
-    let d = Dir::new("trunc");
+    let d = scratch("trunc");
     let p = d.0.join("a.log");
     let mut t = reading_ten_lines_with_copies(&d, &p);
     append(&p, &lines("a", 10..14)); // not read before the rotation
@@ -127,7 +118,7 @@ fn truncation_restarts_at_zero_and_a_matched_copy_continues() {
 
 #[test]
 fn a_copy_scanned_before_its_truncation_was_polled_repeats_nothing() {
-    let d = Dir::new("trunc-race");
+    let d = scratch("trunc-race");
     let p = d.0.join("a.log");
     let mut t = reading_ten_lines_with_copies(&d, &p);
     append(&p, &lines("a", 10..14));
@@ -146,7 +137,7 @@ fn a_copy_scanned_before_its_truncation_was_polled_repeats_nothing() {
 
 #[test]
 fn an_empty_new_file_is_opened_once_it_has_content() {
-    let d = Dir::new("empty");
+    let d = scratch("empty");
     append(&d.0.join("a.log"), &lines("a", 0..3));
     let mut t = Tailer::new(cfg(&d.0), None);
     t.scan();
@@ -163,7 +154,7 @@ fn an_empty_new_file_is_opened_once_it_has_content() {
 
 #[test]
 fn files_that_only_start_alike_are_both_read() {
-    let d = Dir::new("alike");
+    let d = scratch("alike");
     let banner = lines("start", 0..3);
     append(&d.0.join("a.log"), &format!("{banner}a only\n"));
     append(&d.0.join("b.log"), &format!("{banner}b only\n"));
@@ -175,7 +166,7 @@ fn files_that_only_start_alike_are_both_read() {
 
 #[test]
 fn restart_resumes_from_the_saved_offset() {
-    let d = Dir::new("restart");
+    let d = scratch("restart");
     let p = d.0.join("a.log");
     append(&p, &lines("a", 0..5));
     let mut t = Tailer::new(cfg(&d.0), None);
@@ -191,7 +182,7 @@ fn restart_resumes_from_the_saved_offset() {
 
 #[test]
 fn a_file_rotated_while_stopped_is_drained_from_its_offset() {
-    let d = Dir::new("down");
+    let d = scratch("down");
     let p = d.0.join("a.log");
     append(&p, &lines("a", 0..5));
     let mut t = Tailer::new(cfg(&d.0), None);
@@ -224,7 +215,7 @@ fn a_file_rotated_while_stopped_is_drained_from_its_offset() {
 
 #[test]
 fn a_small_file_saved_before_its_fingerprint_resumes_by_inode() {
-    let d = Dir::new("small");
+    let d = scratch("small");
     let p = d.0.join("a.log");
     append(&p, "one\n");
     let mut t = Tailer::new(cfg(&d.0), None);
@@ -241,7 +232,7 @@ fn a_small_file_saved_before_its_fingerprint_resumes_by_inode() {
 
 #[test]
 fn first_run_without_read_from_start_begins_at_the_end() {
-    let d = Dir::new("end");
+    let d = scratch("end");
     let p = d.0.join("a.log");
     append(&p, &lines("a", 0..5));
     append(&p, "half");
@@ -260,7 +251,7 @@ fn first_run_without_read_from_start_begins_at_the_end() {
 
 #[test]
 fn long_lines_are_cut_and_the_rest_skipped() {
-    let d = Dir::new("long");
+    let d = scratch("long");
     let p = d.0.join("a.log");
     let mut c = cfg(&d.0);
     c.max_line_bytes = 10;
@@ -277,7 +268,7 @@ fn long_lines_are_cut_and_the_rest_skipped() {
 
 #[test]
 fn max_files_is_enforced_and_reported() {
-    let d = Dir::new("max");
+    let d = scratch("max");
     for i in 0..4 {
         append(&d.0.join(format!("{i}.log")), "x\n");
     }

@@ -1,0 +1,86 @@
+//! A scrape, parsed into (name, labels) -> value, and `promtool check
+//! metrics` on an exposition.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+
+/// Samples of one scrape: (metric name, sorted labels) -> value.
+#[derive(Debug, Default)]
+pub struct Metrics(pub BTreeMap<(String, BTreeMap<String, String>), f64>);
+
+impl Metrics {
+    /// Reads the classic text format (label values must not contain `,` or
+    /// escaped quotes; ours in these tests do not).
+    pub fn parse(text: &str) -> Self {
+        let mut m = BTreeMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => {
+                    let body = rest.strip_suffix('}').unwrap();
+                    let labels = body
+                        .split("\",")
+                        .filter(|kv| !kv.is_empty())
+                        .map(|kv| {
+                            let (k, v) = kv.split_once("=\"").unwrap();
+                            (k.to_string(), v.trim_end_matches('"').to_string())
+                        })
+                        .collect();
+                    (n.to_string(), labels)
+                }
+                None => (series.to_string(), BTreeMap::new()),
+            };
+            m.insert((name, labels), value.parse().unwrap());
+        }
+        Metrics(m)
+    }
+
+    /// Value of the series with exactly these labels (0 when absent).
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let want: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.0
+            .get(&(name.to_string(), want))
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    /// Every series of a metric name.
+    pub fn series(&self, name: &str) -> Vec<(&BTreeMap<String, String>, f64)> {
+        self.0
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|((_, l), v)| (l, *v))
+            .collect()
+    }
+}
+
+/// Pipes an exposition to `promtool check metrics`; panics with its output on failure.
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
