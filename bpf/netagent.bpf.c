@@ -22,7 +22,9 @@
  * their state is socket-local storage, which dies with the socket; kprobes
  * and raw syscall hooks only see a socket address, which socket-local
  * storage cannot be reached from, so with those (msg_index = 1) UDP state
- * lives in the LRU `sock_index` instead.
+ * lives in the LRU `sock_index` instead; so it does with the typed hooks on
+ * kernels whose tracing programs cannot use socket-local storage (before
+ * 5.11, e.g. Debian 11's 5.10): the agent picks the mode at load.
  *
  * Attribution: the owner (comm, cgroup) is stored in the socket's state
  * when a target process connects, sends or receives first (process

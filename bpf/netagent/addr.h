@@ -34,6 +34,16 @@ static __always_inline void v4_mapped(__u8 out[16], __be32 a)
  */
 #define SK_READ(typed, sk, field) ((typed) ? (sk)->field : BPF_CORE_READ(sk, field))
 
+/* UDP state by socket address (`sock_index`, explicit peers in
+ * `task_pending`) instead of socket-local storage: always for the untyped
+ * hooks, which cannot reach socket-local storage; for the typed ones when
+ * the agent loads the object so (msg_index), on kernels whose tracing
+ * programs may not use socket-local storage (before 5.11) or ask for a
+ * socket cookie (before 5.12). A compile-time constant for untyped hooks,
+ * a load-time one (frozen rodata, so the verifier walks one branch) for
+ * typed ones. */
+#define BY_ADDR(typed) (!(typed) || msg_index)
+
 /* The socket's peer address (IPv4 mapped into IPv6). */
 static __always_inline void read_peer_addr(const struct sock *sk, __u8 daddr[16], bool typed)
 {

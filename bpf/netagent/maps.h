@@ -21,7 +21,7 @@ const volatile __u8 track_all = 0;  /* 1: every process, labelled by comm */
 const volatile __u8 emit_spans = 0; /* 1: send request/response spans to `span_events` */
 const volatile __u32 netns_only = 0; /* non-zero: only sockets of this network namespace */
 const volatile __u64 hist_bounds_ns[NA_HIST_KINDS][NA_HIST_BOUNDS] = {};
-const volatile __u8 msg_index = 0; /* 1: message hooks are kprobes or syscalls (netagent.bpf.c) */
+const volatile __u8 msg_index = 0; /* 1: UDP state by socket address (BY_ADDR, addr.h) */
 
 /* comm -> 1 for processes we track when !track_all. */
 struct {

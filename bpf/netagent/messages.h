@@ -59,7 +59,7 @@ static __always_inline void udp_peer(const struct sock *sk, struct na_sock_state
 	__u16 old_dport = st->dport;
 	__u16 peer_port;
 
-	if (!typed)
+	if (BY_ADDR(typed))
 		take_task_pending(st);
 	if (st->has_pending) {
 		__builtin_memcpy(st->daddr, st->pending_addr, 16);
@@ -91,15 +91,15 @@ static __always_inline struct na_sock_state *message_state(struct sock *sk, bool
 		return NULL;
 	if (!udp)
 		return tcp_state(sk, typed); /* created at connect/accept only */
-	if (typed)
-		st = bpf_sk_storage_get(&sock_state, sk, NULL, 0);
-	else
+	if (BY_ADDR(typed))
 		st = bpf_map_lookup_elem(&sock_index, &key);
+	else
+		st = bpf_sk_storage_get(&sock_state, sk, NULL, 0);
 	if (st)
 		return st;
 	if (!current_is_target(comm))
 		return NULL;
-	if (typed)
+	if (!BY_ADDR(typed))
 		return own_socket(sk, comm, IPPROTO_UDP, direction);
 
 	struct na_sock_state fresh = {};
@@ -127,7 +127,7 @@ static __always_inline void on_message_sent(struct sock *sk, int ret, bool typed
 		return;
 	if (ret < 0) {
 		st->has_pending = 0;
-		if (!typed && udp) {
+		if (BY_ADDR(typed) && udp) {
 			__u64 task = bpf_get_current_pid_tgid();
 
 			bpf_map_delete_elem(&task_pending, &task);
@@ -162,7 +162,7 @@ static __always_inline void on_message_received(struct sock *sk, int ret, int fl
 
 	/* Peeked data is read again later; errors and EOF carry no bytes. */
 	if (ret <= 0 || (flags & MSG_PEEK)) {
-		if (!typed) {
+		if (BY_ADDR(typed)) {
 			__u64 task = bpf_get_current_pid_tgid();
 
 			bpf_map_delete_elem(&task_pending, &task);

@@ -34,9 +34,10 @@ static __always_inline void emit_span(struct sock *sk, const struct na_sock_stat
 	e->start_ns = start;
 	e->end_ns = end;
 	e->cgroup_id = st->cgroup_id;
-	/* Untyped hooks cannot ask for the cookie; the address identifies the
+	/* Untyped hooks cannot ask for the cookie, nor can tracing programs
+	 * before 5.12 (loaded BY_ADDR there); the address identifies the
 	 * socket as well while it lives (the agent hashes either before use). */
-	e->sock_cookie = typed ? bpf_get_socket_cookie(sk) : (__u64)sk;
+	e->sock_cookie = BY_ADDR(typed) ? (__u64)sk : bpf_get_socket_cookie(sk);
 	__builtin_memcpy(e->comm, st->comm, NA_COMM_LEN);
 	read_local_addr(sk, e->laddr, typed);
 	__builtin_memcpy(e->raddr, st->daddr, 16);

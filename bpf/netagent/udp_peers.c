@@ -28,7 +28,8 @@ static __always_inline void remember_peer(struct bpf_sock_addr *ctx, const __u8 
 	if (!sk || ctx->protocol != IPPROTO_UDP)
 		return;
 	if (msg_index) {
-		/* The untyped message hook that follows in this task takes it. */
+		/* UDP state by address: the message hook that follows in this
+		 * task takes it (BY_ADDR, addr.h). */
 		struct na_pending p = { .port = bpf_ntohs((__u16)ctx->user_port) };
 		__u64 task = bpf_get_current_pid_tgid();
 
