@@ -35,6 +35,10 @@ enum Command {
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
+        /// The verifier-only job instead: load (never attach) every program
+        /// of every hook variant of every object, and print each verdict.
+        #[arg(long)]
+        load_all: bool,
     },
     /// Send one test span in netagent's format to an OTLP collector and report the result.
     OtlpCheck {
@@ -92,9 +96,44 @@ fn otlp_check(endpoint: String, protocol: String, tls: bool, ca_file: Option<Str
     }
 }
 
+/// The kernel a report is about.
+fn kernel_info(opts: &netagent::kernel::LoadOptions) -> netagent::kernel::report::KernelInfo {
+    netagent::kernel::report::KernelInfo {
+        release: netagent::kernel::hooks::kernel_release(),
+        arch: std::env::consts::ARCH,
+        btf: opts
+            .btf_path
+            .as_ref()
+            .map_or("/sys/kernel/btf/vmlinux".to_string(), |p| {
+                p.display().to_string()
+            }),
+    }
+}
+
+/// `netagent probe --load-all`: exit 0 when the job ran (the verdicts are
+/// in the output), 1 when an object could not be opened at all.
+fn load_all(opts: &netagent::kernel::LoadOptions, json: bool) -> ExitCode {
+    use netagent::kernel::verify;
+    let results = match verify::load_all(opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("netagent: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let kernel = kernel_info(opts);
+    let text = if json {
+        format!("{}\n", verify::render_json(&kernel, &results))
+    } else {
+        verify::render(&kernel, &results)
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    ExitCode::SUCCESS
+}
+
 /// `netagent probe`: exit 0 when the core features work on this kernel.
-fn probe(cfg: &Config, json: bool) -> ExitCode {
-    use netagent::kernel::{hooks, iface, loader, oom, report};
+fn probe(cfg: &Config, json: bool, all: bool) -> ExitCode {
+    use netagent::kernel::{iface, loader, oom, report};
     let opts = match netagent::agent::load_options(cfg) {
         Ok(o) => o,
         Err(e) => {
@@ -102,6 +141,9 @@ fn probe(cfg: &Config, json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if all {
+        return load_all(&opts, json);
+    }
     let mut trials = match loader::probe_kernel(&opts) {
         Ok(t) => t,
         Err(e) => {
@@ -123,16 +165,7 @@ fn probe(cfg: &Config, json: bool) -> ExitCode {
         cfg.interface_stats.netlink_filters,
         iface_off.flatten(),
     ));
-    let kernel = report::KernelInfo {
-        release: hooks::kernel_release(),
-        arch: std::env::consts::ARCH,
-        btf: opts
-            .btf_path
-            .as_ref()
-            .map_or("/sys/kernel/btf/vmlinux".to_string(), |p| {
-                p.display().to_string()
-            }),
-    };
+    let kernel = kernel_info(&opts);
     let text = if json {
         format!("{:#}\n", report::render_json(&kernel, &trials))
     } else {
@@ -198,8 +231,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(Command::Probe { json }) = cli.command {
-        return probe(&cfg, json);
+    if let Some(Command::Probe { json, load_all }) = cli.command {
+        return probe(&cfg, json, load_all);
     }
     match runtime.block_on(run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,

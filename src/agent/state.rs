@@ -213,6 +213,7 @@ impl Gather for Agent {
             "features": self.sockets.features().iter().map(|f| serde_json::json!({
                 "feature": f.feature,
                 "hook": f.hook.map(|h| h.name()),
+                "state": f.state.map(|s| s.name()),
                 "available": f.hook.is_some(),
                 "needed_for": f.needed_for,
                 "rejected": f.rejected.iter().map(|(k, why)| serde_json::json!({

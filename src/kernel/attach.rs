@@ -58,6 +58,7 @@ pub(super) fn attach_hook(
             Attach::Fexit {
                 program: name,
                 func,
+                ..
             } => attach_fexit(ebpf, name, func, btf),
             Attach::Kprobe {
                 program: name,
@@ -206,7 +207,15 @@ where
 /// Turns a load failure into one message: the errno plus the last lines of
 /// the verifier log, which is where the actual reason is.
 pub(super) fn load_error(program: &'static str, err: ProgramError) -> KernelError {
-    let detail = match &err {
+    KernelError::Load {
+        program,
+        detail: load_detail(&err),
+    }
+}
+
+/// The errno and the verifier log's last lines of a load failure.
+pub(super) fn load_detail(err: &ProgramError) -> String {
+    match err {
         ProgramError::LoadError {
             io_error,
             verifier_log,
@@ -227,6 +236,5 @@ pub(super) fn load_error(program: &'static str, err: ProgramError) -> KernelErro
             }
         }
         other => other.to_string(),
-    };
-    KernelError::Load { program, detail }
+    }
 }

@@ -3,7 +3,6 @@
 //! trampolines (fexit), kprobes, and raw syscall hooks. The loader attaches
 //! the first hook of each feature that works on the running kernel.
 
-use aya::util::KernelVersion;
 use aya::Btf;
 use aya_obj::btf::BtfKind;
 
@@ -38,6 +37,74 @@ impl HookKind {
     }
 }
 
+/// Where the kernel programs keep UDP socket state (and the explicit peer
+/// of an unconnected send that the cgroup hooks see): one choice for the
+/// whole object, made when it is loaded (`msg_index`, `BY_ADDR` in
+/// bpf/netagent/addr.h). TCP state is always by address (`tcp_socks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockState {
+    /// Socket-local storage, freed with the socket. Needs a BTF-typed
+    /// socket, and tracing programs (tp_btf, fexit) may use it since Linux
+    /// 5.11 (and ask for a socket cookie, for spans, since 5.12).
+    Storage,
+    /// An LRU hash keyed by socket address (`sock_index`, sized by
+    /// `limits.max_sockets`), the explicit peer by task: any hook, any
+    /// kernel. The untyped hooks always use it.
+    Address,
+}
+
+impl SockState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SockState::Storage => "socket_storage",
+            SockState::Address => "address",
+        }
+    }
+
+    /// How the report describes it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SockState::Storage => "UDP state in socket-local storage",
+            SockState::Address => "UDP state by socket address (LRU hash sock_index)",
+        }
+    }
+}
+
+/// A hook of a [`STATE_FEATURES`] feature rejected in one state variant:
+/// which, why, and what that means where the reason is a known one.
+pub fn state_rejection(state: SockState, why: &str) -> String {
+    let mut out = format!("with {}: {why}", state.describe());
+    if state == SockState::Storage {
+        if let Some(hint) = helper_hint(why) {
+            out.push_str(&format!(" — {hint}"));
+        }
+    }
+    out
+}
+
+/// What a verifier's "unknown func" about a helper of the storage variant
+/// means on an older kernel.
+fn helper_hint(why: &str) -> Option<&'static str> {
+    if why.contains("bpf_sk_storage_get") || why.contains("bpf_sk_storage_delete") {
+        Some(
+            "this kernel lets tracing programs use socket-local storage only since Linux 5.11; \
+             the agent keeps UDP state by socket address instead",
+        )
+    } else if why.contains("bpf_get_socket_cookie") {
+        Some(
+            "this kernel lets tracing programs ask for a socket cookie only since Linux 5.12; \
+             the agent identifies sockets by address instead",
+        )
+    } else {
+        None
+    }
+}
+
+/// Features whose programs keep UDP socket state, so they come in both
+/// [`SockState`] variants; every other feature's programs are the same in
+/// both.
+pub const STATE_FEATURES: &[&str] = &["messages", "udp_peers"];
+
 /// One program of a hook and where it attaches.
 #[derive(Debug, Clone, Copy)]
 pub enum Attach {
@@ -50,6 +117,9 @@ pub enum Attach {
     Fexit {
         program: &'static str,
         func: &'static str,
+        /// The function's parameter count the program is written for: the
+        /// return value is read right after them.
+        args: usize,
     },
     Kprobe {
         program: &'static str,
@@ -140,8 +210,12 @@ const fn kp(program: &'static str, func: &'static str, ret: bool) -> Attach {
     Attach::Kprobe { program, func, ret }
 }
 
-const fn fx(program: &'static str, func: &'static str) -> Attach {
-    Attach::Fexit { program, func }
+const fn fx(program: &'static str, func: &'static str, args: usize) -> Attach {
+    Attach::Fexit {
+        program,
+        func,
+        args,
+    }
 }
 
 const fn cg(program: &'static str, attach: &'static str) -> Attach {
@@ -201,10 +275,10 @@ pub static FEATURES: &[Feature] = &[
             Hook {
                 kind: HookKind::Fexit,
                 programs: &[
-                    fx("fx_inet_sendmsg", "inet_sendmsg"),
-                    fx("fx_inet6_sendmsg", "inet6_sendmsg"),
-                    fx("fx_inet_recvmsg", "inet_recvmsg"),
-                    fx("fx_inet6_recvmsg", "inet6_recvmsg"),
+                    fx("fx_inet_sendmsg", "inet_sendmsg", 3),
+                    fx("fx_inet6_sendmsg", "inet6_sendmsg", 3),
+                    fx("fx_inet_recvmsg", "inet_recvmsg", 4),
+                    fx("fx_inet6_recvmsg", "inet6_recvmsg", 4),
                 ],
             },
             Hook {
@@ -256,6 +330,8 @@ pub struct HookTrial {
     /// What else to know about a working hook (which variant, how it
     /// attaches).
     pub note: Option<String>,
+    /// For the features of [`STATE_FEATURES`]: the variant tried.
+    pub state: Option<SockState>,
 }
 
 /// One program of a tried hook.
@@ -299,21 +375,28 @@ pub fn disable_names() -> Vec<String> {
     out
 }
 
-/// Why a hook cannot work on this kernel, from BTF and the kernel version
-/// alone (before anything is loaded), or None if it may.
-pub fn precheck(hook: &Hook, btf: &Btf) -> Option<String> {
-    match hook.kind {
-        HookKind::Syscalls if !cfg!(target_arch = "x86_64") => {
-            return Some("raw syscall hooks are implemented for x86-64 only".into())
-        }
-        HookKind::Fexit
-            if KernelVersion::current().is_ok_and(|v| v < KernelVersion::new(5, 19, 0)) =>
-        {
-            // inet_recvmsg lost its `noblock` argument in 5.19; fexit reads
-            // the return value by position.
-            return Some("kernels before 5.19 have the older inet_recvmsg prototype".into());
-        }
-        _ => {}
+/// The running kernel's BTF: parsed for aya, and the raw bytes for what
+/// aya does not expose (function prototypes, [`super::btf_funcs`]).
+pub struct KernelBtf {
+    pub btf: Btf,
+    pub raw: Vec<u8>,
+}
+
+impl KernelBtf {
+    /// From a file: `/sys/kernel/btf/vmlinux` or `kernel.btf_path`.
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let raw = std::fs::read(path).map_err(|e| e.to_string())?;
+        let btf = Btf::parse(&raw, aya::Endianness::default()).map_err(|e| e.to_string())?;
+        Ok(Self { btf, raw })
+    }
+}
+
+/// Why a hook cannot work on this kernel, from BTF alone (before anything
+/// is loaded), or None if it may.
+pub fn precheck(hook: &Hook, kbtf: &KernelBtf) -> Option<String> {
+    let btf = &kbtf.btf;
+    if hook.kind == HookKind::Syscalls && !cfg!(target_arch = "x86_64") {
+        return Some("raw syscall hooks are implemented for x86-64 only".into());
     }
     for p in hook.programs {
         match *p {
@@ -329,7 +412,19 @@ pub fn precheck(hook: &Hook, btf: &Btf) -> Option<String> {
                     ));
                 }
             }
-            Attach::Fexit { func, .. } | Attach::Kprobe { func, .. } => {
+            Attach::Fexit { func, args, .. } => {
+                match super::btf_funcs::param_count(&kbtf.raw, func) {
+                    None => return Some(format!("kernel function {func} not found in BTF")),
+                    Some(n) if n != args => {
+                        return Some(format!(
+                            "kernel function {func} takes {n} parameters here, the fexit \
+                             program expects {args} (it reads the return value after them)"
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+            Attach::Kprobe { func, .. } => {
                 if btf.id_by_type_name_kind(func, BtfKind::Func).is_err() {
                     return Some(format!("kernel function {func} not found in BTF"));
                 }

@@ -112,6 +112,7 @@ impl IfaceProbes {
                 .collect(),
             result: result.map(|_| ()),
             note,
+            state: None,
         }
     }
 

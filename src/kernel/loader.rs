@@ -3,17 +3,18 @@
 //! file descriptors, nothing is pinned, so even SIGKILL leaves nothing behind.
 
 use aya::maps::{HashMap, MapData, PerCpuArray};
-use aya::{Btf, Ebpf, EbpfLoader};
+use aya::{Ebpf, EbpfLoader};
 
-use super::hooks::{self, Attach, Feature, Hook, HookKind};
+use super::hooks::{self, Attach, Feature, Hook, HookKind, KernelBtf, SockState, STATE_FEATURES};
 use super::series::{self, SeriesMap};
 
 use super::abi::{FlowStats, Hist, ListenKey, Listener, COMM_LEN, HIST_BOUNDS, HIST_KINDS};
+use super::attach::attach_hook;
 pub use super::attach::ProbeInfo;
-use super::attach::{attach_hook, unload_hook};
 pub use super::error::KernelError;
 pub use super::hooks::{HookTrial, TrialProbe};
 use super::privileges;
+pub use super::trials::probe_kernel;
 
 /// The compiled kernel programs (see build.rs).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent.bpf.o"));
@@ -64,6 +65,9 @@ pub struct FeatureStatus {
     /// None: no hook works; the feature is unavailable.
     pub hook: Option<HookKind>,
     pub rejected: Vec<(HookKind, String)>,
+    /// Where UDP socket state is kept, for the features of
+    /// [`STATE_FEATURES`] that have a hook.
+    pub state: Option<SockState>,
 }
 
 /// Loaded and attached kernel programs. Drop to detach.
@@ -83,15 +87,15 @@ pub struct Probes {
 }
 
 /// Kernel BTF: the configured file, or the running kernel's.
-fn kernel_btf(opts: &LoadOptions) -> Result<Btf, KernelError> {
+pub(super) fn kernel_btf(opts: &LoadOptions) -> Result<KernelBtf, KernelError> {
     match &opts.btf_path {
-        Some(path) => Btf::parse_file(path, aya::Endianness::default()).map_err(|e| {
+        Some(path) => KernelBtf::read(path).map_err(|e| {
             KernelError::MissingBtf(format!(
                 "cannot read kernel.btf_path {}: {e}",
                 path.display()
             ))
         }),
-        None => Btf::from_sys_fs().map_err(|e| {
+        None => KernelBtf::read(std::path::Path::new("/sys/kernel/btf/vmlinux")).map_err(|e| {
             KernelError::MissingBtf(format!(
                 "kernel BTF is not available at /sys/kernel/btf/vmlinux ({e}); the kernel needs \
                  CONFIG_DEBUG_INFO_BTF=y, or point kernel.btf_path at a BTF file for this exact \
@@ -108,108 +112,56 @@ impl Probes {
             return Err(KernelError::MissingCapability(missing));
         }
         privileges::raise_memlock_limit();
-        let btf = kernel_btf(opts)?;
+        let kbtf = kernel_btf(opts)?;
         // Connect counting is the core: without its hook there is nothing to
         // run. Every other feature without a working hook is only reported
         // (in /health and netagent_probe_up) while the rest runs.
         let core = &hooks::FEATURES[0];
-        if let Some(why) = hooks::precheck(&core.hooks[0], &btf) {
+        if let Some(why) = hooks::precheck(&core.hooks[0], &kbtf) {
             return Err(KernelError::MissingHook {
                 hook: why,
                 needed_for: core.needed_for,
             });
         }
-        let first = load_with(opts, &btf, None)?;
-        match first.1 {
-            // The chosen message hook only sees socket addresses: the object
-            // is loaded again with its programs set up for that.
-            Some((kind, rejected)) => {
-                drop(first.0);
-                let (mut probes, _) = load_with(opts, &btf, Some(kind))?;
-                for f in &mut probes.features {
-                    if f.feature == "messages" {
-                        let mut r = rejected.clone();
-                        r.append(&mut f.rejected);
-                        f.rejected = r;
-                    }
-                }
-                Ok(probes)
+        let (first, retry) = load_with(opts, &kbtf, SockState::Storage, None)?;
+        let Some(retry) = retry else {
+            return Ok(first);
+        };
+        // No typed message hook works with socket-local storage (or the
+        // cgroup hooks cannot use it): the object is loaded again with UDP
+        // state by socket address, for the message hooks still in question.
+        drop(first);
+        let (mut probes, _) = load_with(opts, &kbtf, SockState::Address, Some(&retry))?;
+        for f in &mut probes.features {
+            if let Some((_, earlier)) = retry.rejected.iter().find(|(n, _)| *n == f.feature) {
+                let mut all = earlier.clone();
+                all.extend(f.rejected.drain(..).filter(|r| !earlier.contains(r)));
+                f.rejected = all;
             }
-            None => Ok(first.0),
         }
+        Ok(probes)
     }
 }
 
-/// Tries every hook of every feature on the running kernel (load, attach,
-/// detach) without keeping anything: what `netagent probe` prints.
-pub fn probe_kernel(opts: &LoadOptions) -> Result<Vec<HookTrial>, KernelError> {
-    if let Some(missing) = privileges::first_missing() {
-        return Err(KernelError::MissingCapability(missing));
-    }
-    privileges::raise_memlock_limit();
-    let btf = kernel_btf(opts)?;
-    let mut ebpf = open_object(opts, &btf, None)?;
-    let cgroup_root = super::cgroup::v2_root();
-    let mut out = Vec::new();
-    for feature in hooks::FEATURES {
-        for hook in feature.hooks {
-            let result = if let Some(why) = disabled(opts, feature, hook) {
-                Err(why)
-            } else if let Some(why) = hooks::precheck(hook, &btf) {
-                Err(why)
-            } else {
-                let attached = attach_hook(
-                    &mut ebpf,
-                    feature.name,
-                    hook,
-                    &btf,
-                    cgroup_root.as_deref(),
-                    &opts.disabled_probes,
-                );
-                unload_hook(&mut ebpf, hook);
-                attached.and_then(|probes| {
-                    let failed: Vec<&str> = probes
-                        .iter()
-                        .filter(|p| p.prog_id == 0)
-                        .map(|p| p.name.as_str())
-                        .collect();
-                    if failed.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(format!("not attached: {}", failed.join(", ")))
-                    }
-                })
-            };
-            out.push(HookTrial {
-                feature: feature.name,
-                hook: hook.kind,
-                probes: hook.programs.iter().map(TrialProbe::from).collect(),
-                result,
-                note: None,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Loads the object; `untyped` = the message hook kind it is loaded for,
-/// when that hook only sees socket addresses.
-fn open_object(
+/// The object with its configuration; UDP state kept as `state` says.
+/// Map sizes come from `opts` (the verifier-only job passes tiny ones).
+pub(super) fn open_object(
     opts: &LoadOptions,
-    btf: &Btf,
-    untyped: Option<HookKind>,
+    kbtf: &KernelBtf,
+    state: SockState,
 ) -> Result<Ebpf, KernelError> {
     let track_all = u8::from(opts.track_all);
     let emit_spans = u8::from(opts.emit_spans);
-    let msg_index = u8::from(untyped.is_some());
+    let by_address = state == SockState::Address;
+    let msg_index = u8::from(by_address);
     // The address-keyed maps cost memory only when they are used.
-    let (index_entries, call_entries) = if untyped.is_some() {
+    let (index_entries, call_entries) = if by_address {
         (opts.max_sockets.max(1024), 8192)
     } else {
         (1, 1)
     };
     EbpfLoader::new()
-        .btf(Some(btf))
+        .btf(Some(&kbtf.btf))
         .override_global("track_all", &track_all, true)
         .override_global("hist_bounds_ns", &opts.hist_bounds_ns, true)
         .override_global("emit_spans", &emit_spans, true)
@@ -233,7 +185,7 @@ fn open_object(
 }
 
 /// Why `debug.disable_probes` switches this hook off, if it does.
-fn disabled(opts: &LoadOptions, feature: &Feature, hook: &Hook) -> Option<String> {
+pub(super) fn disabled(opts: &LoadOptions, feature: &Feature, hook: &Hook) -> Option<String> {
     let id = hooks::hook_id(feature, hook);
     if opts.disabled_probes.contains(&id) {
         return Some(format!("{id} disabled by debug.disable_probes"));
@@ -250,16 +202,30 @@ fn disabled(opts: &LoadOptions, feature: &Feature, hook: &Hook) -> Option<String
         .map(|n| format!("{n} disabled by debug.disable_probes"))
 }
 
-/// A trial or final load: the probes, and (on a trial) the untyped message
-/// hook that won together with the hooks rejected before it.
-type Loaded = (Probes, Option<(HookKind, Vec<(HookKind, String)>)>);
+/// Why the first load (UDP state in socket-local storage) asks for a
+/// second one with UDP state by address, and what it found.
+#[derive(Debug, Default)]
+struct Retry {
+    /// Per feature of [`STATE_FEATURES`], the hooks rejected in the first
+    /// load, reported before those of the second.
+    rejected: Vec<(&'static str, Vec<(HookKind, String)>)>,
+    /// Hooks rejected for reasons that do not depend on the state
+    /// (switched off, missing on this kernel): not tried again.
+    skip: Vec<(&'static str, HookKind)>,
+}
+
+/// A load: the probes, and after a first load whose message hooks need
+/// UDP state by address, why.
+type Loaded = (Probes, Option<Retry>);
 
 fn load_with(
     opts: &LoadOptions,
-    btf: &Btf,
-    untyped: Option<HookKind>,
+    kbtf: &KernelBtf,
+    state: SockState,
+    retry: Option<&Retry>,
 ) -> Result<Loaded, KernelError> {
-    let mut ebpf = open_object(opts, btf, untyped)?;
+    let btf = &kbtf.btf;
+    let mut ebpf = open_object(opts, kbtf, state)?;
 
     let mut targets: HashMap<_, [u8; COMM_LEN], u8> =
         HashMap::try_from(take_map(&mut ebpf, "targets")?)
@@ -280,26 +246,32 @@ fn load_with(
     let cgroup_root = super::cgroup::v2_root();
     let mut probes = Vec::new();
     let mut features = Vec::new();
-    let mut reload_for = None;
     let mut udp_destinations = false;
+    // First load only: state by address is needed (an untyped message hook
+    // is next in line, or the cgroup hooks could not load).
+    let mut need_address = false;
+    let mut found = Retry::default();
     for feature in hooks::FEATURES {
+        let stateful = STATE_FEATURES.contains(&feature.name);
         let mut status = FeatureStatus {
             feature: feature.name,
             needed_for: feature.needed_for,
             hook: None,
             rejected: Vec::new(),
+            state: None,
         };
         for hook in feature.hooks {
-            // Reloaded for an untyped message hook: that one, nothing else.
-            if feature.name == "messages" && untyped.is_some_and(|k| k != hook.kind) {
+            if stateful && retry.is_some_and(|r| r.skip.contains(&(feature.name, hook.kind))) {
                 continue;
             }
             if let Some(why) = disabled(opts, feature, hook) {
                 status.rejected.push((hook.kind, why));
+                found.skip.push((feature.name, hook.kind));
                 continue;
             }
-            if let Some(why) = hooks::precheck(hook, btf) {
+            if let Some(why) = hooks::precheck(hook, kbtf) {
                 status.rejected.push((hook.kind, why));
+                found.skip.push((feature.name, hook.kind));
                 continue;
             }
             if hook.kind == HookKind::Cgroup && cgroup_root.is_none() {
@@ -309,7 +281,13 @@ fn load_with(
                      dst_ip=\"::\"; TCP and connected UDP are unaffected)"
                         .into(),
                 ));
+                found.skip.push((feature.name, hook.kind));
                 continue;
+            }
+            if hook.kind.untyped() && state == SockState::Storage {
+                // Its programs only work with state by address.
+                need_address = true;
+                break;
             }
             match attach_hook(
                 &mut ebpf,
@@ -320,80 +298,52 @@ fn load_with(
                 &opts.disabled_probes,
             ) {
                 Ok(mut attached) => {
-                    if hook.kind.untyped() && untyped.is_none() {
-                        // It works; load again with the programs set up for it.
-                        unload_hook(&mut ebpf, hook);
-                        reload_for = Some((hook.kind, status.rejected.clone()));
-                    } else {
-                        for (p, a) in hook.programs.iter().zip(&attached) {
-                            if a.prog_id == 0 {
-                                let name = p.probe_name();
-                                let why = if opts.disabled_probes.contains(&name) {
-                                    "disabled by debug.disable_probes"
-                                } else {
-                                    "failed to attach"
-                                };
-                                tracing::warn!(
-                                    "{name} {why}: {} partly unavailable; everything else keeps running",
-                                    feature.needed_for
-                                );
-                            }
+                    for (p, a) in hook.programs.iter().zip(&attached) {
+                        if a.prog_id == 0 {
+                            let name = p.probe_name();
+                            let why = if opts.disabled_probes.contains(&name) {
+                                "disabled by debug.disable_probes"
+                            } else {
+                                "failed to attach"
+                            };
+                            tracing::warn!(
+                                "{name} {why}: {} partly unavailable; everything else keeps running",
+                                feature.needed_for
+                            );
                         }
-                        if hook.kind == HookKind::Cgroup {
-                            udp_destinations = attached.iter().all(|a| a.prog_id != 0);
-                        }
-                        probes.append(&mut attached);
                     }
+                    if hook.kind == HookKind::Cgroup {
+                        udp_destinations = attached.iter().all(|a| a.prog_id != 0);
+                    }
+                    probes.append(&mut attached);
                     status.hook = Some(hook.kind);
+                    status.state = stateful.then_some(state);
                     break;
+                }
+                Err(e) if stateful && !hook.kind.untyped() => {
+                    let why = hooks::state_rejection(state, &e);
+                    status.rejected.push((hook.kind, why));
+                    if state == SockState::Storage && hook.kind == HookKind::Cgroup {
+                        need_address = true;
+                    }
                 }
                 Err(e) => status.rejected.push((hook.kind, e)),
             }
         }
-        match status.hook {
-            Some(kind) => {
-                if !status.rejected.is_empty() {
-                    tracing::info!(
-                        feature = feature.name,
-                        hook = kind.name(),
-                        "using a fallback hook ({})",
-                        rejected_text(&status.rejected)
-                    );
-                } else {
-                    tracing::debug!(feature = feature.name, hook = kind.name(), "hook chosen");
-                }
-            }
-            None if feature.core => {
-                return Err(KernelError::Object(format!(
-                    "{} ({}): {}",
-                    feature.name,
-                    feature.needed_for,
-                    rejected_text(&status.rejected)
-                )))
-            }
-            None => {
-                tracing::warn!(
-                    "{} unavailable ({}); everything else keeps running",
-                    feature.needed_for,
-                    rejected_text(&status.rejected)
-                );
-                // Reported as down under the preferred hook's probe names;
-                // except cgroup hooks on a host without cgroup v2, which is
-                // how that host is, not a fault (/health still lists it
-                // under `features`).
-                let no_cgroup_v2 =
-                    feature.hooks[0].kind == HookKind::Cgroup && cgroup_root.is_none();
-                for p in feature.hooks[0].programs.iter().filter(|_| !no_cgroup_v2) {
-                    probes.push(ProbeInfo {
-                        name: p.probe_name(),
-                        feature: feature.name,
-                        prog_id: 0,
-                        has_target: matches!(p, Attach::Cgroup { .. }),
-                    });
-                }
-            }
+        if stateful {
+            found.rejected.push((feature.name, status.rejected.clone()));
+        }
+        if feature.core && status.hook.is_none() {
+            log_choice(feature, &status, true, &mut probes)?;
         }
         features.push(status);
+    }
+    let again = state == SockState::Storage && need_address;
+    // A first load that is loaded again logs nothing: the second decides.
+    if !again {
+        for (feature, status) in hooks::FEATURES.iter().zip(&features) {
+            log_choice(feature, status, cgroup_root.is_some(), &mut probes)?;
+        }
     }
 
     let maps = KernelMaps {
@@ -423,8 +373,61 @@ fn load_with(
             udp_destinations,
             span_events,
         },
-        reload_for,
+        again.then_some(found),
     ))
+}
+
+/// Logs a feature's hook choice; a core feature without one is an error,
+/// another one is listed as down under its preferred hook's probe names.
+fn log_choice(
+    feature: &Feature,
+    status: &FeatureStatus,
+    have_cgroup_v2: bool,
+    probes: &mut Vec<ProbeInfo>,
+) -> Result<(), KernelError> {
+    match status.hook {
+        Some(kind) => {
+            if !status.rejected.is_empty() {
+                tracing::info!(
+                    feature = feature.name,
+                    hook = kind.name(),
+                    "using a fallback hook ({})",
+                    rejected_text(&status.rejected)
+                );
+            } else {
+                tracing::debug!(feature = feature.name, hook = kind.name(), "hook chosen");
+            }
+        }
+        None if feature.core => {
+            return Err(KernelError::Object(format!(
+                "{} ({}): {}",
+                feature.name,
+                feature.needed_for,
+                rejected_text(&status.rejected)
+            )))
+        }
+        None => {
+            tracing::warn!(
+                "{} unavailable ({}); everything else keeps running",
+                feature.needed_for,
+                rejected_text(&status.rejected)
+            );
+            // Reported as down under the preferred hook's probe names;
+            // except cgroup hooks on a host without cgroup v2, which is
+            // how that host is, not a fault (/health still lists it
+            // under `features`).
+            let no_cgroup_v2 = feature.hooks[0].kind == HookKind::Cgroup && !have_cgroup_v2;
+            for p in feature.hooks[0].programs.iter().filter(|_| !no_cgroup_v2) {
+                probes.push(ProbeInfo {
+                    name: p.probe_name(),
+                    feature: feature.name,
+                    prog_id: 0,
+                    has_target: matches!(p, Attach::Cgroup { .. }),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn rejected_text(rejected: &[(HookKind, String)]) -> String {

@@ -3,6 +3,7 @@
 pub mod abi;
 mod attach;
 pub mod batch;
+mod btf_funcs;
 pub mod cgroup;
 pub mod error;
 pub mod hooks;
@@ -13,6 +14,8 @@ pub mod oom;
 pub mod privileges;
 pub mod report;
 pub mod series;
+mod trials;
+pub mod verify;
 
 pub use error::KernelError;
 pub use loader::{KernelMaps, LoadOptions, Probes};

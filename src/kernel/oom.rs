@@ -154,6 +154,7 @@ pub fn trial(disabled: Option<String>) -> HookTrial {
         probes,
         result,
         note,
+        state: None,
     }
 }
 

@@ -88,6 +88,9 @@ pub fn render(kernel: &KernelInfo, trials: &[HookTrial]) -> String {
             (Ok(()), _) => "ok (fallback, not needed)".to_string(),
             (Err(why), _) => format!("rejected: {why}"),
         };
+        if let (Some(state), Ok(())) = (t.state, &t.result) {
+            let _ = write!(result, " — {}", state.describe());
+        }
         if let (Some(note), Ok(())) = (&t.note, &t.result) {
             let _ = write!(result, " — {note}");
         }
@@ -129,6 +132,7 @@ pub fn render_json(kernel: &KernelInfo, trials: &[HookTrial]) -> serde_json::Val
                 "status": v.name(),
                 "reason": t.result.as_ref().err(),
                 "note": t.note,
+                "state": t.state.map(|s| s.name()),
                 "probes": t.probes.iter().map(|p| serde_json::json!({
                     "name": p.name,
                     "section": p.section,
@@ -166,6 +170,7 @@ mod tests {
             probes,
             result: if ok { Ok(()) } else { Err("EPERM".into()) },
             note: None,
+            state: None,
         }
     }
 
