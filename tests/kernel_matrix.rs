@@ -1,8 +1,11 @@
 //! Kernel compatibility matrix: one scenario (exact TCP connects v4/v6,
-//! UDP datagrams, send->recv durations, a refused connect, loopback
-//! interface counters, clean shutdown with nothing left loaded) on
-//! Debian's 6.1 and 6.12 kernels booted under qemu, and on the host's own
-//! kernel, also with hooks switched off to force the fallbacks.
+//! accepts, bytes both ways, UDP datagrams and their bytes, send->recv
+//! durations, a refused connect, loopback interface counters, clean
+//! shutdown with nothing left loaded) on Debian's 5.10, 6.1 and 6.12
+//! kernels booted under qemu, and on the host's own kernel, also with
+//! hooks switched off to force the fallbacks. Then the verifier-only job
+//! on every one of those kernels: every program of every hook variant
+//! loaded, judged against what each kernel is known to refuse.
 //!
 //! `cargo test --test kernel_matrix -- --nocapture` prints each row's
 //! timings and `netagent probe` output (also in target/kernel-matrix/).
@@ -11,18 +14,22 @@ mod common;
 mod matrix;
 
 use common::serial;
-use matrix::kernels::{DEBIAN_6_1, DEBIAN_6_12};
-use matrix::{guest_row, host_row};
+use matrix::kernels::{DEBIAN_5_10, DEBIAN_6_1, DEBIAN_6_12};
+use matrix::verifier::{self, Refusal};
+use matrix::{guest_row, host_row, Messages};
 
 /// Downloads and unpacks every kernel the guest rows boot, and nothing
 /// else: scripts/test.sh runs it before the network guard starts, so the
-/// suite itself sends nothing off the machine. Ignored in the normal run
-/// (the rows fetch on their own when the cache is empty).
+/// suite itself sends nothing off the machine. Series from another Debian
+/// release (5.10) refresh their private apt lists here first. Ignored in
+/// the normal run (the rows fetch on their own when the cache is empty).
 #[test]
 #[ignore = "run by scripts/test.sh before the suite: -- --ignored fetch_kernels"]
 fn fetch_kernels() {
     let cache = matrix::target_dir().join("kernels");
-    for series in [DEBIAN_6_1, DEBIAN_6_12] {
+    for series in [DEBIAN_5_10, DEBIAN_6_1, DEBIAN_6_12] {
+        matrix::kernels::update_lists(series, &cache)
+            .unwrap_or_else(|e| panic!("apt lists for Debian kernel {}: {e}", series.label));
         let k = matrix::kernels::fetch(series, &cache)
             .unwrap_or_else(|e| panic!("Debian kernel {}: {e}", series.label));
         eprintln!("kernel {}: {}", series.label, k.package);
@@ -36,43 +43,143 @@ const KPROBES: &str = "debug:\n  disable_probes: [\"messages:tracepoint\", \"mes
 const SYSCALLS: &str = "debug:\n  disable_probes: [\"messages:tracepoint\", \"messages:fexit\", \
                         \"messages:kprobe\"]\n";
 
+const fn messages(hook: &'static str, state: &'static str) -> Messages {
+    Messages { hook, state }
+}
+
+/// Debian 11's 5.10: no message tracepoints (6.3), and its tracing
+/// programs cannot use socket-local storage (5.11): fexit on
+/// inet_sendmsg/inet_recvmsg with UDP state by socket address.
+#[test]
+fn debian_5_10_under_qemu() {
+    let _g = serial();
+    guest_row(DEBIAN_5_10, "", None, &[], messages("fexit", "address"));
+}
+
+/// The last resort on 5.10, forced: the raw syscall tracepoints.
+#[test]
+fn debian_5_10_syscalls_under_qemu() {
+    let _g = serial();
+    guest_row(
+        DEBIAN_5_10,
+        "-syscalls",
+        Some(SYSCALLS),
+        &[],
+        messages("syscalls", "address"),
+    );
+}
+
 /// Debian 12's 6.1 has no sock_send_length/sock_recv_length tracepoints:
 /// messages go through fexit on inet_sendmsg/inet_recvmsg.
 #[test]
 fn debian_6_1_under_qemu() {
     let _g = serial();
-    guest_row(DEBIAN_6_1, "", None, &[], "fexit");
+    guest_row(
+        DEBIAN_6_1,
+        "",
+        None,
+        &[],
+        messages("fexit", "socket_storage"),
+    );
 }
 
 /// 6.1 has kprobes too: the third hook, forced.
 #[test]
 fn debian_6_1_kprobes_under_qemu() {
     let _g = serial();
-    guest_row(DEBIAN_6_1, "-kprobe", Some(KPROBES), &[], "kprobe");
+    guest_row(
+        DEBIAN_6_1,
+        "-kprobe",
+        Some(KPROBES),
+        &[],
+        messages("kprobe", "address"),
+    );
 }
 
 #[test]
 fn debian_6_12_under_qemu() {
     let _g = serial();
-    guest_row(DEBIAN_6_12, "", None, &[], "tracepoint");
+    guest_row(
+        DEBIAN_6_12,
+        "",
+        None,
+        &[],
+        messages("tracepoint", "socket_storage"),
+    );
 }
 
 /// fexit again on a kernel that has the tracepoints, forced.
 #[test]
 fn debian_6_12_fexit_under_qemu() {
     let _g = serial();
-    guest_row(DEBIAN_6_12, "-fexit", Some(NO_TRACEPOINTS), &[], "fexit");
+    guest_row(
+        DEBIAN_6_12,
+        "-fexit",
+        Some(NO_TRACEPOINTS),
+        &[],
+        messages("fexit", "socket_storage"),
+    );
 }
 
 #[test]
 fn host_kernel() {
     let _g = serial();
-    host_row("host", None, &[], "tracepoint");
+    host_row("host", None, &[], messages("tracepoint", "socket_storage"));
 }
 
 /// On the host fexit and kprobes cannot load: the last resort, forced.
 #[test]
 fn host_kernel_with_syscall_hooks() {
     let _g = serial();
-    host_row("host-syscalls", Some(SYSCALLS), &[], "syscalls");
+    host_row(
+        "host-syscalls",
+        Some(SYSCALLS),
+        &[],
+        messages("syscalls", "address"),
+    );
+}
+
+/// What 5.10's verifier refuses, and why.
+const REFUSED_5_10: &[Refusal] = &[Refusal {
+    variant: "socket_storage",
+    program: "fx_",
+    reason: "bpf_sk_storage_get",
+    why: "tracing programs may use socket-local storage since 5.11",
+}];
+
+const REFUSED_6_1: &[Refusal] = &[];
+
+const REFUSED_6_12: &[Refusal] = &[];
+
+/// The host (6.18 here) refuses fexit programs before verification: its
+/// ftrace is restricted.
+const REFUSED_HOST: &[Refusal] = &[Refusal {
+    variant: "",
+    program: "fx_",
+    reason: "Operation not permitted",
+    why: "fexit refused by this host's restricted ftrace",
+}];
+
+#[test]
+fn verifier_debian_5_10() {
+    let _g = serial();
+    verifier::guest(DEBIAN_5_10, REFUSED_5_10);
+}
+
+#[test]
+fn verifier_debian_6_1() {
+    let _g = serial();
+    verifier::guest(DEBIAN_6_1, REFUSED_6_1);
+}
+
+#[test]
+fn verifier_debian_6_12() {
+    let _g = serial();
+    verifier::guest(DEBIAN_6_12, REFUSED_6_12);
+}
+
+#[test]
+fn verifier_host() {
+    let _g = serial();
+    verifier::host(REFUSED_HOST);
 }

@@ -2,6 +2,9 @@
 //! Debian archive (`apt-get download`), unpacked once into
 //! `target/kernels/<package>/`: the kernel as an ELF image qemu boots
 //! directly, and the TC modules kernels before 6.6 need (decompressed).
+//! A series of another Debian release (5.10 is Debian 11's) comes through
+//! a private apt source list whose state lives under `target/apt/`: the
+//! system's sources, lists and caches are never touched.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,6 +17,9 @@ pub struct Series {
     pub pattern: &'static str,
     /// What every package name of the series starts with (cache pruning).
     pub prefix: &'static str,
+    /// A one-line apt source for a release the system's sources do not
+    /// have; None = the system's own apt.
+    pub source: Option<&'static str>,
 }
 
 /// Debian 12's own kernel: has kprobes and fentry, lacks the
@@ -22,6 +28,7 @@ pub const DEBIAN_6_1: Series = Series {
     label: "6.1",
     pattern: r"^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$",
     prefix: "linux-image-6.1.0-",
+    source: None,
 };
 
 /// Debian's 6.12 built for bookworm.
@@ -29,6 +36,21 @@ pub const DEBIAN_6_12: Series = Series {
     label: "6.12",
     pattern: r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$",
     prefix: "linux-image-6.12.",
+    source: None,
+};
+
+/// Debian 11's kernel, the 5.10 LTS: no sock_send_length/sock_recv_length
+/// (6.3), no socket-local storage or socket cookies for tracing programs
+/// (5.11, 5.12), the pid-only oom:mark_victim, no TCX (6.6). From the
+/// `bullseye` suite through a private source list.
+pub const DEBIAN_5_10: Series = Series {
+    label: "5.10",
+    pattern: r"^linux-image-5\.10\.0-[0-9]+-amd64-unsigned$",
+    prefix: "linux-image-5.10.0-",
+    source: Some(
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] \
+         http://deb.debian.org/debian bullseye main",
+    ),
 };
 
 /// Modules the agent needs that Debian builds as modules (a guest has no
@@ -74,9 +96,83 @@ fn version_key(name: &str) -> Vec<u64> {
         .collect()
 }
 
+/// apt with the series' private source list, if it has one: its lists and
+/// caches under `<cache>/../apt/<label>/`, nothing of the system's used or
+/// changed (the measured recipe: sourcelist, no sourceparts, own lists).
+struct Apt {
+    options: Vec<String>,
+    lists: PathBuf,
+}
+
+impl Apt {
+    fn for_series(series: Series, cache: &Path) -> Result<Option<Apt>, String> {
+        let Some(source) = series.source else {
+            return Ok(None);
+        };
+        let root = cache
+            .parent()
+            .unwrap_or(cache)
+            .join("apt")
+            .join(series.label);
+        let lists = root.join("lists");
+        for dir in [lists.join("partial"), root.join("cache/archives/partial")] {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let list = root.join("sources.list");
+        std::fs::write(&list, format!("{source}\n")).map_err(|e| e.to_string())?;
+        let opt = |k: &str, v: &Path| format!("{k}={}", v.display());
+        let options = [
+            opt("Dir::Etc::sourcelist", &list),
+            "Dir::Etc::sourceparts=-".to_string(),
+            opt("Dir::State::Lists", &lists),
+            opt("Dir::Cache", &root.join("cache")),
+            "Acquire::Languages=none".to_string(),
+            "APT::Sandbox::User=root".to_string(),
+        ]
+        .into_iter()
+        .flat_map(|o| ["-o".to_string(), o])
+        .collect();
+        Ok(Some(Apt { options, lists }))
+    }
+
+    /// True once `apt-get update` has filled the private lists.
+    fn has_lists(&self) -> bool {
+        std::fs::read_dir(&self.lists).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+        })
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        c.args(&self.options);
+        c
+    }
+}
+
+/// Fills the private lists of a series that has its own source (run by
+/// `fetch_kernels` before the suite's network guard; a row only does it
+/// when the lists are missing). Nothing for series on the system's apt.
+pub fn update_lists(series: Series, cache: &Path) -> Result<(), String> {
+    if let Some(apt) = Apt::for_series(series, cache)? {
+        run(apt.command("apt-get").args(["update", "-q"]))?;
+    }
+    Ok(())
+}
+
 /// The newest image package of `series` that apt knows.
-pub fn newest_package(series: Series) -> Result<String, String> {
-    let out = run(Command::new("apt-cache").args(["search", "--names-only", series.pattern]))?;
+pub fn newest_package(series: Series, cache: &Path) -> Result<String, String> {
+    let out = match Apt::for_series(series, cache)? {
+        None => run(Command::new("apt-cache").args(["search", "--names-only", series.pattern]))?,
+        Some(apt) => {
+            if !apt.has_lists() {
+                update_lists(series, cache)?;
+            }
+            run(apt
+                .command("apt-cache")
+                .args(["search", "--names-only", series.pattern]))?
+        }
+    };
     String::from_utf8_lossy(&out)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -93,10 +189,11 @@ pub fn newest_package(series: Series) -> Result<String, String> {
 /// The kernel of `series` from the cache, downloading and unpacking it
 /// the first time.
 pub fn fetch(series: Series, cache: &Path) -> Result<Kernel, String> {
-    let package = newest_package(series)?;
+    let package = newest_package(series, cache)?;
     let dir = cache.join(&package);
     if !dir.join(READY).exists() {
-        prepare(&package, &dir)?;
+        let apt = Apt::for_series(series, cache)?;
+        prepare(&package, &dir, apt.as_ref())?;
         prune(series, &package, cache);
     }
     let image = ["vmlinux", "vmlinuz"]
@@ -130,11 +227,15 @@ fn prune(series: Series, keep: &str, cache: &Path) {
 }
 
 /// Downloads `package` and keeps only what a boot needs, in `dir`.
-fn prepare(package: &str, dir: &Path) -> Result<(), String> {
+fn prepare(package: &str, dir: &Path, apt: Option<&Apt>) -> Result<(), String> {
     let work = dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("modules")).map_err(|e| e.to_string())?;
-    run(Command::new("apt-get")
+    let mut download = match apt {
+        Some(apt) => apt.command("apt-get"),
+        None => Command::new("apt-get"),
+    };
+    run(download
         .args(["download", "-q", package])
         .current_dir(&work))?;
     let deb = std::fs::read_dir(&work)

@@ -5,6 +5,7 @@ pub mod initramfs;
 pub mod kernels;
 pub mod qemu;
 pub mod verdict;
+pub mod verifier;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -48,12 +49,40 @@ fn row_dir(row: &str) -> PathBuf {
     dir
 }
 
+/// The message hook a row must end up with, and where UDP state must be
+/// kept (`socket_storage` or `address`, as `/health` says).
+#[derive(Debug, Clone, Copy)]
+pub struct Messages {
+    pub hook: &'static str,
+    pub state: &'static str,
+}
+
+/// Kernel console lines that mean the kernel complained (a WARN_ON, an
+/// oops): a guest row fails on any, whatever its checks say.
+fn kernel_complaints(console: &str) -> Vec<String> {
+    console
+        .lines()
+        .filter(|l| {
+            [
+                "WARNING:",
+                "BUG:",
+                "Oops:",
+                "Call Trace:",
+                "general protection fault",
+            ]
+            .iter()
+            .any(|m| l.contains(m))
+        })
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
 /// Judges a run: prints what a README needs, panics with every problem.
 fn judge(
     row: &str,
     run: &Run,
     known_gaps: &[&str],
-    messages_hook: &str,
+    messages: Messages,
     timing: String,
     log: &Path,
 ) {
@@ -68,11 +97,21 @@ fn judge(
     }
     let mut problems = run.problems(known_gaps);
     let hook = run.info("hook_messages").unwrap_or("(not reported)");
-    eprintln!("  messages hook: {hook} (expected {messages_hook})");
-    if hook != messages_hook {
+    let state = run.info("state_messages").unwrap_or("(not reported)");
+    eprintln!(
+        "  messages hook: {hook}, UDP state {state} (expected {}, {})",
+        messages.hook, messages.state
+    );
+    if (hook, state) != (messages.hook, messages.state) {
         problems.push(format!(
-            "messages served by hook {hook}, expected {messages_hook}"
+            "messages served by hook {hook} with UDP state {state}, expected {} with {}",
+            messages.hook, messages.state
         ));
+    }
+    if let Ok(console) = std::fs::read_to_string(log) {
+        for line in kernel_complaints(&console) {
+            problems.push(format!("the kernel complained: {line}"));
+        }
     }
     assert!(
         problems.is_empty(),
@@ -82,14 +121,18 @@ fn judge(
     );
 }
 
-/// Boots the newest kernel of `series` with the driver as init.
-pub fn guest_row(
-    series: kernels::Series,
-    label: &str,
-    extra_yaml: Option<&str>,
-    known_gaps: &[&str],
-    messages_hook: &str,
-) {
+/// One guest boot: what the driver printed, how long each part took, and
+/// where the console log is.
+pub struct GuestRun {
+    pub run: Run,
+    pub timing: String,
+    pub log: PathBuf,
+}
+
+/// Boots the newest kernel of `series` with the driver as init; `params`
+/// go on the kernel command line. None when the row cannot run here
+/// (already reported by `require`).
+pub fn boot_guest(series: kernels::Series, row: &str, params: &str) -> Option<GuestRun> {
     let tools = [
         "qemu-system-x86_64",
         "apt-get",
@@ -105,16 +148,15 @@ pub fn guest_row(
         missing.is_empty(),
         &format!("kernel matrix needs {missing:?} (scripts/setup.sh installs them)"),
     ) {
-        return;
+        return None;
     }
-    let row = format!("debian-{}{label}", series.label);
-    let dir = row_dir(&row);
+    let dir = row_dir(row);
     let started = Instant::now();
     let kernel = match kernels::fetch(series, &target_dir().join("kernels")) {
         Ok(k) => k,
         Err(e) => {
             require(false, &format!("Debian kernel {}: {e}", series.label));
-            return;
+            return None;
         }
     };
     let fetched = started.elapsed();
@@ -136,17 +178,10 @@ pub fn guest_row(
         },
     )
     .unwrap_or_else(|e| panic!("initramfs: {e}"));
-    let mut append = String::from("console=ttyS0 panic=-1 quiet");
-    if let Some(extra) = extra_yaml_for(extra_yaml) {
-        use base64::Engine;
-        append += &format!(
-            " netagent.extra={}",
-            base64::engine::general_purpose::STANDARD.encode(extra)
-        );
-    }
+    let append = format!("console=ttyS0 panic=-1 quiet {params}");
     let log = dir.join("console.log");
     let prepared = started.elapsed();
-    let boot = qemu::boot(&kernel.image, &initrd, &append, &log, GUEST_TIMEOUT);
+    let boot = qemu::boot(&kernel.image, &initrd, append.trim(), &log, GUEST_TIMEOUT);
     let _ = std::fs::remove_file(&initrd);
     let boot = boot.unwrap_or_else(|e| panic!("row {row}: {e}"));
     let run = Run::parse(&boot.console);
@@ -164,13 +199,37 @@ pub fn guest_row(
         run.info("scenario_seconds").unwrap_or("?"),
         started.elapsed().as_secs_f64()
     );
-    judge(&row, &run, known_gaps, messages_hook, timing, &log);
+    Some(GuestRun { run, timing, log })
 }
 
-/// The same scenario on the host's kernel, in a private network namespace.
-pub fn host_row(row: &str, extra_yaml: Option<&str>, known_gaps: &[&str], messages_hook: &str) {
-    if !require_bpf() {
+/// The scenario on the newest kernel of `series`, booted under qemu.
+pub fn guest_row(
+    series: kernels::Series,
+    label: &str,
+    extra_yaml: Option<&str>,
+    known_gaps: &[&str],
+    messages: Messages,
+) {
+    let row = format!("debian-{}{label}", series.label);
+    let mut params = String::new();
+    if let Some(extra) = extra_yaml_for(extra_yaml) {
+        use base64::Engine;
+        params = format!(
+            "netagent.extra={}",
+            base64::engine::general_purpose::STANDARD.encode(extra)
+        );
+    }
+    let Some(g) = boot_guest(series, &row, &params) else {
         return;
+    };
+    judge(&row, &g.run, known_gaps, messages, g.timing, &g.log);
+}
+
+/// Runs the driver on the host (its own namespaces, unless `args` say
+/// otherwise) and returns what it printed, its log and the elapsed time.
+pub fn run_host_driver(row: &str, args: &[&str]) -> Option<(Run, PathBuf, Duration)> {
+    if !require_bpf() {
+        return None;
     }
     let dir = row_dir(row);
     let started = Instant::now();
@@ -179,6 +238,7 @@ pub fn host_row(row: &str, extra_yaml: Option<&str>, known_gaps: &[&str], messag
     let mut cmd = Command::new(driver_exe());
     cmd.args(["--agent", AGENT, "--testgen", testgen_exe()]);
     cmd.arg("--workdir").arg(&scratch.0);
+    cmd.args(args);
     // If this test is killed, the driver (and through it the agent) goes too.
     // SAFETY: prctl is async-signal-safe; nothing else runs before exec.
     unsafe {
@@ -187,9 +247,6 @@ pub fn host_row(row: &str, extra_yaml: Option<&str>, known_gaps: &[&str], messag
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
-    }
-    if let Some(extra) = extra_yaml_for(extra_yaml) {
-        cmd.args(["--extra-yaml", &extra]);
     }
     let mut child = cmd
         .stdin(Stdio::null())
@@ -215,7 +272,19 @@ pub fn host_row(row: &str, extra_yaml: Option<&str>, known_gaps: &[&str], messag
     let out = reader.join().unwrap();
     let log = dir.join("stdout.log");
     std::fs::write(&log, &out).unwrap();
-    let run = Run::parse(&out);
+    Some((Run::parse(&out), log, started.elapsed()))
+}
+
+/// The same scenario on the host's kernel, in a private network namespace.
+pub fn host_row(row: &str, extra_yaml: Option<&str>, known_gaps: &[&str], messages: Messages) {
+    let extra = extra_yaml_for(extra_yaml);
+    let mut args = Vec::new();
+    if let Some(extra) = &extra {
+        args.extend(["--extra-yaml", extra.as_str()]);
+    }
+    let Some((run, log, elapsed)) = run_host_driver(row, &args) else {
+        return;
+    };
     let timing = format!(
         "host kernel {}; agent ready {} s, total {:.1} s",
         run.infos
@@ -223,7 +292,7 @@ pub fn host_row(row: &str, extra_yaml: Option<&str>, known_gaps: &[&str], messag
             .find_map(|i| i.strip_prefix("kernel="))
             .unwrap_or("?"),
         run.info("agent_ready_seconds").unwrap_or("?"),
-        started.elapsed().as_secs_f64()
+        elapsed.as_secs_f64()
     );
-    judge(row, &run, known_gaps, messages_hook, timing, &log);
+    judge(row, &run, known_gaps, messages, timing, &log);
 }

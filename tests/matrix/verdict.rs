@@ -10,7 +10,7 @@ const PROBE_BEGIN: &str = "----- BEGIN netagent probe -----";
 const PROBE_END: &str = "----- END netagent probe";
 
 /// Every check the scenario makes; a missing one means it stopped early.
-pub const ALL_CHECKS: [&str; 17] = [
+pub const ALL_CHECKS: [&str; 20] = [
     "traffic_generated",
     "tcp4_connects",
     "tcp6_connects",
@@ -20,6 +20,9 @@ pub const ALL_CHECKS: [&str; 17] = [
     "udp6_sends",
     "udp4_edge",
     "udp6_edge",
+    "tcp_accepts",
+    "tcp_bytes",
+    "udp_bytes",
     "tx_duration_tcp",
     "tx_duration_udp",
     "connect_refused",
@@ -39,6 +42,8 @@ pub struct Run {
     pub result: Option<String>,
     /// `netagent probe` output, markers included.
     pub probe: String,
+    /// The verifier-only job's results (`LOAD` lines), one JSON object each.
+    pub loads: Vec<serde_json::Value>,
 }
 
 impl Run {
@@ -71,6 +76,12 @@ impl Run {
                 run.infos.push(info.to_string());
             } else if let Some(result) = rest.strip_prefix("RESULT ") {
                 run.result = Some(result.to_string());
+            } else if let Some(json) = rest.strip_prefix("LOAD ") {
+                match serde_json::from_str(json) {
+                    Ok(v) => run.loads.push(v),
+                    // Cut by a kernel line: kept so the job sees a bad line.
+                    Err(_) => run.loads.push(serde_json::json!({"unparsed": json})),
+                }
             }
         }
         run
@@ -85,16 +96,26 @@ impl Run {
     /// Problems with this run, given the checks expected to fail; empty
     /// when the row is as expected.
     pub fn problems(&self, known_gaps: &[&str]) -> Vec<String> {
+        self.problems_with(&ALL_CHECKS, known_gaps)
+    }
+
+    /// Problems of a run that makes only the checks `names`, all expected
+    /// to pass (the verifier-only job's).
+    pub fn problems_of_checks(&self, names: &[&str]) -> Vec<String> {
+        self.problems_with(names, &[])
+    }
+
+    fn problems_with(&self, all: &[&str], known_gaps: &[&str]) -> Vec<String> {
         let mut out = Vec::new();
         if self.result.is_none() {
             out.push("the driver printed no RESULT line (it crashed or was cut off)".into());
         }
         for name in self.checks.keys() {
-            if !ALL_CHECKS.contains(&name.as_str()) && !self.checks[name].0 {
+            if !all.contains(&name.as_str()) && !self.checks[name].0 {
                 out.push(format!("step failed: {}", self.checks[name].1));
             }
         }
-        for name in ALL_CHECKS {
+        for &name in all {
             match self.checks.get(name) {
                 None => out.push(format!("check {name} did not run")),
                 Some((true, _)) if known_gaps.contains(&name) => out.push(format!(

@@ -13,6 +13,7 @@ mod report;
 mod scenario;
 mod scrape;
 mod system;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,11 @@ struct Cli {
     /// one is made and removed.
     #[arg(long, value_name = "DIR")]
     workdir: Option<PathBuf>,
+    /// `scenario` (the default), or `verify`: only the verifier-only job
+    /// (`netagent probe --load-all`). In a guest it comes from
+    /// `netagent.mode=` on the kernel command line.
+    #[arg(long, default_value = "scenario")]
+    mode: String,
 }
 
 /// Removes the host-mode scratch directory however the run ends.
@@ -90,11 +96,22 @@ fn drive(guest: bool, report: &mut Report) -> anyhow::Result<()> {
         }
         let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
         let extra = system::extra_from_cmdline(&cmdline)?;
+        let mut cli = cli;
+        if let Some(mode) = system::mode_from_cmdline(&cmdline) {
+            cli.mode = mode;
+        }
         let dir = PathBuf::from("/run/netagent-matrix");
         std::fs::create_dir_all(&dir)?;
         (cli, extra, dir, None)
     } else {
         let cli = Cli::parse();
+        if cli.mode == "verify" {
+            // Nothing is attached and no traffic made: no namespace needed.
+            report.info(format!("kernel={}", system::kernel_release()));
+            report.info("mode=host");
+            verify::run(&cli.agent, report);
+            return Ok(());
+        }
         system::isolate_on_host()?;
         let extra = cli.extra_yaml.clone();
         match cli.workdir.clone() {
@@ -115,6 +132,14 @@ fn drive(guest: bool, report: &mut Report) -> anyhow::Result<()> {
     };
     report.info(format!("kernel={}", system::kernel_release()));
     report.info(format!("mode={}", if guest { "guest" } else { "host" }));
+    match cli.mode.as_str() {
+        "verify" => {
+            verify::run(&cli.agent, report);
+            return Ok(());
+        }
+        "scenario" => {}
+        other => anyhow::bail!("unknown mode {other:?} (scenario or verify)"),
+    }
     let setup = scenario::Setup {
         agent: cli.agent,
         testgen: cli.testgen,

@@ -20,6 +20,10 @@ const CLIENT_COMM: &str = "nmx-cli";
 const CLIENT_LABEL: &str = "matrix-cli";
 /// Comm of the servers: not a target, so none of their traffic may appear.
 const SERVER_COMM: &str = "nmx-srv";
+/// Comm of a listener that is a target: its accepted connections and the
+/// bytes it reads are counted.
+const ACCEPT_COMM: &str = "nmx-acc";
+const ACCEPT_LABEL: &str = "matrix-acc";
 const PORT: u16 = 9102;
 /// Interface counters are collected this often (seconds).
 const IFACE_INTERVAL: f64 = 0.5;
@@ -30,6 +34,15 @@ const TCP6_CONNECTS: u64 = 5;
 const UDP4_SENDS: u64 = 9;
 const UDP6_SENDS: u64 = 4;
 const EXCHANGES: u64 = 6;
+/// Connects to the accepting target (each family gets one more: the bulk
+/// transfer's connection), and the bytes of each bulk transfer.
+const ACCEPT4_CONNECTS: u64 = 3;
+const ACCEPT6_CONNECTS: u64 = 2;
+const BULK4: u64 = 40_000;
+const BULK6: u64 = 30_000;
+/// Payload sizes of the UDP datagrams, per family.
+const UDP4_SIZE: u64 = 111;
+const UDP6_SIZE: u64 = 77;
 /// Server delay for exchanges: mid-bucket in (25 ms, 50 ms], and no
 /// exchange can be faster than it, however slow the machine.
 const DELAY_MS: u64 = 35;
@@ -59,6 +72,7 @@ pub struct Setup {
 fn config(extra: Option<&str>, guest: bool) -> String {
     let mut yaml = format!(
         "targets:\n  - name: \"{CLIENT_LABEL}\"\n    match_comm: \"{CLIENT_COMM}\"\n\
+         \x20 - name: \"{ACCEPT_LABEL}\"\n    match_comm: \"{ACCEPT_COMM}\"\n\
          interfaces: [\"lo\"]\ninterface_stats:\n  interval_seconds: {IFACE_INTERVAL}\n\
          export:\n  listen_addr: \"127.0.0.1:{PORT}\"\n"
     );
@@ -145,6 +159,14 @@ fn run_agent(setup: &Setup, report: &mut Report) -> Result<()> {
             report.info(format!("hook_{f}={h}"));
         }
     }
+    // Where UDP state is kept (socket-local storage or by address).
+    let health: serde_json::Value =
+        serde_json::from_str(&scrape::get(addr, "/health", STEP)?).context("/health")?;
+    for f in health["features"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(state)) = (f["feature"].as_str(), f["state"].as_str()) {
+            report.info(format!("state_{name}={state}"));
+        }
+    }
     check_loopback(addr, &lo_before, report)?;
     drop(traffic);
     shutdown(&mut agent, &before, setup.guest, report)
@@ -181,7 +203,9 @@ struct Traffic {
     delay_tcp4: u16,
     delay_udp6: u16,
     closed: u16,
-    _servers: [Server; 2],
+    accept4: u16,
+    accept6: u16,
+    _servers: [Server; 3],
 }
 
 impl Traffic {
@@ -202,6 +226,12 @@ impl Traffic {
             &["--tcp4", "0", "--udp6", "0", "--delay-ms", &delay],
             STEP,
         )?;
+        let acc = Server::start(
+            tg,
+            ACCEPT_COMM,
+            &["--tcp4", "0", "--tcp6", "0", "--sink"],
+            STEP,
+        )?;
         // A port nobody listens on: bound and released again; in this
         // namespace nothing else can take it.
         let closed = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -215,7 +245,9 @@ impl Traffic {
             delay_tcp4: slow.port("tcp4")?,
             delay_udp6: slow.port("udp6")?,
             closed,
-            _servers: [sink, slow],
+            accept4: acc.port("tcp4")?,
+            accept6: acc.port("tcp6")?,
+            _servers: [sink, slow, acc],
         };
         let client = |args: &[&str]| procs::testgen_client(tg, CLIENT_COMM, args, STEP);
         let v4 = |p: u16| format!("127.0.0.1:{p}");
@@ -240,18 +272,51 @@ impl Traffic {
             code == Some(0) && out["tcp6"]["connects_ok"] == TCP6_CONNECTS,
             &out,
         );
-        let (code, out) = client(&["--udp4", &v4(t.udp4), "--sends", &n(UDP4_SENDS)])?;
+        let (code, out) = client(&[
+            "--udp4",
+            &v4(t.udp4),
+            "--sends",
+            &n(UDP4_SENDS),
+            "--size",
+            &n(UDP4_SIZE),
+        ])?;
         expect(
             "udp4",
-            code == Some(0) && out["udp4"]["sends_ok"] == UDP4_SENDS,
+            code == Some(0)
+                && out["udp4"]["sends_ok"] == UDP4_SENDS
+                && out["udp4"]["bytes_sent"] == UDP4_SENDS * UDP4_SIZE,
             &out,
         );
-        let (code, out) = client(&["--udp6", &v6(t.udp6), "--sends", &n(UDP6_SENDS)])?;
+        let (code, out) = client(&[
+            "--udp6",
+            &v6(t.udp6),
+            "--sends",
+            &n(UDP6_SENDS),
+            "--size",
+            &n(UDP6_SIZE),
+        ])?;
         expect(
             "udp6",
-            code == Some(0) && out["udp6"]["sends_ok"] == UDP6_SENDS,
+            code == Some(0)
+                && out["udp6"]["sends_ok"] == UDP6_SENDS
+                && out["udp6"]["bytes_sent"] == UDP6_SENDS * UDP6_SIZE,
             &out,
         );
+        for (fam, addr, connects, bulk) in [
+            ("tcp4", v4(t.accept4), ACCEPT4_CONNECTS, BULK4),
+            ("tcp6", v6(t.accept6), ACCEPT6_CONNECTS, BULK6),
+        ] {
+            let flag = format!("--{fam}");
+            let (code, out) =
+                client(&[&flag, &addr, "--connects", &n(connects), "--bulk", &n(bulk)])?;
+            expect(
+                &format!("{fam} accepts and bulk"),
+                code == Some(0)
+                    && out[fam]["connects_ok"] == connects
+                    && out[fam]["bytes_sent"] == bulk,
+                &out,
+            );
+        }
         let (code, out) = client(&[
             "--tcp4",
             &v4(t.delay_tcp4),
@@ -332,6 +397,64 @@ fn check_counts(m: &Metrics, t: &Traffic, report: &mut Report) {
     );
     report.exact("udp6_edge", UDP6_SENDS as f64, edge("udp", t.udp6, "::1"));
 
+    // Accepted connections of the listening target, per port: the connects
+    // and the bulk transfer's connection.
+    let accepted = |port: u16| {
+        m.sum(
+            "netagent_tcp_connections_accepted_total",
+            &[("process", ACCEPT_LABEL), ("port", &port.to_string())],
+        )
+    };
+    let want = (ACCEPT4_CONNECTS + 1, ACCEPT6_CONNECTS + 1);
+    let got = (accepted(t.accept4), accepted(t.accept6));
+    report.check(
+        "tcp_accepts",
+        got == (want.0 as f64, want.1 as f64),
+        format!("v4={} v6={}", want.0, want.1),
+        format!("v4={} v6={}", got.0, got.1),
+    );
+    // Payload bytes: what the client sent, and what the accepting target
+    // read, per family; UDP datagrams' payloads.
+    let bytes = |name: &str, process: &str, proto: &str, port: u16| {
+        m.sum(
+            name,
+            &[
+                ("process", process),
+                ("proto", proto),
+                ("dport", &port.to_string()),
+            ],
+        )
+    };
+    let sent = "netagent_bytes_sent_total";
+    let received = "netagent_bytes_received_total";
+    let got = [
+        bytes(sent, p, "tcp", t.accept4),
+        bytes(received, ACCEPT_LABEL, "tcp", t.accept4),
+        bytes(sent, p, "tcp", t.accept6),
+        bytes(received, ACCEPT_LABEL, "tcp", t.accept6),
+    ];
+    let want = [BULK4, BULK4, BULK6, BULK6].map(|b| b as f64);
+    report.check(
+        "tcp_bytes",
+        got == want,
+        format!(
+            "sent4={} read4={} sent6={} read6={}",
+            want[0], want[1], want[2], want[3]
+        ),
+        format!(
+            "sent4={} read4={} sent6={} read6={}",
+            got[0], got[1], got[2], got[3]
+        ),
+    );
+    let got = [bytes(sent, p, "udp", t.udp4), bytes(sent, p, "udp", t.udp6)];
+    let want = [UDP4_SENDS * UDP4_SIZE, UDP6_SENDS * UDP6_SIZE].map(|b| b as f64);
+    report.check(
+        "udp_bytes",
+        got == want,
+        format!("v4={} v6={}", want[0], want[1]),
+        format!("v4={} v6={}", got[0], got[1]),
+    );
+
     for (name, proto, port, ip) in [
         ("tx_duration_tcp", "tcp", t.delay_tcp4, "127.0.0.1"),
         ("tx_duration_udp", "udp", t.delay_udp6, "::1"),
@@ -377,6 +500,8 @@ fn check_counts(m: &Metrics, t: &Traffic, report: &mut Report) {
         ("tcp", t.delay_tcp4, 1), // the exchange connection
         ("udp", t.delay_udp6, EXCHANGES),
         ("tcp", t.closed, 1), // the refused attempt sent a SYN
+        ("tcp", t.accept4, ACCEPT4_CONNECTS + 1),
+        ("tcp", t.accept6, ACCEPT6_CONNECTS + 1),
     ] {
         expected.insert(format!("{p}/{proto}/{port}"), n as f64);
     }
@@ -558,6 +683,7 @@ mod tests {
         use netagent::config::Config;
         let (c, _) = Config::parse(&config(None, true), "matrix.yaml").unwrap();
         assert_eq!(c.targets[0].match_comm.value, CLIENT_COMM);
+        assert_eq!(c.targets[1].match_comm.value, ACCEPT_COMM);
         let extra = "debug:\n  disable_probes: [\"tracepoint/sock:sock_send_length\"]";
         let (c, _) = Config::parse(&config(Some(extra), false), "matrix.yaml").unwrap();
         assert_eq!(c.netns.value, "self");

@@ -210,6 +210,17 @@ pub fn extra_from_cmdline(cmdline: &str) -> Result<Option<String>> {
     ))
 }
 
+/// Kernel command-line key choosing the driver's mode (`verify`).
+pub const MODE_PARAM: &str = "netagent.mode=";
+
+/// The mode from the kernel command line, if one is given.
+pub fn mode_from_cmdline(cmdline: &str) -> Option<String> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(MODE_PARAM))
+        .map(str::to_string)
+}
+
 /// Seconds since the kernel started (the guest's boot time so far).
 pub fn uptime_seconds() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/uptime").ok()?;
@@ -250,5 +261,12 @@ mod tests {
         );
         assert_eq!(extra_from_cmdline("console=ttyS0").unwrap(), None);
         assert!(extra_from_cmdline("netagent.extra=***").is_err());
+    }
+
+    #[test]
+    fn mode_comes_from_the_cmdline() {
+        let line = "console=ttyS0 netagent.mode=verify quiet";
+        assert_eq!(mode_from_cmdline(line).as_deref(), Some("verify"));
+        assert_eq!(mode_from_cmdline("console=ttyS0"), None);
     }
 }
