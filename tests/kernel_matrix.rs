@@ -147,18 +147,31 @@ const REFUSED_5_10: &[Refusal] = &[Refusal {
     why: "tracing programs may use socket-local storage since 5.11",
 }];
 
-const REFUSED_6_1: &[Refusal] = &[];
+/// oom:mark_victim passes the victim's task_struct on kernels with 6.8's
+/// prototype (Debian's 6.1 has the backport): the pid variant, written
+/// for the older one, cannot use that argument as a pid.
+const MARK_VICTIM_TASK: Refusal = Refusal {
+    variant: "default",
+    program: "on_mark_victim_pid",
+    reason: "pointer arithmetic",
+    why: "mark_victim passes the task_struct here; the pid variant is for older kernels",
+};
 
-const REFUSED_6_12: &[Refusal] = &[];
+const REFUSED_6_1: &[Refusal] = &[MARK_VICTIM_TASK];
+
+const REFUSED_6_12: &[Refusal] = &[MARK_VICTIM_TASK];
 
 /// The host (6.18 here) refuses fexit programs before verification: its
 /// ftrace is restricted.
-const REFUSED_HOST: &[Refusal] = &[Refusal {
-    variant: "",
-    program: "fx_",
-    reason: "Operation not permitted",
-    why: "fexit refused by this host's restricted ftrace",
-}];
+const REFUSED_HOST: &[Refusal] = &[
+    MARK_VICTIM_TASK,
+    Refusal {
+        variant: "",
+        program: "fx_",
+        reason: "Operation not permitted",
+        why: "fexit refused by this host's restricted ftrace",
+    },
+];
 
 #[test]
 fn verifier_debian_5_10() {

@@ -108,7 +108,12 @@ fn judge(row: &str, run: &Run, refusals: &[Refusal], timing: &str, log: &std::pa
     std::fs::write(row_dir(row).join("load-all.txt"), &text).unwrap();
     eprintln!("=== verifier-only job {row}: {timing}");
     eprint!("{text}");
-    let problems = problems(run, refusals);
+    let mut problems = problems(run, refusals);
+    if let Ok(console) = std::fs::read_to_string(log) {
+        for line in super::kernel_complaints(&console) {
+            problems.push(format!("the kernel complained: {line}"));
+        }
+    }
     assert!(
         problems.is_empty(),
         "verifier-only job {row} (log: {}):\n  {}",
