@@ -18,7 +18,8 @@
  *
  * Per-socket state: TCP sockets of tracked processes live in `tcp_socks`,
  * keyed by the socket's address from connect / accept / listen to close
- * (every hook can reach it, typed or not). UDP sockets have no close event:
+ * (every hook can reach it, typed or not; with the untyped message hooks
+ * in its preallocated twin `tcp_socks_pre`, tcp_prealloc = 1, see maps.h). UDP sockets have no close event:
  * their state is socket-local storage, which dies with the socket; kprobes
  * and raw syscall hooks only see a socket address, which socket-local
  * storage cannot be reached from, so with those (msg_index = 1) UDP state

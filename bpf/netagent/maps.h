@@ -22,6 +22,7 @@ const volatile __u8 emit_spans = 0; /* 1: send request/response spans to `span_e
 const volatile __u32 netns_only = 0; /* non-zero: only sockets of this network namespace */
 const volatile __u64 hist_bounds_ns[NA_HIST_KINDS][NA_HIST_BOUNDS] = {};
 const volatile __u8 msg_index = 0; /* 1: UDP state by socket address (BY_ADDR, addr.h) */
+const volatile __u8 tcp_prealloc = 0; /* 1: TCP state in tcp_socks_pre (TCP_SOCKS, sock.h) */
 
 /* comm -> 1 for processes we track when !track_all. */
 struct {
@@ -121,6 +122,18 @@ struct {
 	__type(key, __u64);
 	__type(value, struct na_sock_state);
 } tcp_socks SEC(".maps");
+
+/* The same, preallocated, for the untyped message hooks (tcp_prealloc):
+ * kernels 5.6 to 6.0 print a WARN_ONCE splat (and PREEMPT_RT kernels
+ * refuse the program) when a kprobe program merely references a run-time
+ * allocated hash, so untyped programs reach TCP state only through this
+ * one (TCP_SOCKS, sock.h). The agent sizes the one it does not use to 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct na_sock_state);
+} tcp_socks_pre SEC(".maps");
 
 /* TCP sockets closed lately, by address: an aborting close (SO_LINGER 0,
  * unread data) moves the socket to TCP_CLOSE, which deletes its state,

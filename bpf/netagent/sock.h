@@ -55,11 +55,17 @@ static __always_inline bool same_socket(const struct sock *sk, const struct na_s
 	return has_peer(sk, st->peer_port, peer4_of(st->daddr), typed);
 }
 
+/* The map of TCP state (maps.h): untyped programs only ever reference the
+ * preallocated one, which the agent then loads the object to use; typed
+ * ones the one it chose (frozen rodata: the verifier walks one branch). */
+#define TCP_SOCKS(typed)                                                                   \
+	(!(typed) || tcp_prealloc ? (void *)&tcp_socks_pre : (void *)&tcp_socks)
+
 /* The state of a TCP socket of a tracked process, or NULL. */
 static __always_inline struct na_sock_state *tcp_state(const struct sock *sk, bool typed)
 {
 	__u64 key = (__u64)sk;
-	struct na_sock_state *st = bpf_map_lookup_elem(&tcp_socks, &key);
+	struct na_sock_state *st = bpf_map_lookup_elem(TCP_SOCKS(typed), &key);
 
 	if (st && !same_socket(sk, st, typed))
 		return NULL;
@@ -75,10 +81,10 @@ static __always_inline struct na_sock_state *new_state(void *sk, __u8 proto)
 	__u64 key = (__u64)sk;
 
 	if (proto == IPPROTO_TCP) {
-		if (bpf_map_update_elem(&tcp_socks, &key, &zero, BPF_ANY))
+		if (bpf_map_update_elem(TCP_SOCKS(true), &key, &zero, BPF_ANY))
 			st = NULL;
 		else
-			st = bpf_map_lookup_elem(&tcp_socks, &key);
+			st = bpf_map_lookup_elem(TCP_SOCKS(true), &key);
 	} else {
 		/* Only called for sockets without storage: it comes zeroed. */
 		st = bpf_sk_storage_get(&sock_state, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);

@@ -153,7 +153,7 @@ static __always_inline void on_listen(const struct sock *sk)
 static __always_inline void on_unlisten(const struct sock *sk)
 {
 	__u64 key = (__u64)sk;
-	struct na_sock_state *st = bpf_map_lookup_elem(&tcp_socks, &key);
+	struct na_sock_state *st = bpf_map_lookup_elem(TCP_SOCKS(true), &key);
 	struct na_listen_key lk = {
 		.netns = netns_of(sk, true),
 	};
@@ -162,7 +162,7 @@ static __always_inline void on_unlisten(const struct sock *sk)
 		return;
 	lk.port = st->dport;
 	bpf_map_delete_elem(&listeners, &lk);
-	bpf_map_delete_elem(&tcp_socks, &key);
+	bpf_map_delete_elem(TCP_SOCKS(true), &key);
 }
 
 /* Any state -> CLOSE: a failed connect, or the end of a connection. */
@@ -193,7 +193,7 @@ static __always_inline void count_close(const struct sock *sk, struct na_sock_st
 static __always_inline void on_close(const struct sock *sk, int oldstate)
 {
 	__u64 key = (__u64)sk;
-	struct na_sock_state *st = bpf_map_lookup_elem(&tcp_socks, &key);
+	struct na_sock_state *st = bpf_map_lookup_elem(TCP_SOCKS(true), &key);
 
 	if (!st)
 		return;
@@ -211,7 +211,7 @@ static __always_inline void on_close(const struct sock *sk, int oldstate)
 			bpf_map_update_elem(&just_closed, &key, &c, BPF_ANY);
 		}
 	}
-	bpf_map_delete_elem(&tcp_socks, &key);
+	bpf_map_delete_elem(TCP_SOCKS(true), &key);
 }
 
 SEC("tp_btf/inet_sock_set_state")

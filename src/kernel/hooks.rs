@@ -70,6 +70,62 @@ impl SockState {
     }
 }
 
+/// How the socket object is loaded: one per load, set through load-time
+/// globals (`msg_index`, `tcp_prealloc`). The features of
+/// [`STATE_FEATURES`] need the mode that fits their hook; every other
+/// feature's programs are the same in all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectMode {
+    /// Typed hooks, UDP state in socket-local storage.
+    Storage,
+    /// Typed hooks, UDP state by socket address (kernels whose tracing
+    /// programs cannot use socket-local storage).
+    Address,
+    /// Untyped hooks (kprobes, raw syscalls): UDP state by address, and TCP
+    /// state in a preallocated hash (`tcp_socks_pre`): kernels 5.6 to 6.0
+    /// warn about (PREEMPT_RT ones refuse) kprobe programs that reference
+    /// a run-time allocated one.
+    Untyped,
+}
+
+impl ObjectMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectMode::Storage => "socket_storage",
+            ObjectMode::Address => "address",
+            ObjectMode::Untyped => "untyped",
+        }
+    }
+
+    /// How the report describes it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ObjectMode::Untyped => {
+                "UDP state by socket address (LRU hash sock_index), TCP state in a preallocated \
+                 hash (tcp_socks_pre)"
+            }
+            other => other.state().describe(),
+        }
+    }
+
+    pub fn state(self) -> SockState {
+        match self {
+            ObjectMode::Storage => SockState::Storage,
+            ObjectMode::Address | ObjectMode::Untyped => SockState::Address,
+        }
+    }
+
+    /// The mode a hook of a [`STATE_FEATURES`] feature is loaded in, when
+    /// its UDP state is kept as `state`.
+    pub fn for_hook(kind: HookKind, state: SockState) -> Self {
+        match (kind.untyped(), state) {
+            (true, _) => ObjectMode::Untyped,
+            (false, SockState::Storage) => ObjectMode::Storage,
+            (false, SockState::Address) => ObjectMode::Address,
+        }
+    }
+}
+
 /// A hook of a [`STATE_FEATURES`] feature rejected in one state variant:
 /// which, why, and what that means where the reason is a known one.
 pub fn state_rejection(state: SockState, why: &str) -> String {
@@ -330,8 +386,10 @@ pub struct HookTrial {
     /// What else to know about a working hook (which variant, how it
     /// attaches).
     pub note: Option<String>,
-    /// For the features of [`STATE_FEATURES`]: the variant tried.
+    /// For the features of [`STATE_FEATURES`]: where UDP state was kept,
+    /// and the mode the object was loaded in.
     pub state: Option<SockState>,
+    pub mode: Option<ObjectMode>,
 }
 
 /// One program of a tried hook.

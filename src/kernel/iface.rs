@@ -113,6 +113,7 @@ impl IfaceProbes {
             result: result.map(|_| ()),
             note,
             state: None,
+            mode: None,
         }
     }
 

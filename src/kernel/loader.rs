@@ -5,7 +5,9 @@
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use aya::{Ebpf, EbpfLoader};
 
-use super::hooks::{self, Attach, Feature, Hook, HookKind, KernelBtf, SockState, STATE_FEATURES};
+use super::hooks::{
+    self, Attach, Feature, Hook, HookKind, KernelBtf, ObjectMode, SockState, STATE_FEATURES,
+};
 use super::series::{self, SeriesMap};
 
 use super::abi::{FlowStats, Hist, ListenKey, Listener, COMM_LEN, HIST_BOUNDS, HIST_KINDS};
@@ -123,43 +125,49 @@ impl Probes {
                 needed_for: core.needed_for,
             });
         }
-        let (first, retry) = load_with(opts, &kbtf, SockState::Storage, None)?;
-        let Some(retry) = retry else {
-            return Ok(first);
-        };
-        // No typed message hook works with socket-local storage (or the
-        // cgroup hooks cannot use it): the object is loaded again with UDP
-        // state by socket address, for the message hooks still in question.
-        drop(first);
-        let (mut probes, _) = load_with(opts, &kbtf, SockState::Address, Some(&retry))?;
-        for f in &mut probes.features {
-            if let Some((_, earlier)) = retry.rejected.iter().find(|(n, _)| *n == f.feature) {
-                let mut all = earlier.clone();
-                all.extend(f.rejected.drain(..).filter(|r| !earlier.contains(r)));
-                f.rejected = all;
-            }
+        // Socket-local storage first; where no typed message hook works with
+        // it (or the cgroup hooks cannot use it), the object is loaded again
+        // with UDP state by address for the typed hooks still in question,
+        // and then for the untyped ones.
+        let mut mode = ObjectMode::Storage;
+        let mut earlier = Retry::default();
+        loop {
+            let (mut probes, next) = load_with(opts, &kbtf, mode, &earlier)?;
+            let Some((next_mode, found)) = next else {
+                for f in &mut probes.features {
+                    if let Some((_, before)) =
+                        earlier.rejected.iter().find(|(n, _)| *n == f.feature)
+                    {
+                        let mut all = before.clone();
+                        all.extend(f.rejected.drain(..).filter(|r| !before.contains(r)));
+                        f.rejected = all;
+                    }
+                }
+                return Ok(probes);
+            };
+            drop(probes);
+            earlier.absorb(found);
+            mode = next_mode;
         }
-        Ok(probes)
     }
 }
 
-/// The object with its configuration; UDP state kept as `state` says.
-/// Map sizes come from `opts` (the verifier-only job passes tiny ones).
+/// The object with its configuration, loaded in `mode`. Map sizes come
+/// from `opts` (the verifier-only job passes tiny ones); the maps a mode
+/// does not use get one entry.
 pub(super) fn open_object(
     opts: &LoadOptions,
     kbtf: &KernelBtf,
-    state: SockState,
+    mode: ObjectMode,
 ) -> Result<Ebpf, KernelError> {
     let track_all = u8::from(opts.track_all);
     let emit_spans = u8::from(opts.emit_spans);
-    let by_address = state == SockState::Address;
+    let by_address = mode != ObjectMode::Storage;
+    let untyped = mode == ObjectMode::Untyped;
     let msg_index = u8::from(by_address);
-    // The address-keyed maps cost memory only when they are used.
-    let (index_entries, call_entries) = if by_address {
-        (opts.max_sockets.max(1024), 8192)
-    } else {
-        (1, 1)
-    };
+    let tcp_prealloc = u8::from(untyped);
+    let sockets = opts.max_sockets.max(1);
+    let size = |used: bool, n: u32| if used { n } else { 1 };
     EbpfLoader::new()
         .btf(Some(&kbtf.btf))
         .override_global("track_all", &track_all, true)
@@ -167,6 +175,7 @@ pub(super) fn open_object(
         .override_global("emit_spans", &emit_spans, true)
         .override_global("netns_only", &opts.netns_only, true)
         .override_global("msg_index", &msg_index, true)
+        .override_global("tcp_prealloc", &tcp_prealloc, true)
         .map_max_entries("span_events", opts.span_ring_bytes)
         .map_max_entries("flows", opts.max_series)
         .map_max_entries("flow_counters", opts.max_series)
@@ -176,10 +185,11 @@ pub(super) fn open_object(
         .map_max_entries("hist_slots", opts.max_series)
         .map_max_entries("flow_hists", opts.max_series)
         .map_max_entries("listeners", opts.max_listeners)
-        .map_max_entries("tcp_socks", opts.max_sockets.max(1))
-        .map_max_entries("sock_index", index_entries)
-        .map_max_entries("task_pending", call_entries)
-        .map_max_entries("msg_calls", call_entries)
+        .map_max_entries("tcp_socks", size(!untyped, sockets))
+        .map_max_entries("tcp_socks_pre", size(untyped, sockets))
+        .map_max_entries("sock_index", size(by_address, opts.max_sockets.max(1024)))
+        .map_max_entries("task_pending", size(by_address, 8192))
+        .map_max_entries("msg_calls", size(untyped, 8192))
         .load(OBJECT)
         .map_err(|e| KernelError::Object(e.to_string()))
 }
@@ -202,30 +212,52 @@ pub(super) fn disabled(opts: &LoadOptions, feature: &Feature, hook: &Hook) -> Op
         .map(|n| format!("{n} disabled by debug.disable_probes"))
 }
 
-/// Why the first load (UDP state in socket-local storage) asks for a
-/// second one with UDP state by address, and what it found.
+/// What the loads so far found about the features of [`STATE_FEATURES`],
+/// for the next load (in the next [`ObjectMode`]).
 #[derive(Debug, Default)]
 struct Retry {
-    /// Per feature of [`STATE_FEATURES`], the hooks rejected in the first
-    /// load, reported before those of the second.
+    /// Per feature, the hooks rejected so far, reported before those of
+    /// the final load.
     rejected: Vec<(&'static str, Vec<(HookKind, String)>)>,
-    /// Hooks rejected for reasons that do not depend on the state
-    /// (switched off, missing on this kernel): not tried again.
+    /// Hooks rejected for reasons no mode changes (switched off, missing
+    /// on this kernel, no cgroup v2): not tried again.
     skip: Vec<(&'static str, HookKind)>,
 }
 
-/// A load: the probes, and after a first load whose message hooks need
-/// UDP state by address, why.
-type Loaded = (Probes, Option<Retry>);
+impl Retry {
+    fn absorb(&mut self, found: Retry) {
+        for (feature, rejected) in found.rejected {
+            match self.rejected.iter_mut().find(|(f, _)| *f == feature) {
+                Some((_, all)) => {
+                    for r in rejected {
+                        if !all.contains(&r) {
+                            all.push(r);
+                        }
+                    }
+                }
+                None => self.rejected.push((feature, rejected)),
+            }
+        }
+        for s in found.skip {
+            if !self.skip.contains(&s) {
+                self.skip.push(s);
+            }
+        }
+    }
+}
+
+/// A load: the probes, and, when the feature's hooks need another mode,
+/// that mode and what this load found.
+type Loaded = (Probes, Option<(ObjectMode, Retry)>);
 
 fn load_with(
     opts: &LoadOptions,
     kbtf: &KernelBtf,
-    state: SockState,
-    retry: Option<&Retry>,
+    mode: ObjectMode,
+    earlier: &Retry,
 ) -> Result<Loaded, KernelError> {
     let btf = &kbtf.btf;
-    let mut ebpf = open_object(opts, kbtf, state)?;
+    let mut ebpf = open_object(opts, kbtf, mode)?;
 
     let mut targets: HashMap<_, [u8; COMM_LEN], u8> =
         HashMap::try_from(take_map(&mut ebpf, "targets")?)
@@ -247,9 +279,11 @@ fn load_with(
     let mut probes = Vec::new();
     let mut features = Vec::new();
     let mut udp_destinations = false;
-    // First load only: state by address is needed (an untyped message hook
-    // is next in line, or the cgroup hooks could not load).
-    let mut need_address = false;
+    // The mode the next load needs, if any: a message hook of another mode
+    // is next in line, or the cgroup hooks could not load with storage.
+    let mut next: Option<ObjectMode> = None;
+    // A typed message hook failed in this mode (so worth a try by address).
+    let mut typed_failed = false;
     let mut found = Retry::default();
     for feature in hooks::FEATURES {
         let stateful = STATE_FEATURES.contains(&feature.name);
@@ -261,33 +295,45 @@ fn load_with(
             state: None,
         };
         for hook in feature.hooks {
-            if stateful && retry.is_some_and(|r| r.skip.contains(&(feature.name, hook.kind))) {
+            if stateful && earlier.skip.contains(&(feature.name, hook.kind)) {
                 continue;
             }
-            if let Some(why) = disabled(opts, feature, hook) {
-                status.rejected.push((hook.kind, why));
+            let mut reject = |why: String| {
                 found.skip.push((feature.name, hook.kind));
+                status.rejected.push((hook.kind, why));
+            };
+            if let Some(why) = disabled(opts, feature, hook) {
+                reject(why);
                 continue;
             }
             if let Some(why) = hooks::precheck(hook, kbtf) {
-                status.rejected.push((hook.kind, why));
-                found.skip.push((feature.name, hook.kind));
+                reject(why);
                 continue;
             }
             if hook.kind == HookKind::Cgroup && cgroup_root.is_none() {
-                status.rejected.push((
-                    hook.kind,
+                reject(
                     "no cgroup v2 hierarchy mounted (unconnected UDP peers are counted as \
                      dst_ip=\"::\"; TCP and connected UDP are unaffected)"
                         .into(),
-                ));
-                found.skip.push((feature.name, hook.kind));
+                );
                 continue;
             }
-            if hook.kind.untyped() && state == SockState::Storage {
-                // Its programs only work with state by address.
-                need_address = true;
-                break;
+            if stateful {
+                let wants = ObjectMode::for_hook(hook.kind, mode.state());
+                if wants == ObjectMode::Untyped && mode != ObjectMode::Untyped {
+                    // Untyped programs work only in their own mode; typed
+                    // ones that failed with storage get a try by address
+                    // first.
+                    next = Some(if mode == ObjectMode::Storage && typed_failed {
+                        ObjectMode::Address
+                    } else {
+                        ObjectMode::Untyped
+                    });
+                    break;
+                }
+                if wants != ObjectMode::Untyped && mode == ObjectMode::Untyped {
+                    continue; // tried in an earlier mode
+                }
             }
             match attach_hook(
                 &mut ebpf,
@@ -317,14 +363,16 @@ fn load_with(
                     }
                     probes.append(&mut attached);
                     status.hook = Some(hook.kind);
-                    status.state = stateful.then_some(state);
+                    status.state = stateful.then_some(mode.state());
                     break;
                 }
                 Err(e) if stateful && !hook.kind.untyped() => {
-                    let why = hooks::state_rejection(state, &e);
-                    status.rejected.push((hook.kind, why));
-                    if state == SockState::Storage && hook.kind == HookKind::Cgroup {
-                        need_address = true;
+                    status
+                        .rejected
+                        .push((hook.kind, hooks::state_rejection(mode.state(), &e)));
+                    typed_failed = true;
+                    if mode == ObjectMode::Storage && hook.kind == HookKind::Cgroup {
+                        next.get_or_insert(ObjectMode::Address);
                     }
                 }
                 Err(e) => status.rejected.push((hook.kind, e)),
@@ -338,9 +386,8 @@ fn load_with(
         }
         features.push(status);
     }
-    let again = state == SockState::Storage && need_address;
-    // A first load that is loaded again logs nothing: the second decides.
-    if !again {
+    // A load that is followed by another logs nothing: the last decides.
+    if next.is_none() {
         for (feature, status) in hooks::FEATURES.iter().zip(&features) {
             log_choice(feature, status, cgroup_root.is_some(), &mut probes)?;
         }
@@ -373,7 +420,7 @@ fn load_with(
             udp_destinations,
             span_events,
         },
-        again.then_some(found),
+        next.map(|m| (m, found)),
     ))
 }
 

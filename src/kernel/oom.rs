@@ -155,6 +155,7 @@ pub fn trial(disabled: Option<String>) -> HookTrial {
         result,
         note,
         state: None,
+        mode: None,
     }
 }
 

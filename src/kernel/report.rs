@@ -88,8 +88,16 @@ pub fn render(kernel: &KernelInfo, trials: &[HookTrial]) -> String {
             (Ok(()), _) => "ok (fallback, not needed)".to_string(),
             (Err(why), _) => format!("rejected: {why}"),
         };
-        if let (Some(state), Ok(())) = (t.state, &t.result) {
-            let _ = write!(result, " — {}", state.describe());
+        if let Ok(()) = &t.result {
+            match (t.mode, t.state) {
+                (Some(mode), _) => {
+                    let _ = write!(result, " — {}", mode.describe());
+                }
+                (None, Some(state)) => {
+                    let _ = write!(result, " — {}", state.describe());
+                }
+                (None, None) => {}
+            }
         }
         if let (Some(note), Ok(())) = (&t.note, &t.result) {
             let _ = write!(result, " — {note}");
@@ -133,6 +141,7 @@ pub fn render_json(kernel: &KernelInfo, trials: &[HookTrial]) -> serde_json::Val
                 "reason": t.result.as_ref().err(),
                 "note": t.note,
                 "state": t.state.map(|s| s.name()),
+                "mode": t.mode.map(|m| m.name()),
                 "probes": t.probes.iter().map(|p| serde_json::json!({
                     "name": p.name,
                     "section": p.section,
@@ -171,6 +180,7 @@ mod tests {
             result: if ok { Ok(()) } else { Err("EPERM".into()) },
             note: None,
             state: None,
+            mode: None,
         }
     }
 

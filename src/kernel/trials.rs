@@ -9,32 +9,30 @@
 use aya::Ebpf;
 
 use super::attach::{attach_hook, unload_hook};
-use super::hooks::{self, Feature, Hook, HookTrial, KernelBtf, SockState, TrialProbe};
+use super::hooks::{self, Feature, Hook, HookTrial, KernelBtf, ObjectMode, SockState, TrialProbe};
 use super::loader::{disabled, kernel_btf, open_object, LoadOptions};
 use super::privileges;
 use super::KernelError;
 
-/// The object in both state variants, the second opened on first use.
+/// The object in each mode it was needed in, opened on first use.
 struct Objects<'a> {
     opts: &'a LoadOptions,
     kbtf: &'a KernelBtf,
-    storage: Ebpf,
-    address: Option<Ebpf>,
+    open: Vec<(ObjectMode, Ebpf)>,
 }
 
 impl Objects<'_> {
-    fn get(&mut self, state: SockState) -> Result<&mut Ebpf, String> {
-        match state {
-            SockState::Storage => Ok(&mut self.storage),
-            SockState::Address => {
-                if self.address.is_none() {
-                    let o = open_object(self.opts, self.kbtf, SockState::Address)
-                        .map_err(|e| e.to_string())?;
-                    self.address = Some(o);
-                }
-                Ok(self.address.as_mut().expect("opened above"))
-            }
+    fn get(&mut self, mode: ObjectMode) -> Result<&mut Ebpf, String> {
+        if !self.open.iter().any(|(m, _)| *m == mode) {
+            let o = open_object(self.opts, self.kbtf, mode).map_err(|e| e.to_string())?;
+            self.open.push((mode, o));
         }
+        Ok(self
+            .open
+            .iter_mut()
+            .find(|(m, _)| *m == mode)
+            .map(|(_, o)| o)
+            .expect("opened above"))
     }
 }
 
@@ -82,24 +80,28 @@ pub fn probe_kernel(opts: &LoadOptions) -> Result<Vec<HookTrial>, KernelError> {
     let mut objects = Objects {
         opts,
         kbtf: &kbtf,
-        storage: open_object(opts, &kbtf, SockState::Storage)?,
-        address: None,
+        open: Vec::new(),
     };
-    // The state the message hook the agent would use keeps; the cgroup
-    // hooks are loaded for the same one.
-    let mut messages_state = SockState::Storage;
+    // Fail early, as the agent would, when the object cannot load at all.
+    objects
+        .get(ObjectMode::Storage)
+        .map_err(KernelError::Object)?;
+    // The mode of the message hook the agent would use; the cgroup hooks
+    // are loaded in the same one.
+    let mut messages_mode = ObjectMode::Storage;
     let mut out = Vec::new();
     for feature in hooks::FEATURES {
         let stateful = hooks::STATE_FEATURES.contains(&feature.name);
         for hook in feature.hooks {
-            let mut trial = |result: Result<(), String>, state: Option<SockState>| {
+            let mut trial = |result: Result<(), String>, mode: Option<ObjectMode>| {
                 out.push(HookTrial {
                     feature: feature.name,
                     hook: hook.kind,
                     probes: hook.programs.iter().map(TrialProbe::from).collect(),
                     result,
                     note: None,
-                    state,
+                    state: mode.map(ObjectMode::state),
+                    mode,
                 })
             };
             if let Some(why) = disabled(opts, feature, hook) {
@@ -111,40 +113,42 @@ pub fn probe_kernel(opts: &LoadOptions) -> Result<Vec<HookTrial>, KernelError> {
                 continue;
             }
             if !stateful {
-                let r = try_hook(&mut objects.storage, feature, hook, &kbtf, opts);
+                let r = objects
+                    .get(ObjectMode::Storage)
+                    .and_then(|o| try_hook(o, feature, hook, &kbtf, opts));
                 trial(r, None);
                 continue;
             }
             let first = if hook.kind.untyped() {
-                SockState::Address
+                ObjectMode::Untyped
             } else if feature.name == "messages" {
-                SockState::Storage
+                ObjectMode::Storage
             } else {
-                messages_state
+                messages_mode
             };
             let r = objects
                 .get(first)
                 .and_then(|o| try_hook(o, feature, hook, &kbtf, opts));
             let failed = r.is_err();
             let r = match r {
-                Err(e) if !hook.kind.untyped() => Err(hooks::state_rejection(first, &e)),
+                Err(e) if !hook.kind.untyped() => Err(hooks::state_rejection(first.state(), &e)),
                 other => other,
             };
             trial(r, Some(first));
-            if failed && first == SockState::Storage {
+            if failed && first == ObjectMode::Storage {
                 let r = objects
-                    .get(SockState::Address)
+                    .get(ObjectMode::Address)
                     .and_then(|o| try_hook(o, feature, hook, &kbtf, opts))
                     .map_err(|e| hooks::state_rejection(SockState::Address, &e));
-                trial(r, Some(SockState::Address));
+                trial(r, Some(ObjectMode::Address));
             }
         }
         if feature.name == "messages" {
-            messages_state = out
+            messages_mode = out
                 .iter()
                 .find(|t| t.feature == "messages" && t.result.is_ok())
-                .and_then(|t| t.state)
-                .unwrap_or(SockState::Storage);
+                .and_then(|t| t.mode)
+                .unwrap_or(ObjectMode::Storage);
         }
     }
     Ok(out)

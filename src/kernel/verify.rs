@@ -19,7 +19,7 @@ use aya_obj::btf::BtfKind;
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 use super::attach::load_detail;
-use super::hooks::{self, Attach, KernelBtf, SockState};
+use super::hooks::{self, Attach, KernelBtf, ObjectMode};
 use super::loader::{self, LoadOptions};
 
 /// What loading one program gave.
@@ -187,10 +187,14 @@ pub fn load_all(opts: &LoadOptions) -> Result<Vec<LoadResult>, String> {
         ..opts.clone()
     };
     let mut out = Vec::new();
-    // The socket object: both UDP state variants, each without and with
+    // The socket object: in each mode, without and with
     // what only some configs turn on (spans, the netns filter) — the
     // verifier walks only the branches the load-time globals leave.
-    for state in [SockState::Storage, SockState::Address] {
+    for mode in [
+        ObjectMode::Storage,
+        ObjectMode::Address,
+        ObjectMode::Untyped,
+    ] {
         for extras in [false, true] {
             let o = LoadOptions {
                 emit_spans: extras,
@@ -198,8 +202,8 @@ pub fn load_all(opts: &LoadOptions) -> Result<Vec<LoadResult>, String> {
                 track_all: !extras,
                 ..small.clone()
             };
-            let variant = format!("{}{}", state.name(), if extras { "+spans" } else { "" });
-            let ebpf = loader::open_object(&o, &kbtf, state).map_err(|e| e.to_string());
+            let variant = format!("{}{}", mode.name(), if extras { "+spans" } else { "" });
+            let ebpf = loader::open_object(&o, &kbtf, mode).map_err(|e| e.to_string());
             load_variant("netagent", &variant, loader::OBJECT, ebpf, &kbtf, &mut out)?;
         }
     }
