@@ -139,13 +139,23 @@ fn host_kernel_with_syscall_hooks() {
     );
 }
 
-/// What 5.10's verifier refuses, and why.
-const REFUSED_5_10: &[Refusal] = &[Refusal {
-    variant: "socket_storage",
-    program: "fx_",
-    reason: "bpf_sk_storage_get",
-    why: "tracing programs may use socket-local storage since 5.11",
-}];
+/// What 5.10's verifier refuses, and why: the storage variant of the
+/// fexit programs (the agent loads them by address there). With spans the
+/// verifier stops earlier, at the socket cookie the span records carry.
+const REFUSED_5_10: &[Refusal] = &[
+    Refusal {
+        variant: "socket_storage",
+        program: "fx_",
+        reason: "bpf_sk_storage_get",
+        why: "tracing programs may use socket-local storage since 5.11",
+    },
+    Refusal {
+        variant: "socket_storage+spans",
+        program: "fx_",
+        reason: "bpf_get_socket_cookie",
+        why: "tracing programs may ask for a socket cookie since 5.12",
+    },
+];
 
 /// oom:mark_victim passes the victim's task_struct on kernels with 6.8's
 /// prototype (Debian's 6.1 has the backport): the pid variant, written

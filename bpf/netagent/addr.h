@@ -51,7 +51,9 @@ static __always_inline void read_peer_addr(const struct sock *sk, __u8 daddr[16]
 		if (typed)
 			__builtin_memcpy(daddr, &sk->__sk_common.skc_v6_daddr, 16);
 		else
-			BPF_CORE_READ_INTO(daddr, sk, __sk_common.skc_v6_daddr);
+			/* All 16 bytes: BPF_CORE_READ_INTO would read
+			 * sizeof(*daddr), one byte of this array parameter. */
+			bpf_core_read(daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	} else {
 		v4_mapped(daddr, SK_READ(typed, sk, __sk_common.skc_daddr));
 	}
@@ -76,7 +78,7 @@ static __always_inline void read_local_addr(const struct sock *sk, __u8 addr[16]
 		if (typed)
 			__builtin_memcpy(addr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
 		else
-			BPF_CORE_READ_INTO(addr, sk, __sk_common.skc_v6_rcv_saddr);
+			bpf_core_read(addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 	} else {
 		v4_mapped(addr, SK_READ(typed, sk, __sk_common.skc_rcv_saddr));
 	}

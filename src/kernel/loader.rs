@@ -331,8 +331,9 @@ fn load_with(
                     });
                     break;
                 }
-                if wants != ObjectMode::Untyped && mode == ObjectMode::Untyped {
-                    continue; // tried in an earlier mode
+                let has_untyped = feature.hooks.iter().any(|h| h.kind.untyped());
+                if wants != ObjectMode::Untyped && mode == ObjectMode::Untyped && has_untyped {
+                    continue; // a typed message hook: tried in an earlier mode
                 }
             }
             match attach_hook(
