@@ -22,6 +22,7 @@
 #include "span.h"
 #include "series.h"
 #include "hist.h"
+#include "nat.h"
 
 #define SOCK_DGRAM 2
 #define MSG_PEEK 2
@@ -134,8 +135,10 @@ static __always_inline void on_message_sent(struct sock *sk, int ret, bool typed
 		}
 		return;
 	}
-	if (udp)
+	if (udp) {
 		udp_peer(sk, st, typed);
+		nat_take(st, (__u64)sk, false);
+	}
 	fs = flow_stats(st);
 	if (fs) {
 		if (udp)
@@ -173,8 +176,11 @@ static __always_inline void on_message_received(struct sock *sk, int ret, int fl
 	st = message_state(sk, udp, NA_DIR_INBOUND, typed);
 	if (!st)
 		return;
-	if (udp)
+	if (udp) {
 		udp_peer(sk, st, typed);
+		/* A reply: the request has crossed every namespace of this host. */
+		nat_take(st, (__u64)sk, true);
+	}
 	fs = flow_stats(st);
 	if (fs)
 		ADD(fs->bytes_received, ret);

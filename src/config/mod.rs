@@ -19,6 +19,7 @@ pub mod interfaces;
 pub mod kernel;
 pub mod limits;
 pub mod logs;
+pub mod nat;
 pub mod oom;
 pub mod otel;
 pub mod statsd;
@@ -39,6 +40,7 @@ pub use interfaces::InterfaceStats;
 pub use kernel::{Debug, Kernel};
 pub use limits::Limits;
 pub use logs::LogsConfig;
+pub use nat::NatConfig;
 pub use oom::OomConfig;
 pub use otel::OtelConfig;
 pub use statsd::StatsdConfig;
@@ -89,6 +91,9 @@ pub struct Config {
     /// OOM kills per victim (README, "OOM kills").
     #[serde(default)]
     pub oom_kills: OomConfig,
+    /// Destinations after this host's NAT (README, "NAT").
+    #[serde(default)]
+    pub nat: NatConfig,
     /// Log pattern extraction (off by default).
     #[serde(default)]
     pub logs: LogsConfig,
@@ -111,6 +116,7 @@ impl Default for Config {
             cloud: CloudConfig::default(),
             delay_accounting: DelayAccountingConfig::default(),
             oom_kills: OomConfig::default(),
+            nat: NatConfig::default(),
             logs: LogsConfig::default(),
         }
     }
@@ -244,6 +250,7 @@ impl Config {
         self.cloud.validate()?;
         self.delay_accounting.validate()?;
         self.oom_kills.validate()?;
+        self.nat.validate()?;
         self.logs.validate()?;
         Ok(warnings)
     }

@@ -231,7 +231,8 @@ pub static FEATURES: &[Feature] = &[
     },
     Feature {
         name: "udp_peers",
-        needed_for: "peers of unconnected UDP sockets",
+        needed_for:
+            "peers of unconnected UDP sockets, and connected ones known before their first datagram",
         core: false,
         hooks: &[Hook {
             kind: HookKind::Cgroup,
@@ -240,7 +241,18 @@ pub static FEATURES: &[Feature] = &[
                 cg("on_sendmsg6", "sendmsg6"),
                 cg("on_recvmsg4", "recvmsg4"),
                 cg("on_recvmsg6", "recvmsg6"),
+                cg("on_connect4", "connect4"),
+                cg("on_connect6", "connect6"),
             ],
+        }],
+    },
+    Feature {
+        name: "nat",
+        needed_for: "destinations translated on this host (actual_dst_ip, actual_dport)",
+        core: false,
+        hooks: &[Hook {
+            kind: HookKind::Tracepoint,
+            programs: &[tp("on_net_dev_queue", "net", "net_dev_queue")],
         }],
     },
 ];

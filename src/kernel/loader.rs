@@ -44,6 +44,10 @@ pub struct LoadOptions {
     pub max_sockets: u32,
     /// Kernel BTF file for kernels without /sys/kernel/btf/vmlinux.
     pub btf_path: Option<std::path::PathBuf>,
+    /// Resolve this host's NAT (`nat.enabled`), and how many questions
+    /// may wait for an answer at once (`nat.max_pending`).
+    pub nat: bool,
+    pub nat_max_pending: u32,
 }
 
 /// The maps the collector reads (and, for `listeners`, seeds).
@@ -228,6 +232,8 @@ fn open_object(
         .map_max_entries("sock_index", index_entries)
         .map_max_entries("task_pending", call_entries)
         .map_max_entries("msg_calls", call_entries)
+        .map_max_entries("nat_flows", opts.nat_max_pending.max(1))
+        .map_max_entries("nat_found", opts.nat_max_pending.max(1))
         .load(OBJECT)
         .map_err(|e| KernelError::Object(e.to_string()))
 }
@@ -235,6 +241,9 @@ fn open_object(
 /// Why `debug.disable_probes` switches this hook off, if it does.
 fn disabled(opts: &LoadOptions, feature: &Feature, hook: &Hook) -> Option<String> {
     let id = hooks::hook_id(feature, hook);
+    if feature.name == "nat" && !opts.nat {
+        return Some("nat.enabled is false".into());
+    }
     if opts.disabled_probes.contains(&id) {
         return Some(format!("{id} disabled by debug.disable_probes"));
     }
