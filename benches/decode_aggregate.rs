@@ -42,16 +42,18 @@ fn record(i: usize) -> Vec<u8> {
         comm: comm_bytes(["nginx", "curl", "postgres"][i % 3]),
         laddr: v4(1),
         raddr: v4(2 + (i % 64) as u32),
+        nat_raddr: [0; 16],
         pid: 1000 + (i % 7) as u32,
         lport: 40_000 + (i % 20_000) as u16,
         rport: 443,
+        nat_rport: 0,
         proto: IPPROTO_TCP,
         direction: if i.is_multiple_of(2) {
             DIR_OUTBOUND
         } else {
             DIR_INBOUND
         },
-        _pad: [0; 6],
+        _pad: [0; 4],
     };
     // SAFETY: reading the bytes of a plain-old-data #[repr(C)] struct.
     unsafe {
@@ -90,12 +92,14 @@ fn key(comm: &str, peer: u32, hist: Option<HistKind>) -> FlowKey {
     FlowKey {
         comm: comm_bytes(comm),
         daddr: v4(peer),
+        nat_daddr: [0; 16],
         cgroup_id: 0,
         dport: 443,
+        nat_dport: 0,
         proto: IPPROTO_TCP,
         direction: DIR_OUTBOUND,
         hist: hist.map(|h| h as u8).unwrap_or(0),
-        _pad: [0; 3],
+        _pad: 0,
     }
 }
 

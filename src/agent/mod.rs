@@ -106,6 +106,8 @@ pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
         btf_path: Some(&cfg.kernel.btf_path.value)
             .filter(|p| !p.is_empty())
             .map(std::path::PathBuf::from),
+        nat: cfg.nat.enabled,
+        nat_max_pending: cfg.nat.max_pending.value,
     })
 }
 

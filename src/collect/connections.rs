@@ -38,6 +38,8 @@ fn edge_labels(l: &KeyLabels) -> Labels {
         ("proto", l.proto.to_string()),
         ("dport", l.dport.clone()),
         ("dst_ip", l.dst_ip.clone()),
+        ("actual_dst_ip", l.actual_dst_ip.clone()),
+        ("actual_dport", l.actual_dport.clone()),
     ]
 }
 
@@ -84,12 +86,14 @@ mod tests {
         FlowKey {
             comm: comm_bytes(comm),
             daddr: addr,
+            nat_daddr: [0; 16],
             cgroup_id: 0,
             dport,
+            nat_dport: 0,
             proto,
             direction: 0,
             hist: 0,
-            _pad: [0; 3],
+            _pad: 0,
         }
     }
 

@@ -79,6 +79,10 @@ pub struct KeyLabels {
     pub proto: &'static str,
     pub dport: String,
     pub dst_ip: String,
+    /// Where the destination was translated to (DNAT); empty when nothing
+    /// was translated.
+    pub actual_dst_ip: String,
+    pub actual_dport: String,
     pub direction: &'static str,
 }
 
@@ -122,6 +126,16 @@ impl<'a> Labeler<'a> {
             proto: proto_name(k.proto),
             dport: k.dport.to_string(),
             dst_ip: format_addr(k.daddr),
+            actual_dst_ip: if k.nat_dport == 0 {
+                String::new()
+            } else {
+                format_addr(k.nat_daddr)
+            },
+            actual_dport: if k.nat_dport == 0 {
+                String::new()
+            } else {
+                k.nat_dport.to_string()
+            },
             direction: direction_name(k.direction),
         })
     }

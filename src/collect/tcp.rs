@@ -27,6 +27,17 @@ fn peer(l: &KeyLabels) -> Labels {
     with(owner(l), &[("dport", &l.dport), ("dst_ip", &l.dst_ip)])
 }
 
+/// The peer and where it was translated to (empty when it was not).
+fn actual_peer(l: &KeyLabels) -> Labels {
+    with(
+        peer(l),
+        &[
+            ("actual_dst_ip", &l.actual_dst_ip),
+            ("actual_dport", &l.actual_dport),
+        ],
+    )
+}
+
 /// `netagent_tcp_listen_info` from the kernel's listener map.
 pub fn listen_family(listeners: &[(ListenKey, Listener)], labeler: &mut Labeler) -> Family {
     let mut series = BTreeMap::new();
@@ -65,6 +76,8 @@ pub fn families(r: &Resolved) -> Vec<Family> {
                     ("proto", l.proto),
                     ("dport", &l.dport),
                     ("dst_ip", &l.dst_ip),
+                    ("actual_dst_ip", &l.actual_dst_ip),
+                    ("actual_dport", &l.actual_dport),
                     ("direction", l.direction),
                 ],
             );
@@ -77,7 +90,7 @@ pub fn families(r: &Resolved) -> Vec<Family> {
         for (reason, n) in FAIL_REASONS.iter().zip(s.failed.iter()) {
             if *n > 0 {
                 *failed
-                    .entry(with(peer(l), &[("reason", reason)]))
+                    .entry(with(actual_peer(l), &[("reason", reason)]))
                     .or_insert(0.0) += *n as f64;
             }
         }
@@ -111,7 +124,7 @@ pub fn families(r: &Resolved) -> Vec<Family> {
     for (l, kind, h) in &r.hists {
         match kind {
             HistKind::Rtt => add_hist(&mut rtt, peer(l), *kind, h),
-            HistKind::Connect => add_hist(&mut connect, peer(l), *kind, h),
+            HistKind::Connect => add_hist(&mut connect, actual_peer(l), *kind, h),
             HistKind::ConnDuration => add_hist(
                 &mut lifetime,
                 with(owner(l), &[("direction", l.direction)]),

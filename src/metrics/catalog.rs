@@ -55,7 +55,14 @@ pub const EDGE: Desc = Desc {
     unit: "",
     help:
         "TCP connect attempts and UDP datagrams sent, per process and destination address and port.",
-    labels: &["process", "proto", "dport", "dst_ip"],
+    labels: &[
+        "process",
+        "proto",
+        "dport",
+        "dst_ip",
+        "actual_dst_ip",
+        "actual_dport",
+    ],
 };
 
 pub const TX_DURATION_SECONDS: Desc = Desc {
@@ -63,7 +70,7 @@ pub const TX_DURATION_SECONDS: Desc = Desc {
     kind: Kind::Histogram,
     unit: "seconds",
     help: "Time on one socket from a send to the first receive after it (request to response), for sockets the process opened.",
-    labels: &["process", "proto", "dport", "dst_ip"],
+    labels: &["process", "proto", "dport", "dst_ip", "actual_dst_ip", "actual_dport"],
 };
 
 // ---- Connection lifecycle and TCP health
@@ -113,7 +120,7 @@ pub const TCP_CONNECT_FAILED: Desc = Desc {
     kind: Kind::Counter,
     unit: "",
     help: "Outbound TCP connects that failed, by reason (refused, timeout, unreachable, reset, other).",
-    labels: &["process", "container", "dport", "dst_ip", "reason"],
+    labels: &["process", "container", "dport", "dst_ip", "actual_dst_ip", "actual_dport", "reason"],
 };
 
 pub const TCP_RESETS: Desc = Desc {
@@ -145,7 +152,14 @@ pub const TCP_CONNECT_DURATION_SECONDS: Desc = Desc {
     kind: Kind::Histogram,
     unit: "seconds",
     help: "TCP handshake time: SYN sent to connection established.",
-    labels: &["process", "container", "dport", "dst_ip"],
+    labels: &[
+        "process",
+        "container",
+        "dport",
+        "dst_ip",
+        "actual_dst_ip",
+        "actual_dport",
+    ],
 };
 
 pub const CONNECTION_DURATION_SECONDS: Desc = Desc {
@@ -167,6 +181,8 @@ pub const BYTES_SENT: Desc = Desc {
         "proto",
         "dport",
         "dst_ip",
+        "actual_dst_ip",
+        "actual_dport",
         "direction",
     ],
 };
@@ -182,6 +198,8 @@ pub const BYTES_RECEIVED: Desc = Desc {
         "proto",
         "dport",
         "dst_ip",
+        "actual_dst_ip",
+        "actual_dport",
         "direction",
     ],
 };

@@ -34,12 +34,14 @@ fn seed_events() -> Vec<(&'static str, SpanEvent)> {
         comm: comm_bytes("curl"),
         laddr: mapped([127, 0, 0, 1]),
         raddr: mapped([127, 0, 0, 1]),
+        nat_raddr: [0; 16],
         pid: 1234,
         lport: 40_000,
         rport: 80,
+        nat_rport: 0,
         proto: IPPROTO_TCP,
         direction: DIR_OUTBOUND,
-        _pad: [0; 6],
+        _pad: [0; 4],
     };
     vec![
         ("tcp4-client", base),

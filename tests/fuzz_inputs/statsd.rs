@@ -158,6 +158,7 @@ fn check_statsd(case: &StatsdCase) -> Result<(), TestCaseError> {
             side: SpanSide::Client,
             local: "10.0.0.1:40000".parse().unwrap(),
             peer: "[fd00::2]:443".parse().unwrap(),
+            actual_peer: None,
             socket_id: 7,
         })
         .collect();

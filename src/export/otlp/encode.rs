@@ -60,7 +60,12 @@ fn scope() -> InstrumentationScope {
 /// names the older agent used.
 pub fn encode_span(sp: &FlowSpan) -> Span {
     let (client, server) = (sp.client(), sp.server());
-    let peer = sp.peer;
+    // The address the packets really go to (OTel's network.peer); the
+    // server's address stays the one dialled (a Service's ClusterIP).
+    let peer = match sp.side {
+        SpanSide::Client => sp.actual_peer.unwrap_or(sp.peer),
+        SpanSide::Server => sp.peer,
+    };
     // A span id unique per span: the flow plus the span's own start time.
     let mut span_id = (crate::model::spans::fnv1a_128(
         format!("{}|{}|{:?}", sp.flow_id(), sp.start_unix_nanos, sp.side).as_bytes(),
@@ -69,7 +74,7 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
     if span_id == [0; 8] {
         span_id[7] = 1; // all-zero ids are invalid in OTLP
     }
-    let attributes = vec![
+    let mut attributes = vec![
         kv("network.transport", s(sp.proto)),
         kv("network.peer.address", s(peer.ip().to_string())),
         kv("network.peer.port", i(peer.port() as i64)),
@@ -89,6 +94,10 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
         kv("src_ip", s(client.ip().to_string())),
         kv("sport", i(client.port() as i64)),
     ];
+    if let (SpanSide::Client, Some(actual)) = (sp.side, sp.actual_peer) {
+        attributes.push(kv("actual_dst_ip", s(actual.ip().to_string())));
+        attributes.push(kv("actual_dport", i(actual.port() as i64)));
+    }
     Span {
         trace_id: sp.trace_id().to_vec(),
         span_id: span_id.to_vec(),

@@ -45,6 +45,7 @@ pub async fn check(cfg: &OtelConfig) -> anyhow::Result<()> {
         side: SpanSide::Client,
         local: "127.0.0.1:40000".parse().expect("literal"),
         peer: "127.0.0.1:4317".parse().expect("literal"),
+        actual_peer: None,
         socket_id: 0,
     };
     transport

@@ -154,6 +154,7 @@ pub(super) fn span(side: SpanSide, local: &str, peer: &str) -> FlowSpan {
         side,
         local: local.parse().expect("addr"),
         peer: peer.parse().expect("addr"),
+        actual_peer: None,
         socket_id: 7,
     }
 }
