@@ -13,6 +13,7 @@
 
 pub mod bpf_self;
 pub mod cloud;
+pub mod containers;
 pub mod delay_accounting;
 pub mod export;
 pub mod interfaces;
@@ -33,6 +34,7 @@ use serde_saphyr::Spanned;
 
 pub use bpf_self::BpfSelfConfig;
 pub use cloud::CloudConfig;
+pub use containers::ContainersConfig;
 pub use delay_accounting::DelayAccountingConfig;
 pub use export::Export;
 pub use interfaces::InterfaceStats;
@@ -92,6 +94,9 @@ pub struct Config {
     /// Log pattern extraction (off by default).
     #[serde(default)]
     pub logs: LogsConfig,
+    /// Where the container runtimes keep their state (names, pods).
+    #[serde(default)]
+    pub containers: ContainersConfig,
 }
 
 impl Default for Config {
@@ -112,6 +117,7 @@ impl Default for Config {
             delay_accounting: DelayAccountingConfig::default(),
             oom_kills: OomConfig::default(),
             logs: LogsConfig::default(),
+            containers: ContainersConfig::default(),
         }
     }
 }
@@ -245,6 +251,7 @@ impl Config {
         self.delay_accounting.validate()?;
         self.oom_kills.validate()?;
         self.logs.validate()?;
+        self.containers.validate()?;
         Ok(warnings)
     }
 

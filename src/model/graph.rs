@@ -130,7 +130,7 @@ pub fn build(r: &Resolved, ifaces: &InterfaceSnapshot, state: &mut RateState) ->
             id: process.clone(),
             kind: "process",
             label: l.process.clone(),
-            container: Some(l.container.clone()),
+            container: Some(l.identity.name.clone()),
             proto: None,
         });
         let inbound = l.direction == "inbound";

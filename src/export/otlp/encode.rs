@@ -69,7 +69,7 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
     if span_id == [0; 8] {
         span_id[7] = 1; // all-zero ids are invalid in OTLP
     }
-    let attributes = vec![
+    let mut attributes = vec![
         kv("network.transport", s(sp.proto)),
         kv("network.peer.address", s(peer.ip().to_string())),
         kv("network.peer.port", i(peer.port() as i64)),
@@ -79,7 +79,7 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
         kv("client.port", i(client.port() as i64)),
         kv("process.pid", i(sp.pid as i64)),
         kv("process.executable.name", s(sp.comm.clone())),
-        kv("container.id", s(sp.container.clone())),
+        kv("container.id", s(sp.container.id.clone())),
         kv("flow_id", s(sp.flow_id())),
         kv("socket_id", s(format!("{:016x}", sp.socket_id))),
         kv("process", s(sp.process.clone())),
@@ -89,6 +89,17 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
         kv("src_ip", s(client.ip().to_string())),
         kv("sport", i(client.port() as i64)),
     ];
+    // The container's names, when it has them (also on the resource).
+    for (k, v) in [
+        ("container.name", sp.container.name.clone()),
+        ("k8s.pod.name", sp.container.pod.clone()),
+        ("k8s.namespace.name", sp.container.namespace.clone()),
+        ("k8s.container.name", k8s_container(sp)),
+    ] {
+        if !v.is_empty() {
+            attributes.push(kv(k, s(v)));
+        }
+    }
     Span {
         trace_id: sp.trace_id().to_vec(),
         span_id: span_id.to_vec(),
@@ -104,17 +115,68 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
     }
 }
 
+/// The Kubernetes container name: the container's name inside a pod,
+/// empty outside Kubernetes.
+fn k8s_container(sp: &FlowSpan) -> String {
+    if sp.container.pod.is_empty() {
+        String::new()
+    } else {
+        sp.container.name.clone()
+    }
+}
+
+/// The agent's resource plus, for spans of a container, the container's
+/// resource attributes (`container.id`, `container.name`,
+/// `container.image.name`, `container.runtime`, and in Kubernetes
+/// `k8s.pod.name`, `k8s.namespace.name`, `k8s.container.name`).
+fn container_resource(base: &Resource, sp: &FlowSpan) -> Resource {
+    let c = &sp.container;
+    let mut r = base.clone();
+    if c.id.is_empty() {
+        return r;
+    }
+    for (k, v) in [
+        ("container.id", c.id.clone()),
+        ("container.name", c.name.clone()),
+        ("container.image.name", c.image.clone()),
+        ("container.runtime", c.runtime.to_string()),
+        ("k8s.pod.name", c.pod.clone()),
+        ("k8s.namespace.name", c.namespace.clone()),
+        ("k8s.container.name", k8s_container(sp)),
+    ] {
+        if !v.is_empty() {
+            r.attributes.push(kv(k, s(v)));
+        }
+    }
+    r
+}
+
+/// One `ResourceSpans` per container (host processes share the agent's
+/// resource), in the order their first span came.
 pub fn trace_request(resource: &Resource, spans: &[FlowSpan]) -> ExportTraceServiceRequest {
+    let mut groups: Vec<(&FlowSpan, Vec<Span>)> = Vec::new();
+    for sp in spans {
+        match groups
+            .iter_mut()
+            .find(|(first, _)| first.container == sp.container)
+        {
+            Some((_, list)) => list.push(encode_span(sp)),
+            None => groups.push((sp, vec![encode_span(sp)])),
+        }
+    }
     ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource.clone()),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(scope()),
-                spans: spans.iter().map(encode_span).collect(),
+        resource_spans: groups
+            .into_iter()
+            .map(|(first, spans)| ResourceSpans {
+                resource: Some(container_resource(resource, first)),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(scope()),
+                    spans,
+                    ..Default::default()
+                }],
                 ..Default::default()
-            }],
-            ..Default::default()
-        }],
+            })
+            .collect(),
     }
 }
 
