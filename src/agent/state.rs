@@ -12,6 +12,7 @@ use crate::collect::cloud::CloudState;
 use crate::collect::containers::CgroupResolver;
 use crate::collect::interfaces::InterfaceSource;
 use crate::collect::labels::{HostOnly, Labeler, ProcessNames};
+use crate::collect::local_listeners::{self, NetnsAddrs};
 use crate::collect::sockets::Sockets;
 use crate::collect::{connections, Collector, ProbeStatus, Scrape};
 use crate::export::otlp::SpanStats;
@@ -37,6 +38,8 @@ pub struct Agent {
     containers: Mutex<Option<CgroupResolver>>,
     limiter: Mutex<SeriesLimiter>,
     graph_rates: Mutex<RateState>,
+    /// Addresses of the network namespaces of listeners (service map).
+    netns_addrs: Mutex<NetnsAddrs>,
     /// The exporters' own counters (spans exported, dropped, errors).
     pub span_stats: Arc<SpanStats>,
     pub statsd_stats: Arc<StatsdStats>,
@@ -79,6 +82,7 @@ impl Agent {
             containers: Mutex::new(p.resolver),
             limiter: Mutex::new(SeriesLimiter::new(p.max_series_per_metric)),
             graph_rates: Mutex::new(RateState::default()),
+            netns_addrs: Mutex::new(NetnsAddrs::default()),
             span_stats: p.span_stats,
             statsd_stats: p.statsd_stats,
             cloud: p.cloud,
@@ -233,7 +237,13 @@ impl Gather for Agent {
             .unwrap_or_default();
         let g = self.with_labeler(|labeler| {
             let resolved = connections::resolve(&snap, labeler);
-            graph::build(&resolved, &ifs, &mut lock(&self.graph_rates))
+            let local = local_listeners::resolve(
+                &resolved,
+                &snap.listeners,
+                labeler,
+                &mut lock(&self.netns_addrs),
+            );
+            graph::build(&resolved, &local, &ifs, &mut lock(&self.graph_rates))
         });
         Ok(serde_json::to_value(g)?)
     }

@@ -81,6 +81,8 @@ pub struct KeyLabels {
     pub process: String,
     /// Who owns the socket: the container (and pod), empty for the host.
     pub identity: Arc<Identity>,
+    /// The owner's cgroup v2 id (0 = unknown).
+    pub cgroup_id: u64,
     pub proto: &'static str,
     pub dport: String,
     pub dst_ip: String,
@@ -94,6 +96,8 @@ pub trait Identities {
     fn by_cgroup(&mut self, cgroup_id: u64) -> Arc<Identity>;
     /// A container by its 64-hex id ("" = the host).
     fn by_container_id(&mut self, id: &str) -> Arc<Identity>;
+    /// A process in the cgroup, if the cgroup is known and has one.
+    fn a_pid(&self, cgroup_id: u64) -> Option<u32>;
 }
 
 impl Identities for CgroupResolver {
@@ -103,6 +107,10 @@ impl Identities for CgroupResolver {
 
     fn by_container_id(&mut self, id: &str) -> Arc<Identity> {
         self.identity_of_container(id)
+    }
+
+    fn a_pid(&self, cgroup_id: u64) -> Option<u32> {
+        CgroupResolver::a_pid(self, cgroup_id)
     }
 }
 
@@ -121,6 +129,10 @@ impl Identities for HostOnly {
         } else {
             Arc::new(Identity::unnamed(id, ""))
         }
+    }
+
+    fn a_pid(&self, _: u64) -> Option<u32> {
+        None
     }
 }
 
@@ -172,11 +184,20 @@ impl<'a> Labeler<'a> {
         self.names.label(comm)
     }
 
+    /// A process in a cgroup (to find the cgroup's network namespace).
+    pub fn a_pid(&self, cgroup_id: u64) -> Option<u32> {
+        if cgroup_id == 0 {
+            return None;
+        }
+        self.identities.a_pid(cgroup_id)
+    }
+
     /// None when the owner is not a target.
     pub fn key(&mut self, k: &FlowKey) -> Option<KeyLabels> {
         Some(KeyLabels {
             process: self.process(&k.comm)?,
             identity: self.identity(k.cgroup_id),
+            cgroup_id: k.cgroup_id,
             proto: proto_name(k.proto),
             dport: k.dport.to_string(),
             dst_ip: format_addr(k.daddr),
