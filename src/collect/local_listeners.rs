@@ -340,9 +340,9 @@ mod tests {
             .map(|t| t.as_ref().map(|t| t.process.as_str()))
             .collect();
         let mut want = vec![Some("websrv"), Some("websrv"), None, None];
-        if own.is_some() {
+        if let Some(own) = own {
             want.extend([Some("websrv"), None]);
-            assert!(got.is_local(own.unwrap()));
+            assert!(got.is_local(own));
         }
         assert_eq!(found, want);
         assert!(got.is_local("127.0.0.1".parse().unwrap()));
