@@ -12,6 +12,10 @@ use std::sync::Arc;
 
 use crate::collect::containers::Identity;
 
+/// A span owner's container (the exporters' name for the collect layer's
+/// identity).
+pub type Container = Identity;
+
 use crate::kernel::abi::{comm_str, SpanEvent, DIR_OUTBOUND, IPPROTO_TCP, IPPROTO_UDP};
 
 /// Which side of the flow the span was observed on.

@@ -348,3 +348,81 @@ fn scalar(v: &Value) -> f64 {
         Value::Histogram(h) => h.count() as f64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn span(container: Arc<crate::model::spans::Container>) -> FlowSpan {
+        FlowSpan {
+            start_unix_nanos: 1,
+            end_unix_nanos: 2,
+            process: "api".into(),
+            comm: "api".into(),
+            pid: 7,
+            container,
+            proto: "tcp",
+            side: SpanSide::Client,
+            local: "10.0.0.1:40000".parse().unwrap(),
+            peer: "10.0.0.2:80".parse().unwrap(),
+            socket_id: 1,
+        }
+    }
+
+    fn attrs(kvs: &[KeyValue]) -> Vec<(String, String)> {
+        kvs.iter()
+            .map(|kv| {
+                let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(s)) => s.clone(),
+                    Some(any_value::Value::IntValue(i)) => i.to_string(),
+                    other => format!("{other:?}"),
+                };
+                (kv.key.clone(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spans_of_a_pod_carry_its_names_and_come_in_its_resource() {
+        let pod = Arc::new(crate::model::spans::Container {
+            id: "ab".repeat(32),
+            name: "api".into(),
+            pod: "api-7d9f".into(),
+            namespace: "shop".into(),
+            image: "registry.local/shop/api:1".into(),
+            runtime: "containerd",
+        });
+        let spans = [span(pod.clone()), span(Arc::default()), span(pod)];
+        let base = Resource {
+            attributes: vec![kv("service.name", s("netagent"))],
+            ..Default::default()
+        };
+        let req = trace_request(&base, &spans);
+        assert_eq!(req.resource_spans.len(), 2, "the pod's and the host's");
+        let pod_rs = &req.resource_spans[0];
+        assert_eq!(pod_rs.scope_spans[0].spans.len(), 2);
+        let r = attrs(&pod_rs.resource.as_ref().unwrap().attributes);
+        for (k, v) in [
+            ("service.name", "netagent"),
+            ("container.id", "ab".repeat(32).as_str()),
+            ("container.name", "api"),
+            ("container.image.name", "registry.local/shop/api:1"),
+            ("container.runtime", "containerd"),
+            ("k8s.pod.name", "api-7d9f"),
+            ("k8s.namespace.name", "shop"),
+            ("k8s.container.name", "api"),
+        ] {
+            assert!(r.contains(&(k.to_string(), v.to_string())), "{k}: {r:?}");
+        }
+        let span_attrs = attrs(&pod_rs.scope_spans[0].spans[0].attributes);
+        assert!(span_attrs.contains(&("k8s.pod.name".into(), "api-7d9f".into())));
+        assert!(span_attrs.contains(&("container.name".into(), "api".into())));
+        // The host's spans: the agent's resource as it is, no k8s names.
+        let host = &req.resource_spans[1];
+        assert_eq!(host.resource.as_ref().unwrap(), &base);
+        let host_attrs = attrs(&host.scope_spans[0].spans[0].attributes);
+        assert!(host_attrs.iter().all(|(k, _)| !k.starts_with("k8s.")));
+        assert!(host_attrs.contains(&("container.id".into(), String::new())));
+    }
+}
