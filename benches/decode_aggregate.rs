@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use netagent::collect::connections;
-use netagent::collect::labels::{Labeler, ProcessNames};
+use netagent::collect::labels::{HostOnly, Labeler, ProcessNames};
 use netagent::collect::tcp;
 use netagent::collect::KernelSnapshot;
 use netagent::kernel::abi::{
@@ -73,13 +73,13 @@ fn span_decode(c: &mut Criterion) {
     g.throughput(Throughput::Elements(RECORDS as u64));
     g.bench_function("decode_label_span", |b| {
         b.iter(|| {
-            let mut no_container = |_| String::new();
+            let mut no_container = HostOnly;
             let mut labeler = Labeler::new(&names, &mut no_container);
             let mut n = 0usize;
             for r in &records {
                 let ev = decode(black_box(r)).expect("valid record");
                 let process = labeler.process(&ev.comm).expect("tracked");
-                let container = labeler.container(ev.cgroup_id);
+                let container = labeler.identity(ev.cgroup_id);
                 n += black_box(decoder.span(&ev, process, container)).pid as usize;
             }
             n
@@ -138,7 +138,7 @@ fn gather(
     names: &ProcessNames,
     limiter: &mut SeriesLimiter,
 ) -> Vec<netagent::metrics::Family> {
-    let mut no_container = |_| String::new();
+    let mut no_container = HostOnly;
     let mut labeler = Labeler::new(names, &mut no_container);
     let resolved = connections::resolve(snap, &mut labeler);
     let mut families = connections::families(&resolved);
@@ -160,7 +160,7 @@ fn aggregate(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("resolve_labels", |b| {
         b.iter(|| {
-            let mut no_container = |_| String::new();
+            let mut no_container = HostOnly;
             let mut labeler = Labeler::new(&names, &mut no_container);
             connections::resolve(black_box(&snap), &mut labeler)
                 .flows

@@ -77,7 +77,7 @@ pub fn families(r: &Resolved) -> Vec<Family> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::labels::ProcessNames;
+    use crate::collect::labels::{HostOnly, ProcessNames};
     use crate::kernel::abi::{comm_bytes, FlowKey, IPPROTO_TCP, IPPROTO_UDP};
     use crate::metrics::Value;
     use std::net::Ipv6Addr;
@@ -126,7 +126,7 @@ mod tests {
             ..Default::default()
         };
         let names = ProcessNames::targets([("curl", "web-client")]);
-        let mut none = |_| String::new();
+        let mut none = HostOnly;
         let mut labeler = Labeler::new(&names, &mut none);
         let fams = families(&resolve(&snap, &mut labeler));
         let connect = &fams[0];
@@ -159,7 +159,7 @@ mod tests {
             ..Default::default()
         };
         let names = ProcessNames::by_comm();
-        let mut none = |_| String::new();
+        let mut none = HostOnly;
         let mut labeler = Labeler::new(&names, &mut none);
         let fams = families(&resolve(&snap, &mut labeler));
         let Value::Histogram(got) = &fams[2].series[0].value else {

@@ -6,16 +6,13 @@ use std::collections::BTreeMap;
 
 use super::connections::Resolved;
 use super::histograms::add_hist;
-use super::labels::{format_addr, KeyLabels, Labeler};
+use super::labels::{format_addr, owner_labels, KeyLabels, Labeler};
 use crate::kernel::abi::{HistKind, ListenKey, Listener, FAIL_REASONS};
 use crate::metrics::catalog;
 use crate::metrics::{histogram_family, scalar_family, Family, Labels};
 
 fn owner(l: &KeyLabels) -> Labels {
-    vec![
-        ("process", l.process.clone()),
-        ("container", l.container.clone()),
-    ]
+    owner_labels(l.process.clone(), &l.identity)
 }
 
 fn with(mut labels: Labels, more: &[(&'static str, &str)]) -> Labels {
@@ -45,12 +42,13 @@ pub fn listen_family(listeners: &[(ListenKey, Listener)], labeler: &mut Labeler)
         let Some(process) = labeler.process(&l.comm) else {
             continue;
         };
-        let labels = vec![
-            ("process", process),
-            ("container", labeler.container(l.cgroup_id)),
-            ("listen_addr", format_addr(l.addr)),
-            ("port", k.port.to_string()),
-        ];
+        let labels = with(
+            owner_labels(process, &labeler.identity(l.cgroup_id)),
+            &[
+                ("listen_addr", &format_addr(l.addr)),
+                ("port", &k.port.to_string()),
+            ],
+        );
         series.insert(labels, 1.0);
     }
     scalar_family(&catalog::TCP_LISTEN_INFO, series)

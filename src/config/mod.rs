@@ -13,6 +13,7 @@
 
 pub mod bpf_self;
 pub mod cloud;
+pub mod containers;
 pub mod delay_accounting;
 pub mod export;
 pub mod interfaces;
@@ -34,6 +35,7 @@ use serde_saphyr::Spanned;
 
 pub use bpf_self::BpfSelfConfig;
 pub use cloud::CloudConfig;
+pub use containers::ContainersConfig;
 pub use delay_accounting::DelayAccountingConfig;
 pub use export::Export;
 pub use interfaces::InterfaceStats;
@@ -97,6 +99,9 @@ pub struct Config {
     /// Log pattern extraction (off by default).
     #[serde(default)]
     pub logs: LogsConfig,
+    /// Where the container runtimes keep their state (names, pods).
+    #[serde(default)]
+    pub containers: ContainersConfig,
 }
 
 impl Default for Config {
@@ -118,6 +123,7 @@ impl Default for Config {
             oom_kills: OomConfig::default(),
             nat: NatConfig::default(),
             logs: LogsConfig::default(),
+            containers: ContainersConfig::default(),
         }
     }
 }
@@ -252,6 +258,7 @@ impl Config {
         self.oom_kills.validate()?;
         self.nat.validate()?;
         self.logs.validate()?;
+        self.containers.validate()?;
         Ok(warnings)
     }
 

@@ -8,6 +8,13 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use crate::collect::containers::Identity;
+
+/// A span owner's container (the exporters' name for the collect layer's
+/// identity).
+pub type Container = Identity;
 
 use crate::kernel::abi::{comm_str, SpanEvent, DIR_OUTBOUND, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -30,7 +37,8 @@ pub struct FlowSpan {
     /// The kernel comm of the owner.
     pub comm: String,
     pub pid: u32,
-    pub container: String,
+    /// The owner's container and pod; empty for host processes.
+    pub container: Arc<Identity>,
     /// "tcp" or "udp".
     pub proto: &'static str,
     pub side: SpanSide,
@@ -219,7 +227,7 @@ impl SpanDecoder {
     }
 
     /// `process` and `container` come from the agent's labeling.
-    pub fn span(&self, ev: &SpanEvent, process: String, container: String) -> FlowSpan {
+    pub fn span(&self, ev: &SpanEvent, process: String, container: Arc<Identity>) -> FlowSpan {
         let mut h = self.hasher.build_hasher();
         h.write_u64(ev.sock_cookie);
         FlowSpan {
@@ -259,7 +267,7 @@ mod tests {
             process: "p".into(),
             comm: "p".into(),
             pid: 1,
-            container: String::new(),
+            container: Arc::default(),
             proto: "tcp",
             side,
             local: local.parse().unwrap(),
@@ -351,7 +359,7 @@ mod tests {
     #[test]
     fn spans_get_addresses_times_and_opaque_ids() {
         let d = SpanDecoder::new();
-        let s = d.span(&event(), "web".into(), String::new());
+        let s = d.span(&event(), "web".into(), Arc::default());
         assert_eq!(s.local, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(s.peer, "[::1]:80".parse().unwrap());
         assert_eq!(s.side, SpanSide::Client);

@@ -153,7 +153,7 @@ fn check_statsd(case: &StatsdCase) -> Result<(), TestCaseError> {
             process: p.clone(),
             comm: p.clone(),
             pid: 1,
-            container: String::new(),
+            container: Default::default(),
             proto: "tcp",
             side: SpanSide::Client,
             local: "10.0.0.1:40000".parse().unwrap(),
