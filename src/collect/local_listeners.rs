@@ -187,7 +187,14 @@ pub fn resolve(
         if l.direction != "outbound" {
             return None;
         }
-        let (Ok(port), Ok(dst)) = (l.dport.parse::<u16>(), l.dst_ip.parse::<IpAddr>()) else {
+        // Behind a translation (a Service's ClusterIP) the listener is at
+        // the address the packets really reached.
+        let (port, ip) = if l.actual_dport.is_empty() {
+            (&l.dport, &l.dst_ip)
+        } else {
+            (&l.actual_dport, &l.actual_dst_ip)
+        };
+        let (Ok(port), Ok(dst)) = (port.parse::<u16>(), ip.parse::<IpAddr>()) else {
             return None;
         };
         let candidates = by_port.get(&port)?;
@@ -289,6 +296,8 @@ mod tests {
             proto: "tcp",
             dport: port.to_string(),
             dst_ip: ip.into(),
+            actual_dst_ip: String::new(),
+            actual_dport: String::new(),
             direction: "outbound",
         }
     }

@@ -397,6 +397,8 @@ mod tests {
             proto: "tcp",
             dport: port.into(),
             dst_ip: ip.into(),
+            actual_dst_ip: String::new(),
+            actual_dport: String::new(),
             direction: dir,
         }
     }

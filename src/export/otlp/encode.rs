@@ -375,6 +375,7 @@ mod tests {
             side: SpanSide::Client,
             local: "10.0.0.1:40000".parse().unwrap(),
             peer: "10.0.0.2:80".parse().unwrap(),
+            actual_peer: None,
             socket_id: 1,
         }
     }
