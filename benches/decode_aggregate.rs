@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use netagent::collect::connections;
-use netagent::collect::labels::{Labeler, ProcessNames};
+use netagent::collect::labels::{HostOnly, Labeler, ProcessNames};
 use netagent::collect::tcp;
 use netagent::collect::KernelSnapshot;
 use netagent::kernel::abi::{
@@ -42,16 +42,18 @@ fn record(i: usize) -> Vec<u8> {
         comm: comm_bytes(["nginx", "curl", "postgres"][i % 3]),
         laddr: v4(1),
         raddr: v4(2 + (i % 64) as u32),
+        nat_raddr: [0; 16],
         pid: 1000 + (i % 7) as u32,
         lport: 40_000 + (i % 20_000) as u16,
         rport: 443,
+        nat_rport: 0,
         proto: IPPROTO_TCP,
         direction: if i.is_multiple_of(2) {
             DIR_OUTBOUND
         } else {
             DIR_INBOUND
         },
-        _pad: [0; 6],
+        _pad: [0; 4],
     };
     // SAFETY: reading the bytes of a plain-old-data #[repr(C)] struct.
     unsafe {
@@ -71,13 +73,13 @@ fn span_decode(c: &mut Criterion) {
     g.throughput(Throughput::Elements(RECORDS as u64));
     g.bench_function("decode_label_span", |b| {
         b.iter(|| {
-            let mut no_container = |_| String::new();
+            let mut no_container = HostOnly;
             let mut labeler = Labeler::new(&names, &mut no_container);
             let mut n = 0usize;
             for r in &records {
                 let ev = decode(black_box(r)).expect("valid record");
                 let process = labeler.process(&ev.comm).expect("tracked");
-                let container = labeler.container(ev.cgroup_id);
+                let container = labeler.identity(ev.cgroup_id);
                 n += black_box(decoder.span(&ev, process, container)).pid as usize;
             }
             n
@@ -90,12 +92,14 @@ fn key(comm: &str, peer: u32, hist: Option<HistKind>) -> FlowKey {
     FlowKey {
         comm: comm_bytes(comm),
         daddr: v4(peer),
+        nat_daddr: [0; 16],
         cgroup_id: 0,
         dport: 443,
+        nat_dport: 0,
         proto: IPPROTO_TCP,
         direction: DIR_OUTBOUND,
         hist: hist.map(|h| h as u8).unwrap_or(0),
-        _pad: [0; 3],
+        _pad: 0,
     }
 }
 
@@ -134,7 +138,7 @@ fn gather(
     names: &ProcessNames,
     limiter: &mut SeriesLimiter,
 ) -> Vec<netagent::metrics::Family> {
-    let mut no_container = |_| String::new();
+    let mut no_container = HostOnly;
     let mut labeler = Labeler::new(names, &mut no_container);
     let resolved = connections::resolve(snap, &mut labeler);
     let mut families = connections::families(&resolved);
@@ -156,7 +160,7 @@ fn aggregate(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("resolve_labels", |b| {
         b.iter(|| {
-            let mut no_container = |_| String::new();
+            let mut no_container = HostOnly;
             let mut labeler = Labeler::new(&names, &mut no_container);
             connections::resolve(black_box(&snap), &mut labeler)
                 .flows

@@ -46,13 +46,15 @@
  *   netagent/span.h           request/response spans to the ring buffer
  *   netagent/series.h         series slots and flow counters
  *   netagent/hist.h           histograms
+ *   netagent/nat.h            translations found in another namespace, taken by the socket
  *   netagent/messages.h       what one message counts, for every message hook
  *   netagent/tcp_lifecycle.c  tp_btf/inet_sock_set_state
  *   netagent/tcp_health.c     tp_btf/tcp_retransmit_skb, tcp_send_reset, tcp_receive_reset
- *   netagent/udp_peers.c      cgroup/sendmsg4|6, recvmsg4|6
+ *   netagent/udp_peers.c      cgroup/sendmsg4|6, recvmsg4|6, connect4|6
  *   netagent/messages.c       tp_btf/sock_{send,recv}_length, fexit/inet{,6}_{send,recv}msg
  *   netagent/kprobes.c        kprobe + kretprobe on inet{,6}_{send,recv}msg
  *   netagent/syscalls.c       tp_btf/sys_enter + sys_exit (x86-64)
+ *   netagent/nat.c            tp_btf/net_dev_queue: where connections really go (DNAT)
  * netagent.h holds the ABI shared with the agent (mirrored in
  * src/kernel/abi.rs), vmlinux_min.h the kernel types read (CO-RE).
  */
@@ -70,6 +72,7 @@ char LICENSE[] SEC("license") = "GPL";
 #include "netagent/span.h"
 #include "netagent/series.h"
 #include "netagent/hist.h"
+#include "netagent/nat.h"
 #include "netagent/messages.h"
 
 /* Programs, one family per file; this order is the order of their
@@ -80,3 +83,4 @@ char LICENSE[] SEC("license") = "GPL";
 #include "netagent/messages.c"
 #include "netagent/kprobes.c"
 #include "netagent/syscalls.c"
+#include "netagent/nat.c"

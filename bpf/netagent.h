@@ -20,7 +20,8 @@ enum na_lost_reason {
 	NA_LOST_SOCK_STORAGE = 2,  /* socket state could not be created (`tcp_socks` full, or no memory) */
 	NA_LOST_LISTENER_MAP_FULL = 3, /* `listeners` full: a listener is not attributed */
 	NA_LOST_RINGBUF_FULL = 4,  /* `span_events` full: a span was not emitted */
-	NA_LOST_REASONS = 5,
+	NA_LOST_NAT_UNMATCHED = 5, /* a NAT question went unanswered: its note was evicted, or two destinations shared one source */
+	NA_LOST_REASONS = 6,
 };
 
 /* Who opened the connection, seen from the socket's owner. For UDP: the
@@ -49,17 +50,26 @@ enum na_hist_kind {
 	NA_HIST_KINDS = 4,
 };
 
-/* Aggregation key of `flows` and `hists`. 48 bytes, no implicit padding
+/* Aggregation key of `flows` and `hists`. 64 bytes, no implicit padding
  * (hash keys are compared bytewise, so every byte must be written). */
 struct na_flow_key {
 	__u8 comm[NA_COMM_LEN]; /* owner of the socket (who connected / listened / sent) */
 	__u8 daddr[16];         /* peer: IPv6, or IPv4 as ::ffff:a.b.c.d; network order */
+	__u8 nat_daddr[16];     /* where the peer's address was translated to (DNAT); zero if not */
 	__u64 cgroup_id;        /* owner's cgroup v2 id (container attribution) */
 	__u16 dport;            /* server-side port: the peer's for outbound, ours for inbound */
+	__u16 nat_dport;        /* the translated port; 0 when nothing was translated */
 	__u8 proto;             /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 direction;         /* enum na_direction */
 	__u8 hist;              /* enum na_hist_kind in `hists`; 0 in `flows` */
-	__u8 _pad[3];
+	__u8 _pad;
+};
+
+/* What is known of a socket's destination translation (NAT). */
+enum na_nat_state {
+	NA_NAT_UNKNOWN = 0, /* nothing seen yet */
+	NA_NAT_PENDING = 1, /* left its namespace unchanged; another may still translate it */
+	NA_NAT_DONE = 2,    /* settled: nat_daddr/nat_dport (translated), or not translated (0) */
 };
 
 /* Value of `flows`, per CPU: every counter of one key. */
@@ -88,6 +98,9 @@ struct na_sock_state {
 	__u8 comm[NA_COMM_LEN];
 	__u8 daddr[16];        /* peer of the last connect / send / receive */
 	__u8 pending_addr[16]; /* explicit sendto()/recvfrom() peer, from cgroup hooks */
+	__u8 nat_orig[16];     /* the destination the NAT state is about */
+	__u8 nat_daddr[16];    /* where it was translated to (NA_NAT_DONE, nat_dport != 0) */
+	__u8 nat_saddr[16];    /* NA_NAT_PENDING: the packet's source, the `nat_flows` key */
 	__u64 cgroup_id;
 	__u64 send_ts;  /* outbound: ktime of the first send since the last recv; 0 = none */
 	__u64 recv_ts;  /* inbound: ktime of the first recv since the last send; 0 = none */
@@ -98,11 +111,15 @@ struct na_sock_state {
 	__u16 dport;
 	__u16 pending_port;
 	__u16 peer_port;  /* the peer's port (TCP), or that of the last message (UDP) */
+	__u16 nat_orig_port;
+	__u16 nat_dport;  /* 0: not translated */
+	__u16 nat_sport;  /* NA_NAT_PENDING: the packet's source port */
 	__u8 proto;
 	__u8 has_pending; /* pending_addr/pending_port are valid */
 	__u8 direction;   /* enum na_direction */
 	__u8 open;        /* counted in `opened`, not yet in `closed` */
-	__u8 _pad[2];
+	__u8 nat_state;   /* enum na_nat_state */
+	__u8 _pad[3];
 	/* 1 + the slot of the socket's series in `flow_counters`, and per
 	 * histogram kind in `hist_counters`; 0 = not looked up yet. Cleared
 	 * whenever a field of the series key changes. */
@@ -137,12 +154,14 @@ struct na_span_event {
 	__u8 comm[NA_COMM_LEN];
 	__u8 laddr[16]; /* local address (IPv4 mapped into IPv6) */
 	__u8 raddr[16]; /* peer address */
+	__u8 nat_raddr[16]; /* where the peer address was translated to; zero if not */
 	__u32 pid;
 	__u16 lport;
 	__u16 rport;
+	__u16 nat_rport; /* the translated peer port; 0 when nothing was translated */
 	__u8 proto;
 	__u8 direction; /* enum na_direction: outbound = client span */
-	__u8 _pad[6];
+	__u8 _pad[4];
 };
 
 /* ---- per-interface traffic (iface.bpf.c) ---- */

@@ -24,6 +24,7 @@ typedef struct {
 } possible_net_t;
 
 struct sock_common {
+	volatile unsigned char skc_state;
 	__be32 skc_daddr;
 	__be32 skc_rcv_saddr;
 	__be16 skc_dport;
@@ -45,7 +46,14 @@ struct tcp_sock {
 	__u32 srtt_us; /* smoothed RTT << 3, in microseconds */
 } __attribute__((preserve_access_index));
 
-struct sk_buff;
+/* Packets as net_dev_queue sees them (nat.c): the owning socket, if any,
+ * and where the IP header starts. */
+struct sk_buff {
+	struct sock *sk;
+	unsigned char *head;
+	__u16 network_header;
+	__be16 protocol;
+} __attribute__((preserve_access_index));
 
 /* For the fallback message hooks (fexit/kprobe on inet_*msg, syscalls). */
 struct file {

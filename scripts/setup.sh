@@ -9,7 +9,10 @@ set -euo pipefail
 #        nft (firewalls of the netns test hosts), chromium (headless test of the web page),
 #        qemu-system-x86 + xz-utils/zstd/binutils (kernel matrix: boot Debian kernels, unpack them,
 #        strip the binaries put into the initramfs), systemd + systemd-journal-remote (log
-#        patterns test: journalctl reads a journal written by systemd-journal-remote).
+#        patterns test: journalctl reads a journal written by systemd-journal-remote),
+#        docker.io + containerd + podman + runc + busybox-static (tests/runtimes_*.rs: real
+#        containers of each runtime from a locally built image; the tests start and stop private
+#        daemons themselves, and no daemon is started at install, see below).
 # `--bench`: only what the agent and the performance suite need (scripts/bench/run.sh).
 packages=(clang llvm libbpf-dev linux-libc-dev iproute2)
 # bench (scripts/bench/, tests/bench_smoke.rs): workloads (nginx-light + wrk, sockperf, iperf3),
@@ -23,6 +26,7 @@ case "${1:-}" in
   *)
     packages+=(bpftool prometheus util-linux nftables curl chromium "${bench_packages[@]}")
     packages+=(qemu-system-x86 xz-utils zstd binutils systemd systemd-journal-remote)
+    packages+=(docker.io containerd podman runc busybox-static)
     ;;
 esac
 
@@ -39,8 +43,24 @@ if ((${#missing[@]})); then
   fi
   echo "setup: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq
+  # Daemons of the packages (docker, containerd) are not started at install:
+  # the tests run private ones, and a system dockerd would add a bridge and
+  # iptables rules. A policy-rc.d that refuses every start is put in place
+  # for the install when there is none (Debian's own mechanism).
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\n# netagent scripts/setup.sh: no service starts during this install\nexit 101\n' \
+      | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   # No recommends: the prometheus package would pull in node-exporter and friends.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$policy" ]; then
+    $SUDO rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 
 # The kernel matrix (tests/kernel_matrix.rs) picks the newest Debian kernel

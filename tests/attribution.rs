@@ -27,7 +27,7 @@ impl Drop for CgroupDirs {
 }
 
 #[test]
-fn a_process_in_a_docker_shaped_cgroup_is_labelled_with_its_container_id() {
+fn a_process_in_a_docker_shaped_cgroup_is_labelled_with_its_container() {
     let _g = serial();
     let root = v2_root();
     if !require_bpf() || !require(root.is_some(), "no cgroup v2 hierarchy mounted") {
@@ -66,23 +66,36 @@ fn a_process_in_a_docker_shaped_cgroup_is_labelled_with_its_container_id() {
     );
 
     let m = agent.metrics();
-    let opened = |container: &str| {
+    let opened = |container: &str, container_id: &str| {
         m.get(
             "netagent_tcp_connections_opened_total",
             &[
                 ("process", "cli"),
                 ("container", container),
+                ("container_id", container_id),
+                ("pod", ""),
+                ("namespace", ""),
                 ("direction", "outbound"),
             ],
         )
     };
+    // No docker has state for this id: the container is named by its
+    // short id, as `docker ps` shows it.
     assert_eq!(
-        opened(&id),
+        opened(&id[..12], &id),
         3.0,
         "{:?}",
         m.series("netagent_tcp_connections_opened_total")
     );
-    assert_eq!(opened(""), 2.0, "host process: empty container");
+    assert_eq!(opened("", ""), 2.0, "host process: empty container");
+    let info = m.series("netagent_container_info");
+    assert!(
+        info.iter().any(|(l, v)| l["container_id"] == id
+            && l["container"] == id[..12]
+            && l["runtime"] == "docker"
+            && *v == 1.0),
+        "{info:?}"
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! figures (/proc/<pid>/schedstat, /proc/<pid>/stat) read by the test.
 
 mod common;
-use common::cgroup::{container_cgroup, Cgroups};
+use common::cgroup::{container_cgroup, owner, Cgroups};
 use common::*;
 
 use std::path::PathBuf;
@@ -126,7 +126,7 @@ fn cpu_delay_of_a_pinned_process_with_a_competitor_grows_and_matches_schedstat()
     }
     let mut spinner = start_gen(SPIN, &spin_args);
     let _rival = start_gen(RIVAL, &["spin", "--cpu", &cpu, "--seconds", "10"]);
-    let labels = [("process", "spinner"), ("container", container.as_str())];
+    let labels = owner("spinner", &container);
     let cpu_delay = |m: &Metrics| m.get("netagent_cpu_delay_seconds_total", &labels);
     eventually(&agent, 10, "the spinner's series", |m| cpu_delay(m) > 0.0);
 
@@ -222,7 +222,7 @@ fn disk_delay_of_synchronous_io_is_counted_as_the_kernel_reports_it() {
     std::thread::sleep(ONE_COLLECTION);
     let m = agent.metrics();
     assert_eq!(blkio_ticks(disk.pid), ticks, "no I/O while holding");
-    let labels = [("process", "disk-reader"), ("container", "")];
+    let labels = owner("disk-reader", "");
     let v = m.get("netagent_disk_delay_seconds_total", &labels);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;

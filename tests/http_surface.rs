@@ -1,6 +1,6 @@
 //! The HTTP surface: /health reflecting a probe detached from outside,
 //! gzip and OpenMetrics negotiation on /metrics (validated by promtool and
-//! the OpenMetrics parser), and the graph API.
+//! the OpenMetrics parser), and the graph API (local destinations by name).
 
 mod common;
 use common::*;
@@ -251,6 +251,53 @@ fn graph_api_lists_processes_peers_and_edges() {
     // 20 ms plus scheduling; a loaded 2-core machine has added ~20 ms.
     assert!((0.01..=0.1).contains(&p95), "p95 {p95}");
     assert_eq!(edge["errors_total"], 0);
+}
+
+/// Two tracked processes on this host, one calling the other over
+/// loopback: one edge between their names, no address nodes for it.
+#[test]
+fn two_local_processes_are_one_edge_between_their_names() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let (cli, srv) = (unique_comm("gfront"), unique_comm("gweb"));
+    let agent = Agent::start(&[("frontend", &cli), ("websrv", &srv)]);
+    // Started after the agent: the kernel records the listener.
+    let server = Server::start(&srv, &["--tcp4", "0"]);
+    let port = server.port("tcp4");
+    testgen(
+        &cli,
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{port}"),
+            "--connects",
+            "6",
+            "--exchanges",
+            "2",
+        ],
+    );
+    let g: serde_json::Value =
+        serde_json::from_str(&http_get(agent.port, "/api/v1/graph", None).unwrap()).unwrap();
+    let edges = g["edges"].as_array().unwrap();
+    let edge = edges
+        .iter()
+        .find(|e| e["source"] == "process:frontend" && e["target"] == "process:websrv")
+        .unwrap_or_else(|| panic!("no edge frontend -> websrv: {g}"));
+    assert_eq!(
+        edge["connects_total"], 7,
+        "6 connects + the exchanges' connection"
+    );
+    assert!(edge["p95_seconds"].is_number(), "{edge}");
+    assert_eq!(edges.len(), 1, "the accepting side is not drawn again: {g}");
+    let ids: Vec<&str> = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["process:frontend", "process:websrv"], "{g}");
 }
 
 #[test]

@@ -150,6 +150,12 @@ const REFUSED_5_10: &[Refusal] = &[
         why: "tracing programs may use socket-local storage since 5.11",
     },
     Refusal {
+        variant: "socket_storage",
+        program: "on_net_dev_queue",
+        reason: "bpf_sk_storage_get",
+        why: "NAT reads UDP state; tracing programs may use socket-local storage since 5.11",
+    },
+    Refusal {
         variant: "socket_storage+spans",
         program: "fx_",
         reason: "bpf_get_socket_cookie",

@@ -3,7 +3,7 @@
 //! exactly once, for the victim (not the task that ran out of memory).
 
 mod common;
-use common::cgroup::{memory_limited, Cgroups};
+use common::cgroup::{memory_limited, owner, Cgroups};
 use common::*;
 
 use std::os::unix::process::ExitStatusExt;
@@ -107,19 +107,13 @@ fn a_process_over_its_memory_limit_is_counted_once_as_the_victim() {
     // resolver's next walk of the hierarchy (at most one per second).
     let container = limited.container.as_str();
     let m = eventually(&agent, "both kills counted", |m| {
-        ["oom-alone", "oom-hog"].iter().all(|p| {
-            m.get(
-                "netagent_oom_kills_total",
-                &[("process", p), ("container", container)],
-            ) >= 1.0
-        })
+        ["oom-alone", "oom-hog"]
+            .iter()
+            .all(|p| m.get("netagent_oom_kills_total", &owner(p, container)) >= 1.0)
     });
     for victim in ["oom-alone", "oom-hog"] {
         assert_eq!(
-            m.get(
-                "netagent_oom_kills_total",
-                &[("process", victim), ("container", container)]
-            ),
+            m.get("netagent_oom_kills_total", &owner(victim, container)),
             1.0,
             "{victim} in container {container:?}: {:?}",
             m.series("netagent_oom_kills_total")

@@ -85,6 +85,9 @@ fn refused_and_timed_out_connects_are_counted_by_reason() {
             &labels(&[
                 ("process", "cli"),
                 ("container", ""),
+                ("container_id", ""),
+                ("pod", ""),
+                ("namespace", ""),
                 ("dport", dport),
                 ("dst_ip", ip),
                 ("reason", reason),
@@ -162,7 +165,14 @@ fn aborting_server_resets_are_sent_and_received() {
     let resets = |p: &str, dir: &str| {
         m.get(
             "netagent_tcp_resets_total",
-            &labels(&[("process", p), ("container", ""), ("direction", dir)]),
+            &labels(&[
+                ("process", p),
+                ("container", ""),
+                ("container_id", ""),
+                ("pod", ""),
+                ("namespace", ""),
+                ("direction", dir),
+            ]),
         )
     };
     assert_eq!(resets("cli", "received"), n as f64);
@@ -176,6 +186,9 @@ fn aborting_server_resets_are_sent_and_received() {
         &labels(&[
             ("process", "srv"),
             ("container", ""),
+            ("container_id", ""),
+            ("pod", ""),
+            ("namespace", ""),
             ("port", &port.to_string()),
         ]),
     );
@@ -247,6 +260,9 @@ fn retransmits_show_on_a_lossy_edge_and_not_on_a_clean_one() {
             &labels(&[
                 ("process", "cli"),
                 ("container", ""),
+                ("container_id", ""),
+                ("pod", ""),
+                ("namespace", ""),
                 ("dport", &port.to_string()),
                 ("dst_ip", ip),
             ]),
@@ -295,6 +311,9 @@ fn rtt_agrees_with_the_kernels_tcp_info() {
     let l = [
         ("process", "cli"),
         ("container", ""),
+        ("container_id", ""),
+        ("pod", ""),
+        ("namespace", ""),
         ("dport", &*port.to_string()),
         ("dst_ip", "127.0.0.1"),
     ];
@@ -395,6 +414,9 @@ fn listeners_before_and_after_start_are_listed_and_removed_on_close() {
             &labels(&[
                 ("process", "srv"),
                 ("container", ""),
+                ("container_id", ""),
+                ("pod", ""),
+                ("namespace", ""),
                 ("listen_addr", addr),
                 ("port", &port.to_string()),
             ]),
@@ -428,6 +450,9 @@ fn listeners_before_and_after_start_are_listed_and_removed_on_close() {
         &labels(&[
             ("process", "srv"),
             ("container", ""),
+            ("container_id", ""),
+            ("pod", ""),
+            ("namespace", ""),
             ("port", &ep.to_string()),
         ]),
     );

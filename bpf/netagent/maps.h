@@ -202,9 +202,55 @@ struct {
 	__type(value, struct na_listener);
 } listeners SEC(".maps");
 
+/* NAT (nat.c). A SYN or datagram of a tracked socket left the socket's
+ * namespace with its destination unchanged; another namespace (the node
+ * behind a pod) may still translate it. Keyed by the packet's source,
+ * which a destination translation keeps. LRU: most flows are never
+ * translated and nothing else deletes them; the agent sizes both maps
+ * from nat.max_pending. */
+struct na_nat_key {
+	__u8 saddr[16];
+	__u16 sport;
+	__u8 proto;
+	__u8 _pad[5];
+};
+
+struct na_nat_flow {
+	__u64 sk;       /* the socket's address */
+	__u8 daddr[16]; /* the destination it meant */
+	__u16 dport;
+	__u8 ambiguous; /* a second destination was sent from the same source
+			 * before the first was answered: neither can be matched */
+	__u8 _pad[5];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct na_nat_key);
+	__type(value, struct na_nat_flow);
+} nat_flows SEC(".maps");
+
+/* A translation found in another namespace, by socket address, for the
+ * socket's next event to take into its state. */
+struct na_nat_found {
+	__u8 orig[16];  /* the destination it was about */
+	__u8 daddr[16]; /* where it went */
+	__u16 orig_port;
+	__u16 dport;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct na_nat_found);
+} nat_found SEC(".maps");
+
 /* Never read: it puts the ring-buffer record's type into the object's BTF
  * (records are only built through pointers, which clang does not describe),
- * so the layout test can compare it with the Rust mirror. 96 bytes of rodata. */
+ * so the layout test can compare it with the Rust mirror. 112 bytes of rodata. */
 const volatile struct na_span_event span_event_layout = {};
 
 /* Request/response intervals for span export (only when emit_spans). */

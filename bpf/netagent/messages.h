@@ -22,6 +22,7 @@
 #include "span.h"
 #include "series.h"
 #include "hist.h"
+#include "nat.h"
 
 #define SOCK_DGRAM 2
 #define MSG_PEEK 2
@@ -101,19 +102,7 @@ static __always_inline struct na_sock_state *message_state(struct sock *sk, bool
 		return NULL;
 	if (!BY_ADDR(typed))
 		return own_socket(sk, comm, IPPROTO_UDP, direction);
-
-	struct na_sock_state fresh = {};
-
-	__builtin_memcpy(fresh.comm, comm, NA_COMM_LEN);
-	fresh.cgroup_id = bpf_get_current_cgroup_id();
-	fresh.pid = bpf_get_current_pid_tgid() >> 32;
-	fresh.proto = IPPROTO_UDP;
-	fresh.direction = direction;
-	bpf_map_update_elem(&sock_index, &key, &fresh, BPF_ANY);
-	st = bpf_map_lookup_elem(&sock_index, &key);
-	if (!st)
-		count_lost(NA_LOST_SOCK_STORAGE);
-	return st;
+	return own_by_addr(key, comm, direction);
 }
 
 /* One message sent on `sk`: `ret` bytes, or an error. */
@@ -134,8 +123,10 @@ static __always_inline void on_message_sent(struct sock *sk, int ret, bool typed
 		}
 		return;
 	}
-	if (udp)
+	if (udp) {
 		udp_peer(sk, st, typed);
+		nat_take(st, (__u64)sk, false);
+	}
 	fs = flow_stats(st);
 	if (fs) {
 		if (udp)
@@ -173,8 +164,11 @@ static __always_inline void on_message_received(struct sock *sk, int ret, int fl
 	st = message_state(sk, udp, NA_DIR_INBOUND, typed);
 	if (!st)
 		return;
-	if (udp)
+	if (udp) {
 		udp_peer(sk, st, typed);
+		/* A reply: the request has crossed every namespace of this host. */
+		nat_take(st, (__u64)sk, true);
+	}
 	fs = flow_stats(st);
 	if (fs)
 		ADD(fs->bytes_received, ret);

@@ -24,19 +24,40 @@ static __always_inline void forget_series(struct na_sock_state *st)
 		st->hist_slot[i] = 0;
 }
 
+/* Is (a, ap) the same destination as (b, bp)? */
+static __always_inline bool same_dest(const __u8 a[16], __u16 ap, const __u8 b[16], __u16 bp)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return ap == bp && x[0] == y[0] && x[1] == y[1];
+}
+
+/* The translated destination (nat.c) belongs to the key once it is settled
+ * and is about the destination the key has (a UDP socket's peer changes). */
+static __always_inline bool nat_applies(const struct na_sock_state *st)
+{
+	return st->nat_state == NA_NAT_DONE && st->nat_dport &&
+	       same_dest(st->nat_orig, st->nat_orig_port, st->daddr, st->dport);
+}
+
 static __always_inline void flow_key(struct na_flow_key *k, const struct na_sock_state *st,
 				     __u8 hist)
 {
 	__builtin_memcpy(k->comm, st->comm, NA_COMM_LEN);
 	__builtin_memcpy(k->daddr, st->daddr, 16);
+	if (nat_applies(st)) {
+		__builtin_memcpy(k->nat_daddr, st->nat_daddr, 16);
+		k->nat_dport = st->nat_dport;
+	} else {
+		__builtin_memset(k->nat_daddr, 0, 16);
+		k->nat_dport = 0;
+	}
 	k->cgroup_id = st->cgroup_id;
 	k->dport = st->dport;
 	k->proto = st->proto;
 	k->direction = st->direction;
 	k->hist = hist;
-	k->_pad[0] = 0;
-	k->_pad[1] = 0;
-	k->_pad[2] = 0;
+	k->_pad = 0;
 }
 
 /* 1 + the slot of series `k` in an index, taking a free slot for a new

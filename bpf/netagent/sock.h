@@ -94,6 +94,26 @@ static __always_inline struct na_sock_state *new_state(void *sk, __u8 proto)
 	return st;
 }
 
+/* New UDP state by socket address (BY_ADDR, addr.h) for the current
+ * (target) task. */
+static __always_inline struct na_sock_state *own_by_addr(__u64 key, const __u8 comm[NA_COMM_LEN],
+							 __u8 direction)
+{
+	struct na_sock_state fresh = {};
+	struct na_sock_state *st;
+
+	__builtin_memcpy(fresh.comm, comm, NA_COMM_LEN);
+	fresh.cgroup_id = bpf_get_current_cgroup_id();
+	fresh.pid = bpf_get_current_pid_tgid() >> 32;
+	fresh.proto = IPPROTO_UDP;
+	fresh.direction = direction;
+	bpf_map_update_elem(&sock_index, &key, &fresh, BPF_ANY);
+	st = bpf_map_lookup_elem(&sock_index, &key);
+	if (!st)
+		count_lost(NA_LOST_SOCK_STORAGE);
+	return st;
+}
+
 static __always_inline struct na_sock_state *
 own_socket(void *sk, const __u8 comm[NA_COMM_LEN], __u8 proto, __u8 direction)
 {

@@ -17,6 +17,7 @@
 #include "maps.h"
 #include "lost.h"
 #include "addr.h"
+#include "series.h"
 
 /* One request/response interval for the span exporter. */
 static __always_inline void emit_span(struct sock *sk, const struct na_sock_state *st,
@@ -41,6 +42,13 @@ static __always_inline void emit_span(struct sock *sk, const struct na_sock_stat
 	__builtin_memcpy(e->comm, st->comm, NA_COMM_LEN);
 	read_local_addr(sk, e->laddr, typed);
 	__builtin_memcpy(e->raddr, st->daddr, 16);
+	if (nat_applies(st)) {
+		__builtin_memcpy(e->nat_raddr, st->nat_daddr, 16);
+		e->nat_rport = st->nat_dport;
+	} else {
+		__builtin_memset(e->nat_raddr, 0, 16);
+		e->nat_rport = 0;
+	}
 	e->pid = st->pid;
 	e->lport = SK_READ(typed, sk, __sk_common.skc_num);
 	e->rport = st->proto == IPPROTO_TCP ? bpf_ntohs(SK_READ(typed, sk, __sk_common.skc_dport))

@@ -13,6 +13,7 @@
 #include "maps.h"
 #include "sock.h"
 #include "series.h"
+#include "nat.h"
 
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(on_tcp_retransmit_skb, const struct sock *sk, const struct sk_buff *skb)
@@ -22,6 +23,8 @@ int BPF_PROG(on_tcp_retransmit_skb, const struct sock *sk, const struct sk_buff 
 
 	if (!st)
 		return 0;
+	/* A SYN retransmit: the first SYN has crossed this host by now. */
+	nat_take(st, (__u64)sk, false);
 	fs = flow_stats(st);
 	if (fs)
 		ADD(fs->retransmits, 1);
@@ -39,6 +42,7 @@ int BPF_PROG(on_tcp_send_reset, const struct sock *sk, const struct sk_buff *skb
 		return 0;
 	st = tcp_state(sk, true);
 	if (st) {
+		nat_take(st, (__u64)sk, false);
 		fs = flow_stats(st);
 	} else {
 		/* Closed just before (see just_closed). */
@@ -65,6 +69,8 @@ int BPF_PROG(on_tcp_receive_reset, struct sock *sk)
 
 	if (!st)
 		return 0;
+	/* Possibly the answer to our SYN: its translation is known. */
+	nat_take(st, (__u64)sk, false);
 	fs = flow_stats(st);
 	if (fs)
 		ADD(fs->resets_received, 1);

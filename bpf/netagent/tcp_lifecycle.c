@@ -20,6 +20,7 @@
 #include "sock.h"
 #include "series.h"
 #include "hist.h"
+#include "nat.h"
 
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
@@ -45,10 +46,13 @@ static __always_inline __u32 fail_reason(int err)
 	}
 }
 
-/* CLOSE -> SYN_SENT runs in the task calling connect(): one attempt. */
+/* CLOSE -> SYN_SENT runs in the task calling connect(): one attempt. It
+ * is counted when its outcome is known (established or failed), when the
+ * SYN has crossed every namespace of this host and any translation of its
+ * destination (nat.c) is known, so the attempt, its outcome and everything
+ * after it land in one series. */
 static __always_inline void on_connect(const struct sock *sk)
 {
-	struct na_flow_stats *fs;
 	struct na_sock_state *st;
 	__u8 comm[NA_COMM_LEN];
 
@@ -61,9 +65,19 @@ static __always_inline void on_connect(const struct sock *sk)
 	st->dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	st->peer_port = st->dport;
 	st->syn_ts = bpf_ktime_get_ns();
+}
+
+/* The connect attempt, counted at its outcome (see on_connect). */
+static __always_inline struct na_flow_stats *count_attempt(const struct sock *sk,
+							   struct na_sock_state *st)
+{
+	struct na_flow_stats *fs;
+
+	nat_take(st, (__u64)sk, true);
 	fs = flow_stats(st);
 	if (fs)
 		ADD(fs->connects, 1);
+	return fs;
 }
 
 static __always_inline void mark_open(const struct sock *sk, struct na_sock_state *st, __u64 now)
@@ -87,6 +101,7 @@ static __always_inline void on_established_out(const struct sock *sk)
 		return;
 	now = bpf_ktime_get_ns();
 	if (st->syn_ts) {
+		count_attempt(sk, st);
 		observe(st, NA_HIST_CONNECT, now - st->syn_ts);
 		st->syn_ts = 0;
 	}
@@ -175,7 +190,7 @@ static __always_inline void count_close(const struct sock *sk, struct na_sock_st
 		__u32 reason = fail_reason(sk->sk_err);
 
 		st->syn_ts = 0;
-		fs = flow_stats(st);
+		fs = count_attempt(sk, st);
 		if (fs && reason < NA_FAIL_REASONS)
 			ADD(fs->failed[reason], 1);
 		return;

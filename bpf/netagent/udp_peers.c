@@ -69,6 +69,21 @@ static __always_inline void remember_peer6(struct bpf_sock_addr *ctx, __u8 direc
 	remember_peer(ctx, (__u8 *)ip, direction);
 }
 
+/* connect() on a UDP socket of a target process: its state exists before
+ * its first datagram leaves, so nat.c can compare that datagram's
+ * destination with the socket's. */
+static __always_inline void remember_connect(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__u8 comm[NA_COMM_LEN];
+
+	if (!sk || ctx->protocol != IPPROTO_UDP || msg_index)
+		return;
+	if (bpf_sk_storage_get(&sock_state, sk, NULL, 0) || !current_is_target(comm))
+		return;
+	own_socket(sk, comm, IPPROTO_UDP, NA_DIR_OUTBOUND);
+}
+
 /* These only observe: 1 = allow, never block or rewrite. */
 SEC("cgroup/sendmsg4")
 int on_sendmsg4(struct bpf_sock_addr *ctx)
@@ -95,5 +110,19 @@ SEC("cgroup/recvmsg6")
 int on_recvmsg6(struct bpf_sock_addr *ctx)
 {
 	remember_peer6(ctx, NA_DIR_INBOUND);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int on_connect4(struct bpf_sock_addr *ctx)
+{
+	remember_connect(ctx);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int on_connect6(struct bpf_sock_addr *ctx)
+{
+	remember_connect(ctx);
 	return 1;
 }

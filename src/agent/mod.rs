@@ -106,6 +106,8 @@ pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
         btf_path: Some(&cfg.kernel.btf_path.value)
             .filter(|p| !p.is_empty())
             .map(std::path::PathBuf::from),
+        nat: cfg.nat.enabled,
+        nat_max_pending: cfg.nat.max_pending.value,
     })
 }
 
@@ -131,7 +133,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     } else {
         ProcessNames::targets(targets.iter().copied())
     };
-    let resolver = cgroup::v2_root().map(CgroupResolver::new);
+    let resolver = cgroup::v2_root().map(|root| CgroupResolver::new(root, &cfg.containers));
     let sockets = Arc::new(Sockets::new(probes));
     // Listeners older than the agent: the kernel side only sees new listen()s.
     match sockets.with_maps(|maps| {

@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::collect::cloud::CloudState;
 use crate::collect::containers::CgroupResolver;
 use crate::collect::interfaces::InterfaceSource;
-use crate::collect::labels::{Labeler, ProcessNames};
+use crate::collect::labels::{HostOnly, Labeler, ProcessNames};
+use crate::collect::local_listeners::{self, NetnsAddrs};
 use crate::collect::sockets::Sockets;
 use crate::collect::{connections, Collector, ProbeStatus, Scrape};
 use crate::export::otlp::SpanStats;
@@ -23,15 +24,6 @@ use crate::model::cardinality::{dropped_family, SeriesLimiter};
 use crate::model::graph::{self, RateState};
 use crate::model::self_metrics;
 
-/// How often cached cgroup -> container mappings are checked for removal.
-const CONTAINER_PRUNE_EVERY: Duration = Duration::from_secs(60);
-
-/// Container resolution state: the resolver and when it was last pruned.
-struct Containers {
-    resolver: Option<CgroupResolver>,
-    last_prune: Instant,
-}
-
 /// The running agent: its sources, in exposition order, and what a scrape
 /// shares between them.
 pub struct Agent {
@@ -42,9 +34,12 @@ pub struct Agent {
     /// Every source, sockets and interfaces included, in exposition order.
     pub collectors: Vec<Arc<dyn Collector>>,
     names: ProcessNames,
-    containers: Mutex<Containers>,
+    /// Cgroup -> container identity; None without a cgroup v2 hierarchy.
+    containers: Mutex<Option<CgroupResolver>>,
     limiter: Mutex<SeriesLimiter>,
     graph_rates: Mutex<RateState>,
+    /// Addresses of the network namespaces of listeners (service map).
+    netns_addrs: Mutex<NetnsAddrs>,
     /// The exporters' own counters (spans exported, dropped, errors).
     pub span_stats: Arc<SpanStats>,
     pub statsd_stats: Arc<StatsdStats>,
@@ -84,12 +79,10 @@ impl Agent {
             interfaces: p.interfaces,
             collectors: p.collectors,
             names: p.names,
-            containers: Mutex::new(Containers {
-                resolver: p.resolver,
-                last_prune: Instant::now(),
-            }),
+            containers: Mutex::new(p.resolver),
             limiter: Mutex::new(SeriesLimiter::new(p.max_series_per_metric)),
             graph_rates: Mutex::new(RateState::default()),
+            netns_addrs: Mutex::new(NetnsAddrs::default()),
             span_stats: p.span_stats,
             statsd_stats: p.statsd_stats,
             cloud: p.cloud,
@@ -99,24 +92,28 @@ impl Agent {
         }
     }
 
-    /// Runs `f` with a labeler whose container lookups share the cache.
+    /// Runs `f` with a labeler whose container lookups share the cache
+    /// (pruned of removed cgroups when it is time).
     pub fn with_labeler<R>(&self, f: impl FnOnce(&mut Labeler) -> R) -> R {
         let mut containers = lock(&self.containers);
-        if containers.last_prune.elapsed() > CONTAINER_PRUNE_EVERY {
-            containers.last_prune = Instant::now();
-            if let Some(r) = containers.resolver.as_mut() {
-                r.prune();
+        match containers.as_mut() {
+            Some(resolver) => {
+                resolver.maybe_prune();
+                f(&mut Labeler::new(&self.names, resolver))
             }
+            None => f(&mut Labeler::new(&self.names, &mut HostOnly)),
         }
-        let resolver = &mut containers.resolver;
-        let mut container_of = |id: u64| {
-            resolver
-                .as_mut()
-                .map(|r| r.container(id))
-                .unwrap_or_default()
+    }
+
+    /// `netagent_container_info` and the cache's own families.
+    fn container_families(&self) -> Vec<Family> {
+        let containers = lock(&self.containers);
+        let Some(r) = containers.as_ref() else {
+            return Vec::new();
         };
-        let mut labeler = Labeler::new(&self.names, &mut container_of);
-        f(&mut labeler)
+        let mut families = vec![r.info_family()];
+        families.extend(r.cache_families());
+        families
     }
 
     /// Every probe of every source, attached or not.
@@ -153,6 +150,8 @@ impl Gather for Agent {
             }
             anyhow::Ok((capped, free, scrape.lost))
         })?;
+        // After the sources: the containers they asked about are cached.
+        capped.extend(self.container_families());
 
         let mut limiter = lock(&self.limiter);
         let mut dropped = BTreeMap::new();
@@ -239,7 +238,13 @@ impl Gather for Agent {
             .unwrap_or_default();
         let g = self.with_labeler(|labeler| {
             let resolved = connections::resolve(&snap, labeler);
-            graph::build(&resolved, &ifs, &mut lock(&self.graph_rates))
+            let local = local_listeners::resolve(
+                &resolved,
+                &snap.listeners,
+                labeler,
+                &mut lock(&self.netns_addrs),
+            );
+            graph::build(&resolved, &local, &ifs, &mut lock(&self.graph_rates))
         });
         Ok(serde_json::to_value(g)?)
     }

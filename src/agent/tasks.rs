@@ -66,8 +66,8 @@ pub async fn read_spans(
                 .iter()
                 .filter_map(|ev| {
                     let process = labeler.process(&ev.comm)?;
-                    let container = labeler.container(ev.cgroup_id);
-                    Some(decoder.span(ev, process, container))
+                    let identity = labeler.identity(ev.cgroup_id);
+                    Some(decoder.span(ev, process, identity))
                 })
                 .collect()
         });

@@ -38,6 +38,8 @@ fn edge_labels(l: &KeyLabels) -> Labels {
         ("proto", l.proto.to_string()),
         ("dport", l.dport.clone()),
         ("dst_ip", l.dst_ip.clone()),
+        ("actual_dst_ip", l.actual_dst_ip.clone()),
+        ("actual_dport", l.actual_dport.clone()),
     ]
 }
 
@@ -75,7 +77,7 @@ pub fn families(r: &Resolved) -> Vec<Family> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::labels::ProcessNames;
+    use crate::collect::labels::{HostOnly, ProcessNames};
     use crate::kernel::abi::{comm_bytes, FlowKey, IPPROTO_TCP, IPPROTO_UDP};
     use crate::metrics::Value;
     use std::net::Ipv6Addr;
@@ -84,12 +86,14 @@ mod tests {
         FlowKey {
             comm: comm_bytes(comm),
             daddr: addr,
+            nat_daddr: [0; 16],
             cgroup_id: 0,
             dport,
+            nat_dport: 0,
             proto,
             direction: 0,
             hist: 0,
-            _pad: [0; 3],
+            _pad: 0,
         }
     }
 
@@ -122,7 +126,7 @@ mod tests {
             ..Default::default()
         };
         let names = ProcessNames::targets([("curl", "web-client")]);
-        let mut none = |_| String::new();
+        let mut none = HostOnly;
         let mut labeler = Labeler::new(&names, &mut none);
         let fams = families(&resolve(&snap, &mut labeler));
         let connect = &fams[0];
@@ -155,7 +159,7 @@ mod tests {
             ..Default::default()
         };
         let names = ProcessNames::by_comm();
-        let mut none = |_| String::new();
+        let mut none = HostOnly;
         let mut labeler = Labeler::new(&names, &mut none);
         let fams = families(&resolve(&snap, &mut labeler));
         let Value::Histogram(got) = &fams[2].series[0].value else {

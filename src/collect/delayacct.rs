@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::taskstats::{Delays, Taskstats, TaskstatsError};
 use crate::collect::containers::container_id;
-use crate::collect::labels::ProcessNames;
+use crate::collect::labels::{owner_labels, Labeler, ProcessNames};
 use crate::config::DelayAccountingConfig;
 use crate::kernel::abi::comm_bytes;
 use crate::metrics::catalog;
@@ -251,16 +251,43 @@ impl Collector {
         self.processes = read;
     }
 
-    fn families(&self) -> Vec<Family> {
+    /// What a scrape needs of this collection (labels come at the scrape,
+    /// which knows the containers' names).
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            totals: self
+                .totals
+                .totals
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            enabled: self.enabled == Some(true),
+            processes: self.processes,
+            skipped: self.skipped,
+        }
+    }
+}
+
+/// The result of one collection.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    /// ((process, container id), (cpu ns, blkio ns)).
+    totals: Vec<((String, String), (u64, u64))>,
+    enabled: bool,
+    processes: usize,
+    skipped: [u64; SKIP_REASONS.len()],
+}
+
+impl Snapshot {
+    fn families(&self, labeler: &mut Labeler) -> Vec<Family> {
         let mut cpu: BTreeMap<Labels, f64> = BTreeMap::new();
         let mut disk: BTreeMap<Labels, f64> = BTreeMap::new();
-        for ((process, container), (c, b)) in &self.totals.totals {
-            let labels: Labels = vec![
-                ("process", process.clone()),
-                ("container", container.clone()),
-            ];
-            cpu.insert(labels.clone(), *c as f64 / 1e9);
-            disk.insert(labels, *b as f64 / 1e9);
+        for ((process, container), (c, b)) in &self.totals {
+            let identity = labeler.identity_of_container(container);
+            let labels = owner_labels(process.clone(), &identity);
+            // Two ids may share a name; their totals add up.
+            *cpu.entry(labels.clone()).or_default() += *c as f64 / 1e9;
+            *disk.entry(labels).or_default() += *b as f64 / 1e9;
         }
         let one = |v: f64| BTreeMap::from([(Labels::new(), v)]);
         vec![
@@ -268,7 +295,7 @@ impl Collector {
             scalar_family(&catalog::DISK_DELAY_SECONDS, disk),
             scalar_family(
                 &catalog::DELAY_ACCOUNTING_ENABLED,
-                one(if self.enabled == Some(true) { 1.0 } else { 0.0 }),
+                one(if self.enabled { 1.0 } else { 0.0 }),
             ),
             scalar_family(
                 &catalog::DELAY_ACCOUNTING_PROCESSES,
@@ -287,7 +314,7 @@ impl Collector {
 }
 
 /// Container id from the process's cgroup v2 path (`0::/...`); "" for
-/// host processes, like the kernel-side metrics.
+/// host processes. The scrape names it, like the kernel-side metrics.
 fn container_of(p: &procfs::process::Process) -> String {
     let Ok(groups) = p.cgroups() else {
         return String::new();
@@ -303,7 +330,7 @@ fn container_of(p: &procfs::process::Process) -> String {
 /// The running collection: a thread and its last result. Dropping it stops
 /// the thread and, if the agent turned the sysctl on, turns it back off.
 pub struct DelayAccounting {
-    families: Arc<Mutex<Vec<Family>>>,
+    snapshot: Arc<Mutex<Snapshot>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     _sysctl: SysctlGuard,
@@ -324,7 +351,7 @@ impl DelayAccounting {
         sysctl: &Path,
     ) -> Self {
         let guard = prepare_sysctl(sysctl, cfg.enable_sysctl);
-        let families = Arc::new(Mutex::new(Vec::new()));
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut collector = Collector {
             names,
@@ -338,7 +365,7 @@ impl DelayAccounting {
             warned_query: false,
         };
         let interval = Duration::from_secs_f64(cfg.interval_seconds.value);
-        let (out, halt) = (families.clone(), stop.clone());
+        let (out, halt) = (snapshot.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("netagent-delay".into())
             .spawn(move || {
@@ -350,8 +377,8 @@ impl DelayAccounting {
                         ms = started.elapsed().as_secs_f64() * 1e3,
                         "delay accounting collected"
                     );
-                    let f = collector.families();
-                    *out.lock().unwrap_or_else(|e| e.into_inner()) = f;
+                    let taken = collector.snapshot();
+                    *out.lock().unwrap_or_else(|e| e.into_inner()) = taken;
                     // Sleep in short steps so shutdown is prompt.
                     let until = Instant::now() + interval;
                     while Instant::now() < until && !halt.load(Ordering::Relaxed) {
@@ -361,19 +388,21 @@ impl DelayAccounting {
             })
             .expect("spawn delay accounting thread");
         Self {
-            families,
+            snapshot,
             stop,
             thread: Some(thread),
             _sysctl: guard,
         }
     }
 
-    /// The families of the last collection (empty before the first).
-    pub fn families(&self) -> Vec<Family> {
-        self.families
+    /// The families of the last collection (no series before the first).
+    pub fn families(&self, labeler: &mut Labeler) -> Vec<Family> {
+        let snapshot = self
+            .snapshot
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        snapshot.families(labeler)
     }
 }
 
@@ -392,7 +421,8 @@ impl super::Collector for DelayAccounting {
     }
 
     fn collect(&self, scrape: &mut super::Scrape<'_, '_>) -> anyhow::Result<()> {
-        scrape.families.extend(self.families());
+        let families = self.families(scrape.labeler);
+        scrape.families.extend(families);
         Ok(())
     }
 }

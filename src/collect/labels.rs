@@ -1,8 +1,12 @@
-//! Label values of a kernel flow key: process name, container, protocol,
-//! port, peer address, direction.
+//! Label values of a kernel flow key: process name, container identity,
+//! protocol, port, peer address, direction.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+use super::containers::{CgroupResolver, Identity};
+use crate::metrics::Labels;
 
 use crate::kernel::abi::{
     comm_bytes, comm_str, FlowKey, COMM_LEN, DIR_INBOUND, IPPROTO_TCP, IPPROTO_UDP,
@@ -75,53 +79,142 @@ pub fn direction_name(direction: u8) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLabels {
     pub process: String,
-    pub container: String,
+    /// Who owns the socket: the container (and pod), empty for the host.
+    pub identity: Arc<Identity>,
+    /// The owner's cgroup v2 id (0 = unknown).
+    pub cgroup_id: u64,
     pub proto: &'static str,
     pub dport: String,
     pub dst_ip: String,
+    /// Where the destination was translated to (DNAT); empty when nothing
+    /// was translated.
+    pub actual_dst_ip: String,
+    pub actual_dport: String,
     pub direction: &'static str,
 }
 
-/// Resolves flow keys to labels; container ids are looked up once per
-/// cgroup per scrape.
-pub struct Labeler<'a> {
-    names: &'a ProcessNames,
-    container_of: &'a mut dyn FnMut(u64) -> String,
-    containers: HashMap<u64, String>,
+/// Where a labeler gets identities from: the agent's cgroup cache, or
+/// nothing (every process a host process).
+pub trait Identities {
+    /// The owner of a cgroup v2 id.
+    fn by_cgroup(&mut self, cgroup_id: u64) -> Arc<Identity>;
+    /// A container by its 64-hex id ("" = the host).
+    fn by_container_id(&mut self, id: &str) -> Arc<Identity>;
+    /// A process in the cgroup, if the cgroup is known and has one.
+    fn a_pid(&self, cgroup_id: u64) -> Option<u32>;
 }
 
-impl<'a> Labeler<'a> {
-    pub fn new(names: &'a ProcessNames, container_of: &'a mut dyn FnMut(u64) -> String) -> Self {
-        Self {
-            names,
-            container_of,
-            containers: HashMap::new(),
+impl Identities for CgroupResolver {
+    fn by_cgroup(&mut self, cgroup_id: u64) -> Arc<Identity> {
+        self.identity(cgroup_id)
+    }
+
+    fn by_container_id(&mut self, id: &str) -> Arc<Identity> {
+        self.identity_of_container(id)
+    }
+
+    fn a_pid(&self, cgroup_id: u64) -> Option<u32> {
+        CgroupResolver::a_pid(self, cgroup_id)
+    }
+}
+
+/// No containers (no cgroup v2 hierarchy, tests): everyone is the host.
+#[derive(Debug, Default)]
+pub struct HostOnly;
+
+impl Identities for HostOnly {
+    fn by_cgroup(&mut self, _: u64) -> Arc<Identity> {
+        Arc::default()
+    }
+
+    fn by_container_id(&mut self, id: &str) -> Arc<Identity> {
+        if id.is_empty() {
+            Arc::default()
+        } else {
+            Arc::new(Identity::unnamed(id, ""))
         }
     }
 
-    pub fn container(&mut self, cgroup_id: u64) -> String {
-        if cgroup_id == 0 {
-            return String::new();
+    fn a_pid(&self, _: u64) -> Option<u32> {
+        None
+    }
+}
+
+/// `process` and the identity labels, in catalog order.
+pub fn owner_labels(process: String, identity: &Identity) -> Labels {
+    let mut labels = vec![("process", process)];
+    labels.extend(identity.labels());
+    labels
+}
+
+/// Resolves flow keys to labels; identities are looked up once per cgroup
+/// per scrape.
+pub struct Labeler<'a> {
+    names: &'a ProcessNames,
+    identities: &'a mut dyn Identities,
+    by_cgroup: HashMap<u64, Arc<Identity>>,
+}
+
+impl<'a> Labeler<'a> {
+    pub fn new(names: &'a ProcessNames, identities: &'a mut dyn Identities) -> Self {
+        Self {
+            names,
+            identities,
+            by_cgroup: HashMap::new(),
         }
-        let resolve = &mut self.container_of;
-        self.containers
+    }
+
+    /// The owner of a cgroup; the host for cgroup 0 (unknown).
+    pub fn identity(&mut self, cgroup_id: u64) -> Arc<Identity> {
+        if cgroup_id == 0 {
+            return Arc::default();
+        }
+        let source = &mut self.identities;
+        self.by_cgroup
             .entry(cgroup_id)
-            .or_insert_with(|| resolve(cgroup_id))
+            .or_insert_with(|| source.by_cgroup(cgroup_id))
             .clone()
+    }
+
+    /// A container by its id (for sources that know ids, not cgroups).
+    pub fn identity_of_container(&mut self, id: &str) -> Arc<Identity> {
+        if id == crate::metrics::OTHER {
+            return Arc::new(Identity::other());
+        }
+        self.identities.by_container_id(id)
     }
 
     pub fn process(&self, comm: &[u8; COMM_LEN]) -> Option<String> {
         self.names.label(comm)
     }
 
+    /// A process in a cgroup (to find the cgroup's network namespace).
+    pub fn a_pid(&self, cgroup_id: u64) -> Option<u32> {
+        if cgroup_id == 0 {
+            return None;
+        }
+        self.identities.a_pid(cgroup_id)
+    }
+
     /// None when the owner is not a target.
     pub fn key(&mut self, k: &FlowKey) -> Option<KeyLabels> {
         Some(KeyLabels {
             process: self.process(&k.comm)?,
-            container: self.container(k.cgroup_id),
+            identity: self.identity(k.cgroup_id),
+            cgroup_id: k.cgroup_id,
             proto: proto_name(k.proto),
             dport: k.dport.to_string(),
             dst_ip: format_addr(k.daddr),
+            actual_dst_ip: if k.nat_dport == 0 {
+                String::new()
+            } else {
+                format_addr(k.nat_daddr)
+            },
+            actual_dport: if k.nat_dport == 0 {
+                String::new()
+            } else {
+                k.nat_dport.to_string()
+            },
             direction: direction_name(k.direction),
         })
     }

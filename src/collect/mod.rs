@@ -14,6 +14,7 @@ pub mod histograms;
 pub mod interfaces;
 pub mod labels;
 pub mod listeners;
+pub mod local_listeners;
 pub mod logs;
 pub mod oom;
 pub mod process;

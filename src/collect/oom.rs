@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use super::{Collector, ProbeStatus, Scrape};
-use crate::collect::labels::Labeler;
+use crate::collect::labels::{owner_labels, Labeler};
 use crate::config::OomConfig;
 use crate::kernel::abi::NODE_LOST_REASONS;
 use crate::kernel::links::LinkState;
@@ -88,10 +88,7 @@ impl OomKills {
             let Some(process) = labeler.process(&key.comm) else {
                 continue;
             };
-            let labels = vec![
-                ("process", process),
-                ("container", labeler.container(key.cgroup_id)),
-            ];
+            let labels = owner_labels(process, &labeler.identity(key.cgroup_id));
             *series.entry(labels).or_default() += *n as f64;
         }
         let kills = scalar_family(&catalog::OOM_KILLS, series);

@@ -6,16 +6,13 @@ use std::collections::BTreeMap;
 
 use super::connections::Resolved;
 use super::histograms::add_hist;
-use super::labels::{format_addr, KeyLabels, Labeler};
+use super::labels::{format_addr, owner_labels, KeyLabels, Labeler};
 use crate::kernel::abi::{HistKind, ListenKey, Listener, FAIL_REASONS};
 use crate::metrics::catalog;
 use crate::metrics::{histogram_family, scalar_family, Family, Labels};
 
 fn owner(l: &KeyLabels) -> Labels {
-    vec![
-        ("process", l.process.clone()),
-        ("container", l.container.clone()),
-    ]
+    owner_labels(l.process.clone(), &l.identity)
 }
 
 fn with(mut labels: Labels, more: &[(&'static str, &str)]) -> Labels {
@@ -27,6 +24,17 @@ fn peer(l: &KeyLabels) -> Labels {
     with(owner(l), &[("dport", &l.dport), ("dst_ip", &l.dst_ip)])
 }
 
+/// The peer and where it was translated to (empty when it was not).
+fn actual_peer(l: &KeyLabels) -> Labels {
+    with(
+        peer(l),
+        &[
+            ("actual_dst_ip", &l.actual_dst_ip),
+            ("actual_dport", &l.actual_dport),
+        ],
+    )
+}
+
 /// `netagent_tcp_listen_info` from the kernel's listener map.
 pub fn listen_family(listeners: &[(ListenKey, Listener)], labeler: &mut Labeler) -> Family {
     let mut series = BTreeMap::new();
@@ -34,12 +42,13 @@ pub fn listen_family(listeners: &[(ListenKey, Listener)], labeler: &mut Labeler)
         let Some(process) = labeler.process(&l.comm) else {
             continue;
         };
-        let labels = vec![
-            ("process", process),
-            ("container", labeler.container(l.cgroup_id)),
-            ("listen_addr", format_addr(l.addr)),
-            ("port", k.port.to_string()),
-        ];
+        let labels = with(
+            owner_labels(process, &labeler.identity(l.cgroup_id)),
+            &[
+                ("listen_addr", &format_addr(l.addr)),
+                ("port", &k.port.to_string()),
+            ],
+        );
         series.insert(labels, 1.0);
     }
     scalar_family(&catalog::TCP_LISTEN_INFO, series)
@@ -65,6 +74,8 @@ pub fn families(r: &Resolved) -> Vec<Family> {
                     ("proto", l.proto),
                     ("dport", &l.dport),
                     ("dst_ip", &l.dst_ip),
+                    ("actual_dst_ip", &l.actual_dst_ip),
+                    ("actual_dport", &l.actual_dport),
                     ("direction", l.direction),
                 ],
             );
@@ -77,7 +88,7 @@ pub fn families(r: &Resolved) -> Vec<Family> {
         for (reason, n) in FAIL_REASONS.iter().zip(s.failed.iter()) {
             if *n > 0 {
                 *failed
-                    .entry(with(peer(l), &[("reason", reason)]))
+                    .entry(with(actual_peer(l), &[("reason", reason)]))
                     .or_insert(0.0) += *n as f64;
             }
         }
@@ -111,7 +122,7 @@ pub fn families(r: &Resolved) -> Vec<Family> {
     for (l, kind, h) in &r.hists {
         match kind {
             HistKind::Rtt => add_hist(&mut rtt, peer(l), *kind, h),
-            HistKind::Connect => add_hist(&mut connect, peer(l), *kind, h),
+            HistKind::Connect => add_hist(&mut connect, actual_peer(l), *kind, h),
             HistKind::ConnDuration => add_hist(
                 &mut lifetime,
                 with(owner(l), &[("direction", l.direction)]),

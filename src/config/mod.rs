@@ -13,12 +13,14 @@
 
 pub mod bpf_self;
 pub mod cloud;
+pub mod containers;
 pub mod delay_accounting;
 pub mod export;
 pub mod interfaces;
 pub mod kernel;
 pub mod limits;
 pub mod logs;
+pub mod nat;
 pub mod oom;
 pub mod otel;
 pub mod statsd;
@@ -33,12 +35,14 @@ use serde_saphyr::Spanned;
 
 pub use bpf_self::BpfSelfConfig;
 pub use cloud::CloudConfig;
+pub use containers::ContainersConfig;
 pub use delay_accounting::DelayAccountingConfig;
 pub use export::Export;
 pub use interfaces::InterfaceStats;
 pub use kernel::{Debug, Kernel};
 pub use limits::Limits;
 pub use logs::LogsConfig;
+pub use nat::NatConfig;
 pub use oom::OomConfig;
 pub use otel::OtelConfig;
 pub use statsd::StatsdConfig;
@@ -89,9 +93,15 @@ pub struct Config {
     /// OOM kills per victim (README, "OOM kills").
     #[serde(default)]
     pub oom_kills: OomConfig,
+    /// Destinations after this host's NAT (README, "NAT").
+    #[serde(default)]
+    pub nat: NatConfig,
     /// Log pattern extraction (off by default).
     #[serde(default)]
     pub logs: LogsConfig,
+    /// Where the container runtimes keep their state (names, pods).
+    #[serde(default)]
+    pub containers: ContainersConfig,
 }
 
 impl Default for Config {
@@ -111,7 +121,9 @@ impl Default for Config {
             cloud: CloudConfig::default(),
             delay_accounting: DelayAccountingConfig::default(),
             oom_kills: OomConfig::default(),
+            nat: NatConfig::default(),
             logs: LogsConfig::default(),
+            containers: ContainersConfig::default(),
         }
     }
 }
@@ -244,7 +256,9 @@ impl Config {
         self.cloud.validate()?;
         self.delay_accounting.validate()?;
         self.oom_kills.validate()?;
+        self.nat.validate()?;
         self.logs.validate()?;
+        self.containers.validate()?;
         Ok(warnings)
     }
 

@@ -174,6 +174,23 @@ fn node_sections_parse_and_bad_values_name_key_and_line() {
 }
 
 #[test]
+fn nat_section_defaults_and_errors_name_key_and_line() {
+    let d = parse("").unwrap();
+    assert!(d.nat.enabled);
+    assert_eq!(d.nat.max_pending.value, 16384);
+    let c = parse("nat:\n  enabled: false\n  max_pending: 100\n").unwrap();
+    assert!(!c.nat.enabled);
+    assert_eq!(c.nat.max_pending.value, 100);
+    let err = parse("nat:\n\n  max_pending: 0\n").unwrap_err();
+    assert!(err.contains("nat.max_pending (line 3)"), "{err}");
+    let err = parse("nat:\n  max_pendng: 5\n").unwrap_err();
+    assert!(
+        err.contains("max_pendng") && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+#[test]
 fn wrong_type_is_reported() {
     let err = parse("targets: 5\n").unwrap_err();
     assert!(err.contains("line 1"), "{err}");

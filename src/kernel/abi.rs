@@ -9,12 +9,13 @@ pub const HIST_BOUNDS: usize = 16;
 
 /// `enum na_lost_reason`: why an event was not counted, with the label value
 /// exported in `netagent_events_lost_total{reason}`.
-pub const LOST_REASONS: [&str; 5] = [
+pub const LOST_REASONS: [&str; 6] = [
     "flow_map_full",
     "histogram_map_full",
     "sock_storage_full",
     "listener_map_full",
     "ringbuf_full",
+    "nat_unmatched",
 ];
 
 /// `enum na_direction`.
@@ -56,17 +57,22 @@ pub struct FlowKey {
     pub comm: [u8; COMM_LEN],
     /// Peer: IPv6, or IPv4 mapped to `::ffff:a.b.c.d`; network byte order.
     pub daddr: [u8; 16],
+    /// Where the peer's address was translated to (DNAT), same form; all
+    /// zero when nothing was translated.
+    pub nat_daddr: [u8; 16],
     /// Owner's cgroup v2 id.
     pub cgroup_id: u64,
     /// Server-side port (the peer's for outbound, ours for inbound); host order.
     pub dport: u16,
+    /// The translated port; 0 when nothing was translated.
+    pub nat_dport: u16,
     /// `IPPROTO_TCP` or `IPPROTO_UDP`.
     pub proto: u8,
     /// [`DIR_OUTBOUND`] or [`DIR_INBOUND`].
     pub direction: u8,
     /// [`HistKind`] in `hists`; 0 in `flows`.
     pub hist: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u8,
 }
 
 /// `struct na_flow_stats`: the counters of one key.
@@ -109,6 +115,9 @@ pub struct SockState {
     pub comm: [u8; COMM_LEN],
     pub daddr: [u8; 16],
     pub pending_addr: [u8; 16],
+    pub nat_orig: [u8; 16],
+    pub nat_daddr: [u8; 16],
+    pub nat_saddr: [u8; 16],
     pub cgroup_id: u64,
     pub send_ts: u64,
     pub recv_ts: u64,
@@ -119,11 +128,15 @@ pub struct SockState {
     pub dport: u16,
     pub pending_port: u16,
     pub peer_port: u16,
+    pub nat_orig_port: u16,
+    pub nat_dport: u16,
+    pub nat_sport: u16,
     pub proto: u8,
     pub has_pending: u8,
     pub direction: u8,
     pub open: u8,
-    pub _pad: [u8; 2],
+    pub nat_state: u8,
+    pub _pad: [u8; 3],
     pub flow_slot: u32,
     pub hist_slot: [u32; HIST_KINDS],
     pub _pad2: u32,
@@ -165,12 +178,16 @@ pub struct SpanEvent {
     pub comm: [u8; COMM_LEN],
     pub laddr: [u8; 16],
     pub raddr: [u8; 16],
+    /// Where the peer address was translated to (DNAT); all zero if not.
+    pub nat_raddr: [u8; 16],
     pub pid: u32,
     pub lport: u16,
     pub rport: u16,
+    /// The translated peer port; 0 when nothing was translated.
+    pub nat_rport: u16,
     pub proto: u8,
     pub direction: u8,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 4],
 }
 
 /// `enum na_iface_direction`.
@@ -319,7 +336,7 @@ mod tests {
             &types,
             "na_flow_key",
             FlowKey,
-            [comm, daddr, cgroup_id, dport, proto, direction, hist, _pad]
+            [comm, daddr, nat_daddr, cgroup_id, dport, nat_dport, proto, direction, hist, _pad]
         );
         check!(
             &types,
@@ -346,6 +363,9 @@ mod tests {
                 comm,
                 daddr,
                 pending_addr,
+                nat_orig,
+                nat_daddr,
+                nat_saddr,
                 cgroup_id,
                 send_ts,
                 recv_ts,
@@ -356,10 +376,14 @@ mod tests {
                 dport,
                 pending_port,
                 peer_port,
+                nat_orig_port,
+                nat_dport,
+                nat_sport,
                 proto,
                 has_pending,
                 direction,
                 open,
+                nat_state,
                 _pad,
                 flow_slot,
                 hist_slot,
@@ -385,9 +409,11 @@ mod tests {
                 comm,
                 laddr,
                 raddr,
+                nat_raddr,
                 pid,
                 lport,
                 rport,
+                nat_rport,
                 proto,
                 direction,
                 _pad

@@ -158,8 +158,14 @@ fn helper_hint(why: &str) -> Option<&'static str> {
 
 /// Features whose programs keep UDP socket state, so they come in both
 /// [`SockState`] variants; every other feature's programs are the same in
-/// both.
-pub const STATE_FEATURES: &[&str] = &["messages", "udp_peers"];
+/// both. NAT reads the UDP state of the datagrams it sees.
+pub const STATE_FEATURES: &[&str] = &["messages", "udp_peers", "nat"];
+
+/// Was a program of the storage variant refused for a helper tracing
+/// programs lack on this kernel (so the address variant is worth a try)?
+pub fn storage_refusal(why: &str) -> bool {
+    helper_hint(why).is_some()
+}
 
 /// One program of a hook and where it attaches.
 #[derive(Debug, Clone, Copy)]
@@ -361,7 +367,8 @@ pub static FEATURES: &[Feature] = &[
     },
     Feature {
         name: "udp_peers",
-        needed_for: "peers of unconnected UDP sockets",
+        needed_for:
+            "peers of unconnected UDP sockets, and connected ones known before their first datagram",
         core: false,
         hooks: &[Hook {
             kind: HookKind::Cgroup,
@@ -370,7 +377,18 @@ pub static FEATURES: &[Feature] = &[
                 cg("on_sendmsg6", "sendmsg6"),
                 cg("on_recvmsg4", "recvmsg4"),
                 cg("on_recvmsg6", "recvmsg6"),
+                cg("on_connect4", "connect4"),
+                cg("on_connect6", "connect6"),
             ],
+        }],
+    },
+    Feature {
+        name: "nat",
+        needed_for: "destinations translated on this host (actual_dst_ip, actual_dport)",
+        core: false,
+        hooks: &[Hook {
+            kind: HookKind::Tracepoint,
+            programs: &[tp("on_net_dev_queue", "net", "net_dev_queue")],
         }],
     },
 ];

@@ -47,6 +47,10 @@ pub struct LoadOptions {
     pub max_sockets: u32,
     /// Kernel BTF file for kernels without /sys/kernel/btf/vmlinux.
     pub btf_path: Option<std::path::PathBuf>,
+    /// Resolve this host's NAT (`nat.enabled`), and how many questions
+    /// may wait for an answer at once (`nat.max_pending`).
+    pub nat: bool,
+    pub nat_max_pending: u32,
 }
 
 /// The maps the collector reads (and, for `listeners`, seeds).
@@ -190,6 +194,8 @@ pub(super) fn open_object(
         .map_max_entries("sock_index", size(by_address, opts.max_sockets.max(1024)))
         .map_max_entries("task_pending", size(by_address, 8192))
         .map_max_entries("msg_calls", size(untyped, 8192))
+        .map_max_entries("nat_flows", opts.nat_max_pending.max(1))
+        .map_max_entries("nat_found", opts.nat_max_pending.max(1))
         .load(OBJECT)
         .map_err(|e| KernelError::Object(e.to_string()))
 }
@@ -197,6 +203,9 @@ pub(super) fn open_object(
 /// Why `debug.disable_probes` switches this hook off, if it does.
 pub(super) fn disabled(opts: &LoadOptions, feature: &Feature, hook: &Hook) -> Option<String> {
     let id = hooks::hook_id(feature, hook);
+    if feature.name == "nat" && !opts.nat {
+        return Some("nat.enabled is false".into());
+    }
     if opts.disabled_probes.contains(&id) {
         return Some(format!("{id} disabled by debug.disable_probes"));
     }
@@ -372,7 +381,13 @@ fn load_with(
                         .rejected
                         .push((hook.kind, hooks::state_rejection(mode.state(), &e)));
                     typed_failed = true;
-                    if mode == ObjectMode::Storage && hook.kind == HookKind::Cgroup {
+                    // A feature with no untyped hook to fall back to gets
+                    // its own try by address: the cgroup hooks on any
+                    // error, NAT when refused a storage helper (otherwise
+                    // NAT's failure would move every feature's state).
+                    let retry = !feature.hooks.iter().any(|h| h.kind.untyped())
+                        && (hook.kind == HookKind::Cgroup || hooks::storage_refusal(&e));
+                    if mode == ObjectMode::Storage && retry {
                         next.get_or_insert(ObjectMode::Address);
                     }
                 }

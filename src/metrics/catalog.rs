@@ -55,7 +55,14 @@ pub const EDGE: Desc = Desc {
     unit: "",
     help:
         "TCP connect attempts and UDP datagrams sent, per process and destination address and port.",
-    labels: &["process", "proto", "dport", "dst_ip"],
+    labels: &[
+        "process",
+        "proto",
+        "dport",
+        "dst_ip",
+        "actual_dst_ip",
+        "actual_dport",
+    ],
 };
 
 pub const TX_DURATION_SECONDS: Desc = Desc {
@@ -63,7 +70,7 @@ pub const TX_DURATION_SECONDS: Desc = Desc {
     kind: Kind::Histogram,
     unit: "seconds",
     help: "Time on one socket from a send to the first receive after it (request to response), for sockets the process opened.",
-    labels: &["process", "proto", "dport", "dst_ip"],
+    labels: &["process", "proto", "dport", "dst_ip", "actual_dst_ip", "actual_dport"],
 };
 
 // ---- Connection lifecycle and TCP health
@@ -73,7 +80,15 @@ pub const TCP_LISTEN_INFO: Desc = Desc {
     kind: Kind::Gauge,
     unit: "",
     help: "A listening TCP socket of a tracked process; the value is always 1.",
-    labels: &["process", "container", "listen_addr", "port"],
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "listen_addr",
+        "port",
+    ],
 };
 
 pub const TCP_CONNECTIONS_ACTIVE: Desc = Desc {
@@ -81,7 +96,14 @@ pub const TCP_CONNECTIONS_ACTIVE: Desc = Desc {
     kind: Kind::Gauge,
     unit: "",
     help: "TCP connections currently established (opened while the agent ran, not yet closed).",
-    labels: &["process", "container", "direction"],
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "direction",
+    ],
 };
 
 pub const TCP_CONNECTIONS_OPENED: Desc = Desc {
@@ -89,7 +111,14 @@ pub const TCP_CONNECTIONS_OPENED: Desc = Desc {
     kind: Kind::Counter,
     unit: "",
     help: "TCP connections that reached ESTABLISHED.",
-    labels: &["process", "container", "direction"],
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "direction",
+    ],
 };
 
 pub const TCP_CONNECTIONS_CLOSED: Desc = Desc {
@@ -97,7 +126,14 @@ pub const TCP_CONNECTIONS_CLOSED: Desc = Desc {
     kind: Kind::Counter,
     unit: "",
     help: "Established TCP connections that closed.",
-    labels: &["process", "container", "direction"],
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "direction",
+    ],
 };
 
 pub const TCP_CONNECTIONS_ACCEPTED: Desc = Desc {
@@ -105,7 +141,14 @@ pub const TCP_CONNECTIONS_ACCEPTED: Desc = Desc {
     kind: Kind::Counter,
     unit: "",
     help: "Inbound TCP connections accepted, per listening process and port.",
-    labels: &["process", "container", "port"],
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "port",
+    ],
 };
 
 pub const TCP_CONNECT_FAILED: Desc = Desc {
@@ -113,7 +156,18 @@ pub const TCP_CONNECT_FAILED: Desc = Desc {
     kind: Kind::Counter,
     unit: "",
     help: "Outbound TCP connects that failed, by reason (refused, timeout, unreachable, reset, other).",
-    labels: &["process", "container", "dport", "dst_ip", "reason"],
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "dport",
+        "dst_ip",
+        "actual_dst_ip",
+        "actual_dport",
+        "reason",
+    ],
 };
 
 pub const TCP_RESETS: Desc = Desc {
@@ -121,7 +175,14 @@ pub const TCP_RESETS: Desc = Desc {
     kind: Kind::Counter,
     unit: "",
     help: "TCP resets sent and received on tracked connections.",
-    labels: &["process", "container", "direction"],
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "direction",
+    ],
 };
 
 pub const TCP_RETRANSMITS: Desc = Desc {
@@ -129,7 +190,15 @@ pub const TCP_RETRANSMITS: Desc = Desc {
     kind: Kind::Counter,
     unit: "",
     help: "TCP segments retransmitted.",
-    labels: &["process", "container", "dport", "dst_ip"],
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "dport",
+        "dst_ip",
+    ],
 };
 
 pub const TCP_RTT_SECONDS: Desc = Desc {
@@ -137,7 +206,15 @@ pub const TCP_RTT_SECONDS: Desc = Desc {
     kind: Kind::Histogram,
     unit: "seconds",
     help: "Smoothed TCP round-trip time, sampled at close and every 10 s of a connection's reads.",
-    labels: &["process", "container", "dport", "dst_ip"],
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "dport",
+        "dst_ip",
+    ],
 };
 
 pub const TCP_CONNECT_DURATION_SECONDS: Desc = Desc {
@@ -145,7 +222,17 @@ pub const TCP_CONNECT_DURATION_SECONDS: Desc = Desc {
     kind: Kind::Histogram,
     unit: "seconds",
     help: "TCP handshake time: SYN sent to connection established.",
-    labels: &["process", "container", "dport", "dst_ip"],
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "dport",
+        "dst_ip",
+        "actual_dst_ip",
+        "actual_dport",
+    ],
 };
 
 pub const CONNECTION_DURATION_SECONDS: Desc = Desc {
@@ -153,7 +240,14 @@ pub const CONNECTION_DURATION_SECONDS: Desc = Desc {
     kind: Kind::Histogram,
     unit: "seconds",
     help: "TCP connection lifetime: established to closed.",
-    labels: &["process", "container", "direction"],
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "direction",
+    ],
 };
 
 pub const BYTES_SENT: Desc = Desc {
@@ -164,9 +258,14 @@ pub const BYTES_SENT: Desc = Desc {
     labels: &[
         "process",
         "container",
+        "container_id",
+        "pod",
+        "namespace",
         "proto",
         "dport",
         "dst_ip",
+        "actual_dst_ip",
+        "actual_dport",
         "direction",
     ],
 };
@@ -179,9 +278,14 @@ pub const BYTES_RECEIVED: Desc = Desc {
     labels: &[
         "process",
         "container",
+        "container_id",
+        "pod",
+        "namespace",
         "proto",
         "dport",
         "dst_ip",
+        "actual_dst_ip",
+        "actual_dport",
         "direction",
     ],
 };
@@ -325,7 +429,7 @@ pub const CPU_DELAY_SECONDS: Desc = Desc {
     kind: Kind::Counter,
     unit: "seconds",
     help: "Time processes were runnable but waited for a CPU (taskstats cpu_delay_total).",
-    labels: &["process", "container"],
+    labels: &["process", "container", "container_id", "pod", "namespace"],
 };
 
 pub const DISK_DELAY_SECONDS: Desc = Desc {
@@ -333,7 +437,7 @@ pub const DISK_DELAY_SECONDS: Desc = Desc {
     kind: Kind::Counter,
     unit: "seconds",
     help: "Time processes waited for synchronous block I/O (taskstats blkio_delay_total).",
-    labels: &["process", "container"],
+    labels: &["process", "container", "container_id", "pod", "namespace"],
 };
 
 pub const DELAY_ACCOUNTING_ENABLED: Desc = Desc {
@@ -367,7 +471,40 @@ pub const OOM_KILLS: Desc = Desc {
     kind: Kind::Counter,
     unit: "",
     help: "Processes killed by the kernel's OOM killer, by victim process and container.",
-    labels: &["process", "container"],
+    labels: &["process", "container", "container_id", "pod", "namespace"],
+};
+
+// ---- Containers
+
+pub const CONTAINER_INFO: Desc = Desc {
+    name: "netagent_container_info",
+    kind: Kind::Gauge,
+    unit: "",
+    help: "A container netagent attributed something to, while its cgroup exists; the value is always 1.",
+    labels: &[
+        "container_id",
+        "container",
+        "pod",
+        "namespace",
+        "image",
+        "runtime",
+    ],
+};
+
+pub const CONTAINER_CACHE_ENTRIES: Desc = Desc {
+    name: "netagent_container_cache_entries",
+    kind: Kind::Gauge,
+    unit: "",
+    help: "Entries of the cgroup-to-container cache: cgroups (host ones too) and containers.",
+    labels: &["kind"],
+};
+
+pub const CONTAINER_METADATA_READS: Desc = Desc {
+    name: "netagent_container_metadata_reads",
+    kind: Kind::Counter,
+    unit: "",
+    help: "Reads of a container runtime's state for a container's name, by runtime and result (found, missing, error).",
+    labels: &["runtime", "result"],
 };
 
 // ---- Log patterns
@@ -643,6 +780,9 @@ pub static ALL: &[&Desc] = &[
     &DELAY_ACCOUNTING_PROCESSES,
     &DELAY_ACCOUNTING_SKIPPED,
     &OOM_KILLS,
+    &CONTAINER_INFO,
+    &CONTAINER_CACHE_ENTRIES,
+    &CONTAINER_METADATA_READS,
     &LOG_MESSAGES,
     &LOG_PATTERNS_DROPPED,
     &LOG_LINES_MALFORMED,

@@ -1,16 +1,21 @@
 //! The service map served at `/api/v1/graph` (documented in docs/API.md):
-//! processes and peers as nodes, traffic between them as edges with rates,
-//! p95 request→response time and errors, plus interface rates.
+//! host processes, containers and peers as nodes, traffic between them as
+//! edges with rates, p95 request→response time and errors, plus interface
+//! rates. A destination that is a tracked process or container on this
+//! host is that process's or container's node, not an address.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::collect::connections::Resolved;
+use crate::collect::containers::Identity;
 use crate::collect::histograms::add_hist;
 use crate::collect::interfaces::InterfaceSnapshot;
 use crate::collect::labels::KeyLabels;
+use crate::collect::local_listeners::{LocalService, LocalTargets};
 use crate::kernel::abi::HistKind;
 use crate::metrics::Histogram;
 
@@ -23,16 +28,87 @@ pub struct Graph {
     pub interfaces: Vec<InterfaceRates>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, Clone)]
 pub struct Node {
     pub id: String,
-    /// `process` or `peer`.
+    /// `process` (on the host), `container` or `peer`.
     pub kind: &'static str,
     pub label: String,
+    /// Processes: "" (host); containers: the container's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub container_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pod: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub image: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub runtime: String,
+    /// Containers: the `process` labels seen in it.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub processes: BTreeSet<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proto: Option<&'static str>,
+}
+
+impl Node {
+    fn new(id: String, kind: &'static str, label: String) -> Self {
+        Self {
+            id,
+            kind,
+            label,
+            container: None,
+            container_id: String::new(),
+            pod: String::new(),
+            namespace: String::new(),
+            image: String::new(),
+            runtime: String::new(),
+            processes: BTreeSet::new(),
+            proto: None,
+        }
+    }
+
+    fn peer(id: String, label: String, proto: &'static str) -> Self {
+        Self {
+            proto: Some(proto),
+            ..Self::new(id, "peer", label)
+        }
+    }
+
+    /// The node of a process: itself on the host, else its container.
+    fn owner(process: &str, c: &Identity) -> Self {
+        let id = owner_id(process, c);
+        if c.id.is_empty() {
+            return Self {
+                container: Some(String::new()),
+                ..Self::new(id, "process", process.to_string())
+            };
+        }
+        Self {
+            container: Some(c.name.clone()),
+            container_id: c.id.clone(),
+            pod: c.pod.clone(),
+            namespace: c.namespace.clone(),
+            image: c.image.clone(),
+            runtime: c.runtime.to_string(),
+            ..Self::new(id, "container", c.name.clone())
+        }
+    }
+}
+
+/// `process:<process>` on the host; `container:<namespace>/<pod>/<name>`
+/// in Kubernetes, `container:<name>` for other containers.
+fn owner_id(process: &str, c: &Identity) -> String {
+    if c.id.is_empty() {
+        format!("process:{process}")
+    } else if c.pod.is_empty() {
+        format!("container:{}", c.name)
+    } else {
+        format!("container:{}/{}/{}", c.namespace, c.pod, c.name)
+    }
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -76,7 +152,7 @@ pub struct RateState {
 const MIN_RATE_WINDOW: f64 = 1.0;
 
 fn process_id(l: &KeyLabels) -> String {
-    format!("process:{}", l.process)
+    owner_id(&l.process, &l.identity)
 }
 
 fn host_port(ip: &str, port: &str) -> String {
@@ -113,8 +189,31 @@ pub fn quantile(h: &Histogram, q: f64) -> Option<f64> {
     None
 }
 
-/// Builds the graph from one resolved snapshot.
-pub fn build(r: &Resolved, ifaces: &InterfaceSnapshot, state: &mut RateState) -> Graph {
+/// The local destination of flow `i`, if known.
+fn target_of(i: usize, list: &[Option<Arc<LocalService>>]) -> Option<&Arc<LocalService>> {
+    list.get(i).and_then(Option::as_ref)
+}
+
+/// Adds a process's node, or the process to its container's node.
+fn add_owner(nodes: &mut BTreeMap<String, Node>, process: &str, c: &Identity) -> String {
+    let node = Node::owner(process, c);
+    let id = node.id.clone();
+    nodes
+        .entry(id.clone())
+        .or_insert(node)
+        .processes
+        .extend((!c.id.is_empty()).then(|| process.to_string()));
+    id
+}
+
+/// Builds the graph from one resolved snapshot and the local destinations
+/// of its flows (same indexes; empty: none known).
+pub fn build(
+    r: &Resolved,
+    local: &LocalTargets,
+    ifaces: &InterfaceSnapshot,
+    state: &mut RateState,
+) -> Graph {
     #[derive(Default)]
     struct Acc {
         count: u64,
@@ -124,29 +223,48 @@ pub fn build(r: &Resolved, ifaces: &InterfaceSnapshot, state: &mut RateState) ->
     }
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     let mut edges: BTreeMap<EdgeKey, Acc> = BTreeMap::new();
-    for (l, s) in &r.flows {
-        let process = process_id(l);
-        nodes.entry(process.clone()).or_insert_with(|| Node {
-            id: process.clone(),
-            kind: "process",
-            label: l.process.clone(),
-            container: Some(l.container.clone()),
-            proto: None,
-        });
+    // Connections local callers made to each (node, port): inbound edges
+    // from local addresses that these account for are the same traffic.
+    let mut local_callers: HashMap<(String, String), u64> = HashMap::new();
+    let mut local_inbound: HashMap<(String, String), u64> = HashMap::new();
+    for (i, (l, s)) in r.flows.iter().enumerate() {
+        if let Some(t) = target_of(i, &local.flows) {
+            let key = (owner_id(&t.process, &t.identity), l.dport.clone());
+            *local_callers.entry(key).or_default() += s.opened;
+        } else if l.direction == "inbound" && l.proto == "tcp" {
+            if let Ok(ip) = l.dst_ip.parse() {
+                if local.is_local(ip) {
+                    let key = (process_id(l), l.dport.clone());
+                    *local_inbound.entry(key).or_default() += s.opened;
+                }
+            }
+        }
+    }
+    for (i, (l, s)) in r.flows.iter().enumerate() {
         let inbound = l.direction == "inbound";
-        let (peer, label) = if inbound {
-            (format!("peer:{}/{}", l.proto, l.dst_ip), l.dst_ip.clone())
+        let process = add_owner(&mut nodes, &l.process, &l.identity);
+        let peer = if let Some(t) = target_of(i, &local.flows) {
+            add_owner(&mut nodes, &t.process, &t.identity)
         } else {
-            let hp = host_port(&l.dst_ip, &l.dport);
-            (format!("peer:{}/{hp}", l.proto), hp)
+            if inbound && l.proto == "tcp" {
+                let key = (process.clone(), l.dport.clone());
+                let local_ip = l.dst_ip.parse().is_ok_and(|ip| local.is_local(ip));
+                let callers = local_callers.get(&key).copied().unwrap_or(0);
+                if local_ip && callers > 0 && callers >= local_inbound[&key] {
+                    continue; // drawn from the callers' side
+                }
+            }
+            let (peer, label) = if inbound {
+                (format!("peer:{}/{}", l.proto, l.dst_ip), l.dst_ip.clone())
+            } else {
+                let hp = host_port(&l.dst_ip, &l.dport);
+                (format!("peer:{}/{hp}", l.proto), hp)
+            };
+            nodes
+                .entry(peer.clone())
+                .or_insert_with(|| Node::peer(peer.clone(), label, l.proto));
+            peer
         };
-        nodes.entry(peer.clone()).or_insert_with(|| Node {
-            id: peer.clone(),
-            kind: "peer",
-            label,
-            container: None,
-            proto: Some(l.proto),
-        });
         let key = if inbound {
             (peer, process)
         } else {
@@ -163,9 +281,12 @@ pub fn build(r: &Resolved, ifaces: &InterfaceSnapshot, state: &mut RateState) ->
         e.received += s.bytes_received;
     }
     let mut tx: BTreeMap<crate::metrics::Labels, Histogram> = BTreeMap::new();
-    for (l, kind, h) in &r.hists {
+    for (i, (l, kind, h)) in r.hists.iter().enumerate() {
         if *kind == HistKind::Tx {
-            let peer = format!("peer:{}/{}", l.proto, host_port(&l.dst_ip, &l.dport));
+            let peer = match target_of(i, &local.hists) {
+                Some(t) => owner_id(&t.process, &t.identity),
+                None => format!("peer:{}/{}", l.proto, host_port(&l.dst_ip, &l.dport)),
+            };
             add_hist(&mut tx, vec![("s", process_id(l)), ("t", peer)], *kind, h);
         }
     }
@@ -264,5 +385,177 @@ mod tests {
     fn ipv6_peers_get_brackets() {
         assert_eq!(host_port("::1", "80"), "[::1]:80");
         assert_eq!(host_port("10.0.0.1", "80"), "10.0.0.1:80");
+    }
+
+    use crate::kernel::abi::FlowStats;
+
+    fn flow(process: &str, c: &Identity, dir: &'static str, ip: &str, port: &str) -> KeyLabels {
+        KeyLabels {
+            process: process.into(),
+            identity: Arc::new(c.clone()),
+            cgroup_id: 0,
+            proto: "tcp",
+            dport: port.into(),
+            dst_ip: ip.into(),
+            actual_dst_ip: String::new(),
+            actual_dport: String::new(),
+            direction: dir,
+        }
+    }
+
+    fn stats(connects: u64, opened: u64, sent: u64) -> FlowStats {
+        FlowStats {
+            connects,
+            opened,
+            bytes_sent: sent,
+            ..Default::default()
+        }
+    }
+
+    fn ids(g: &Graph) -> (Vec<&str>, Vec<(&str, &str, u64)>) {
+        (
+            g.nodes.iter().map(|n| n.id.as_str()).collect(),
+            g.edges
+                .iter()
+                .map(|e| (e.source.as_str(), e.target.as_str(), e.connects_total))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn two_local_processes_are_one_edge_between_their_names() {
+        let host = Identity::default();
+        let (cli, srv) = (stats(5, 5, 100), stats(0, 5, 40));
+        let r = Resolved {
+            flows: vec![
+                (
+                    flow("frontend", &host, "outbound", "127.0.0.1", "18901"),
+                    &cli,
+                ),
+                (flow("websrv", &host, "inbound", "127.0.0.1", "18901"), &srv),
+            ],
+            hists: vec![],
+        };
+        let websrv = Arc::new(LocalService {
+            process: "websrv".into(),
+            identity: Arc::default(),
+        });
+        let local = LocalTargets {
+            flows: vec![Some(websrv), None],
+            ..Default::default()
+        };
+        let g = build(&r, &local, &Default::default(), &mut RateState::default());
+        assert_eq!(
+            ids(&g),
+            (
+                vec!["process:frontend", "process:websrv"],
+                vec![("process:frontend", "process:websrv", 5)]
+            )
+        );
+        assert_eq!(g.edges[0].bytes_sent_total, 100, "the caller's view");
+
+        // Without the local destination: an address each way, as before.
+        let g = build(
+            &r,
+            &Default::default(),
+            &Default::default(),
+            &mut RateState::default(),
+        );
+        assert_eq!(
+            ids(&g).1,
+            vec![
+                ("peer:tcp/127.0.0.1", "process:websrv", 5),
+                ("process:frontend", "peer:tcp/127.0.0.1:18901", 5),
+            ]
+        );
+    }
+
+    #[test]
+    fn inbound_edges_stay_when_local_callers_do_not_account_for_them() {
+        let host = Identity::default();
+        // 5 accepted from 127.0.0.1, only 2 made by a tracked caller.
+        let (cli, srv, remote) = (stats(2, 2, 0), stats(0, 5, 0), stats(0, 3, 0));
+        let r = Resolved {
+            flows: vec![
+                (flow("frontend", &host, "outbound", "127.0.0.1", "80"), &cli),
+                (flow("websrv", &host, "inbound", "127.0.0.1", "80"), &srv),
+                (
+                    flow("websrv", &host, "inbound", "198.51.100.7", "80"),
+                    &remote,
+                ),
+            ],
+            hists: vec![],
+        };
+        let websrv = Arc::new(LocalService {
+            process: "websrv".into(),
+            identity: Arc::default(),
+        });
+        let local = LocalTargets {
+            flows: vec![Some(websrv), None, None],
+            ..Default::default()
+        };
+        let g = build(&r, &local, &Default::default(), &mut RateState::default());
+        assert_eq!(
+            ids(&g).1,
+            vec![
+                ("peer:tcp/127.0.0.1", "process:websrv", 5),
+                ("peer:tcp/198.51.100.7", "process:websrv", 3),
+                ("process:frontend", "process:websrv", 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn processes_in_containers_are_their_container_or_pod() {
+        let web = Identity {
+            id: "ab".repeat(32),
+            name: "web".into(),
+            runtime: "docker",
+            image: "nginx:1".into(),
+            ..Default::default()
+        };
+        let api = Identity {
+            id: "cd".repeat(32),
+            name: "api".into(),
+            pod: "api-7d9f".into(),
+            namespace: "shop".into(),
+            runtime: "containerd",
+            ..Default::default()
+        };
+        let s = stats(1, 1, 0);
+        let r = Resolved {
+            flows: vec![
+                (flow("nginx", &web, "outbound", "10.0.0.9", "443"), &s),
+                (flow("sh", &web, "outbound", "10.0.0.9", "443"), &s),
+                (flow("api", &api, "outbound", "10.0.0.9", "443"), &s),
+            ],
+            hists: vec![],
+        };
+        let g = build(
+            &r,
+            &Default::default(),
+            &Default::default(),
+            &mut RateState::default(),
+        );
+        let (nodes, edges) = ids(&g);
+        assert_eq!(
+            nodes,
+            vec![
+                "container:shop/api-7d9f/api",
+                "container:web",
+                "peer:tcp/10.0.0.9:443"
+            ]
+        );
+        assert_eq!(edges[1], ("container:web", "peer:tcp/10.0.0.9:443", 2));
+        let json = serde_json::to_value(&g.nodes[1]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"id": "container:web", "kind": "container", "label": "web",
+                "container": "web", "container_id": "ab".repeat(32), "image": "nginx:1",
+                "runtime": "docker", "processes": ["nginx", "sh"]})
+        );
+        let json = serde_json::to_value(&g.nodes[0]).unwrap();
+        assert_eq!(json["pod"], "api-7d9f");
+        assert_eq!(json["namespace"], "shop");
     }
 }

@@ -8,6 +8,13 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use crate::collect::containers::Identity;
+
+/// A span owner's container (the exporters' name for the collect layer's
+/// identity).
+pub type Container = Identity;
 
 use crate::kernel::abi::{comm_str, SpanEvent, DIR_OUTBOUND, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -30,12 +37,17 @@ pub struct FlowSpan {
     /// The kernel comm of the owner.
     pub comm: String,
     pub pid: u32,
-    pub container: String,
+    /// The owner's container and pod; empty for host processes.
+    pub container: Arc<Identity>,
     /// "tcp" or "udp".
     pub proto: &'static str,
     pub side: SpanSide,
     pub local: SocketAddr,
+    /// The peer the socket talks to (for a client: the address it dialled).
     pub peer: SocketAddr,
+    /// Where a client's dialled peer was translated to on this host (DNAT,
+    /// e.g. a Kubernetes ClusterIP to a pod); None when nothing was.
+    pub actual_peer: Option<SocketAddr>,
     /// Opaque per-socket id (a hash, never a kernel pointer).
     pub socket_id: u64,
 }
@@ -57,9 +69,20 @@ impl FlowSpan {
         }
     }
 
-    /// `src_ip,sport,dst_ip,dport,proto`, normalised to client -> server.
+    /// The server end the packets really reach: the translated peer of a
+    /// client whose destination was translated, else [`FlowSpan::server`].
+    pub fn actual_server(&self) -> SocketAddr {
+        match (self.side, self.actual_peer) {
+            (SpanSide::Client, Some(actual)) => actual,
+            _ => self.server(),
+        }
+    }
+
+    /// `src_ip,sport,dst_ip,dport,proto`, normalised to client -> server,
+    /// with the server end the packets really reach: a client behind a
+    /// translation and its server compute the same id.
     pub fn flow_id(&self) -> String {
-        let (c, s) = (self.client(), self.server());
+        let (c, s) = (self.client(), self.actual_server());
         format!(
             "{},{},{},{},{}",
             c.ip(),
@@ -204,7 +227,7 @@ impl SpanDecoder {
     }
 
     /// `process` and `container` come from the agent's labeling.
-    pub fn span(&self, ev: &SpanEvent, process: String, container: String) -> FlowSpan {
+    pub fn span(&self, ev: &SpanEvent, process: String, container: Arc<Identity>) -> FlowSpan {
         let mut h = self.hasher.build_hasher();
         h.write_u64(ev.sock_cookie);
         FlowSpan {
@@ -226,6 +249,8 @@ impl SpanDecoder {
             },
             local: SocketAddr::new(addr(ev.laddr), ev.lport),
             peer: SocketAddr::new(addr(ev.raddr), ev.rport),
+            actual_peer: (ev.nat_rport != 0)
+                .then(|| SocketAddr::new(addr(ev.nat_raddr), ev.nat_rport)),
             socket_id: h.finish(),
         }
     }
@@ -242,13 +267,29 @@ mod tests {
             process: "p".into(),
             comm: "p".into(),
             pid: 1,
-            container: String::new(),
+            container: Arc::default(),
             proto: "tcp",
             side,
             local: local.parse().unwrap(),
             peer: peer.parse().unwrap(),
+            actual_peer: None,
             socket_id: 7,
         }
+    }
+
+    #[test]
+    fn a_client_behind_dnat_shares_the_trace_with_the_real_server() {
+        // The client dialled a ClusterIP; the kernel translated it to the pod.
+        let mut c = span(SpanSide::Client, "10.0.0.1:40000", "10.96.0.10:80");
+        let s = span(SpanSide::Server, "10.0.0.2:8080", "10.0.0.1:40000");
+        assert_ne!(c.trace_id(), s.trace_id());
+        c.actual_peer = Some("10.0.0.2:8080".parse().unwrap());
+        assert_eq!(c.flow_id(), "10.0.0.1,40000,10.0.0.2,8080,tcp");
+        assert_eq!(c.trace_id(), s.trace_id());
+        // The server's own peer is never rewritten.
+        let mut s2 = s.clone();
+        s2.actual_peer = Some("192.0.2.9:1".parse().unwrap());
+        assert_eq!(s2.flow_id(), s.flow_id());
     }
 
     #[test]
@@ -277,12 +318,14 @@ mod tests {
                 .to_ipv6_mapped()
                 .octets(),
             raddr: Ipv6Addr::LOCALHOST.octets(),
+            nat_raddr: [0; 16],
             pid: 7,
             lport: 40000,
             rport: 80,
+            nat_rport: 0,
             proto: IPPROTO_TCP,
             direction: DIR_OUTBOUND,
-            _pad: [0; 6],
+            _pad: [0; 4],
         }
     }
 
@@ -316,7 +359,7 @@ mod tests {
     #[test]
     fn spans_get_addresses_times_and_opaque_ids() {
         let d = SpanDecoder::new();
-        let s = d.span(&event(), "web".into(), String::new());
+        let s = d.span(&event(), "web".into(), Arc::default());
         assert_eq!(s.local, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(s.peer, "[::1]:80".parse().unwrap());
         assert_eq!(s.side, SpanSide::Client);

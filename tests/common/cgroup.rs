@@ -130,3 +130,16 @@ pub fn container_cgroup(cg: &mut Cgroups, tag: &str) -> Option<(PathBuf, String)
     let leaf = cg.make(&parent.join(format!("docker-{id}.scope")));
     Some((leaf, id))
 }
+
+/// The owner labels of a process in a container-like cgroup made by a test
+/// (`container_id` from [`container_id`]; no runtime has state for it, so
+/// its `container` is the short id), or on the host (`container_id` "").
+pub fn owner<'a>(process: &'a str, container_id: &'a str) -> [(&'a str, &'a str); 5] {
+    [
+        ("process", process),
+        ("container", &container_id[..container_id.len().min(12)]),
+        ("container_id", container_id),
+        ("pod", ""),
+        ("namespace", ""),
+    ]
+}

@@ -38,16 +38,31 @@ impl Metrics {
         Metrics(m)
     }
 
-    /// Value of the series with exactly these labels (0 when absent).
+    /// Value of the series with exactly these labels (0 when absent). As in
+    /// Prometheus, a label with an empty value is the same as no label: a
+    /// series with `actual_dst_ip=""` matches a query that does not name it.
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let want: BTreeMap<String, String> = labels
+        let want: BTreeMap<&str, &str> = labels
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .filter(|(_, v)| !v.is_empty())
+            .map(|&(k, v)| (k, v))
             .collect();
-        self.0
-            .get(&(name.to_string(), want))
-            .copied()
-            .unwrap_or(0.0)
+        let mut found = None;
+        for ((n, l), v) in &self.0 {
+            if n != name {
+                continue;
+            }
+            let have: BTreeMap<&str, &str> = l
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            if have == want {
+                assert!(found.is_none(), "{name}{labels:?} matches two series");
+                found = Some(*v);
+            }
+        }
+        found.unwrap_or(0.0)
     }
 
     /// Every series of a metric name.

@@ -19,6 +19,7 @@ pub mod hostlink;
 pub mod netns;
 pub mod prometheus_server;
 pub mod receivers;
+pub mod runtimes;
 pub mod tools;
 
 mod agent;

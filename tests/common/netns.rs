@@ -14,11 +14,13 @@
 //!
 //! One file per part in tests/common/netns/: bounded commands (`command`),
 //! the namespace pair (`pair`), servers and clients in a namespace
-//! (`servers`), and stale-namespace cleanup (`cleanup`). This file holds
+//! (`servers`), a third namespace behind `b` (`leg`), and stale-namespace
+//! cleanup (`cleanup`). This file holds
 //! the time limits they all keep and the skip-or-fail checks.
 
 mod cleanup;
 mod command;
+mod leg;
 mod pair;
 mod servers;
 
@@ -27,6 +29,8 @@ mod servers;
 pub use cleanup::{cleanup_stale, list_netns, root_veth_links};
 #[allow(unused_imports)]
 pub use command::wait_bounded;
+#[allow(unused_imports)]
+pub use leg::Leg;
 #[allow(unused_imports)]
 pub use pair::NetnsPair;
 #[allow(unused_imports)]

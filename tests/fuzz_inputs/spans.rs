@@ -34,12 +34,14 @@ fn seed_events() -> Vec<(&'static str, SpanEvent)> {
         comm: comm_bytes("curl"),
         laddr: mapped([127, 0, 0, 1]),
         raddr: mapped([127, 0, 0, 1]),
+        nat_raddr: [0; 16],
         pid: 1234,
         lport: 40_000,
         rport: 80,
+        nat_rport: 0,
         proto: IPPROTO_TCP,
         direction: DIR_OUTBOUND,
-        _pad: [0; 6],
+        _pad: [0; 4],
     };
     vec![
         ("tcp4-client", base),
@@ -164,7 +166,11 @@ fn check_record(bytes: &[u8]) -> Result<(), TestCaseError> {
             prop_assert!(ev.proto == IPPROTO_TCP || ev.proto == IPPROTO_UDP);
             prop_assert!(ev.end_ns >= ev.start_ns);
             let process = comm_str(&ev.comm);
-            let span = span_decoder().span(&ev, process.clone(), "c0ffee".into());
+            let container = netagent::collect::containers::Identity::unnamed(
+                &format!("{:064x}", ev.cgroup_id),
+                "docker",
+            );
+            let span = span_decoder().span(&ev, process.clone(), container.into());
             let d = span.duration_seconds();
             prop_assert!(d.is_finite() && d >= 0.0, "duration {}", d);
             prop_assert_eq!(&span.process, &process);

@@ -153,11 +153,12 @@ fn check_statsd(case: &StatsdCase) -> Result<(), TestCaseError> {
             process: p.clone(),
             comm: p.clone(),
             pid: 1,
-            container: String::new(),
+            container: Default::default(),
             proto: "tcp",
             side: SpanSide::Client,
             local: "10.0.0.1:40000".parse().unwrap(),
             peer: "[fd00::2]:443".parse().unwrap(),
+            actual_peer: None,
             socket_id: 7,
         })
         .collect();

@@ -202,6 +202,7 @@ def conns_curve(ctx, counts, rate, seconds):
                 scrape_s, samples = timed_scrapes(agent, 3)
                 active = sample(agent.scrape(), "netagent_tcp_connections_active",
                                 [("process", HOLD_COMM), ("container", ""),
+                                 ("container_id", ""), ("pod", ""), ("namespace", ""),
                                  ("direction", "outbound")])
                 rows.append({"open": n, "open_seconds": holder.seconds, "holders": len(holder.procs),
                              "active_outbound_seen": int(active),

@@ -60,7 +60,12 @@ fn scope() -> InstrumentationScope {
 /// names the older agent used.
 pub fn encode_span(sp: &FlowSpan) -> Span {
     let (client, server) = (sp.client(), sp.server());
-    let peer = sp.peer;
+    // The address the packets really go to (OTel's network.peer); the
+    // server's address stays the one dialled (a Service's ClusterIP).
+    let peer = match sp.side {
+        SpanSide::Client => sp.actual_peer.unwrap_or(sp.peer),
+        SpanSide::Server => sp.peer,
+    };
     // A span id unique per span: the flow plus the span's own start time.
     let mut span_id = (crate::model::spans::fnv1a_128(
         format!("{}|{}|{:?}", sp.flow_id(), sp.start_unix_nanos, sp.side).as_bytes(),
@@ -69,7 +74,7 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
     if span_id == [0; 8] {
         span_id[7] = 1; // all-zero ids are invalid in OTLP
     }
-    let attributes = vec![
+    let mut attributes = vec![
         kv("network.transport", s(sp.proto)),
         kv("network.peer.address", s(peer.ip().to_string())),
         kv("network.peer.port", i(peer.port() as i64)),
@@ -79,7 +84,7 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
         kv("client.port", i(client.port() as i64)),
         kv("process.pid", i(sp.pid as i64)),
         kv("process.executable.name", s(sp.comm.clone())),
-        kv("container.id", s(sp.container.clone())),
+        kv("container.id", s(sp.container.id.clone())),
         kv("flow_id", s(sp.flow_id())),
         kv("socket_id", s(format!("{:016x}", sp.socket_id))),
         kv("process", s(sp.process.clone())),
@@ -89,6 +94,21 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
         kv("src_ip", s(client.ip().to_string())),
         kv("sport", i(client.port() as i64)),
     ];
+    if let (SpanSide::Client, Some(actual)) = (sp.side, sp.actual_peer) {
+        attributes.push(kv("actual_dst_ip", s(actual.ip().to_string())));
+        attributes.push(kv("actual_dport", i(actual.port() as i64)));
+    }
+    // The container's names, when it has them (also on the resource).
+    for (k, v) in [
+        ("container.name", sp.container.name.clone()),
+        ("k8s.pod.name", sp.container.pod.clone()),
+        ("k8s.namespace.name", sp.container.namespace.clone()),
+        ("k8s.container.name", k8s_container(sp)),
+    ] {
+        if !v.is_empty() {
+            attributes.push(kv(k, s(v)));
+        }
+    }
     Span {
         trace_id: sp.trace_id().to_vec(),
         span_id: span_id.to_vec(),
@@ -104,17 +124,68 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
     }
 }
 
+/// The Kubernetes container name: the container's name inside a pod,
+/// empty outside Kubernetes.
+fn k8s_container(sp: &FlowSpan) -> String {
+    if sp.container.pod.is_empty() {
+        String::new()
+    } else {
+        sp.container.name.clone()
+    }
+}
+
+/// The agent's resource plus, for spans of a container, the container's
+/// resource attributes (`container.id`, `container.name`,
+/// `container.image.name`, `container.runtime`, and in Kubernetes
+/// `k8s.pod.name`, `k8s.namespace.name`, `k8s.container.name`).
+fn container_resource(base: &Resource, sp: &FlowSpan) -> Resource {
+    let c = &sp.container;
+    let mut r = base.clone();
+    if c.id.is_empty() {
+        return r;
+    }
+    for (k, v) in [
+        ("container.id", c.id.clone()),
+        ("container.name", c.name.clone()),
+        ("container.image.name", c.image.clone()),
+        ("container.runtime", c.runtime.to_string()),
+        ("k8s.pod.name", c.pod.clone()),
+        ("k8s.namespace.name", c.namespace.clone()),
+        ("k8s.container.name", k8s_container(sp)),
+    ] {
+        if !v.is_empty() {
+            r.attributes.push(kv(k, s(v)));
+        }
+    }
+    r
+}
+
+/// One `ResourceSpans` per container (host processes share the agent's
+/// resource), in the order their first span came.
 pub fn trace_request(resource: &Resource, spans: &[FlowSpan]) -> ExportTraceServiceRequest {
+    let mut groups: Vec<(&FlowSpan, Vec<Span>)> = Vec::new();
+    for sp in spans {
+        match groups
+            .iter_mut()
+            .find(|(first, _)| first.container == sp.container)
+        {
+            Some((_, list)) => list.push(encode_span(sp)),
+            None => groups.push((sp, vec![encode_span(sp)])),
+        }
+    }
     ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource.clone()),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(scope()),
-                spans: spans.iter().map(encode_span).collect(),
+        resource_spans: groups
+            .into_iter()
+            .map(|(first, spans)| ResourceSpans {
+                resource: Some(container_resource(resource, first)),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(scope()),
+                    spans,
+                    ..Default::default()
+                }],
                 ..Default::default()
-            }],
-            ..Default::default()
-        }],
+            })
+            .collect(),
     }
 }
 
@@ -284,5 +355,84 @@ fn scalar(v: &Value) -> f64 {
     match v {
         Value::Counter(x) | Value::Gauge(x) => *x,
         Value::Histogram(h) => h.count() as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn span(container: Arc<crate::model::spans::Container>) -> FlowSpan {
+        FlowSpan {
+            start_unix_nanos: 1,
+            end_unix_nanos: 2,
+            process: "api".into(),
+            comm: "api".into(),
+            pid: 7,
+            container,
+            proto: "tcp",
+            side: SpanSide::Client,
+            local: "10.0.0.1:40000".parse().unwrap(),
+            peer: "10.0.0.2:80".parse().unwrap(),
+            actual_peer: None,
+            socket_id: 1,
+        }
+    }
+
+    fn attrs(kvs: &[KeyValue]) -> Vec<(String, String)> {
+        kvs.iter()
+            .map(|kv| {
+                let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(s)) => s.clone(),
+                    Some(any_value::Value::IntValue(i)) => i.to_string(),
+                    other => format!("{other:?}"),
+                };
+                (kv.key.clone(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spans_of_a_pod_carry_its_names_and_come_in_its_resource() {
+        let pod = Arc::new(crate::model::spans::Container {
+            id: "ab".repeat(32),
+            name: "api".into(),
+            pod: "api-7d9f".into(),
+            namespace: "shop".into(),
+            image: "registry.local/shop/api:1".into(),
+            runtime: "containerd",
+        });
+        let spans = [span(pod.clone()), span(Arc::default()), span(pod)];
+        let base = Resource {
+            attributes: vec![kv("service.name", s("netagent"))],
+            ..Default::default()
+        };
+        let req = trace_request(&base, &spans);
+        assert_eq!(req.resource_spans.len(), 2, "the pod's and the host's");
+        let pod_rs = &req.resource_spans[0];
+        assert_eq!(pod_rs.scope_spans[0].spans.len(), 2);
+        let r = attrs(&pod_rs.resource.as_ref().unwrap().attributes);
+        for (k, v) in [
+            ("service.name", "netagent"),
+            ("container.id", "ab".repeat(32).as_str()),
+            ("container.name", "api"),
+            ("container.image.name", "registry.local/shop/api:1"),
+            ("container.runtime", "containerd"),
+            ("k8s.pod.name", "api-7d9f"),
+            ("k8s.namespace.name", "shop"),
+            ("k8s.container.name", "api"),
+        ] {
+            assert!(r.contains(&(k.to_string(), v.to_string())), "{k}: {r:?}");
+        }
+        let span_attrs = attrs(&pod_rs.scope_spans[0].spans[0].attributes);
+        assert!(span_attrs.contains(&("k8s.pod.name".into(), "api-7d9f".into())));
+        assert!(span_attrs.contains(&("container.name".into(), "api".into())));
+        // The host's spans: the agent's resource as it is, no k8s names.
+        let host = &req.resource_spans[1];
+        assert_eq!(host.resource.as_ref().unwrap(), &base);
+        let host_attrs = attrs(&host.scope_spans[0].spans[0].attributes);
+        assert!(host_attrs.iter().all(|(k, _)| !k.starts_with("k8s.")));
+        assert!(host_attrs.contains(&("container.id".into(), String::new())));
     }
 }

@@ -40,11 +40,12 @@ pub async fn check(cfg: &OtelConfig) -> anyhow::Result<()> {
         process: "netagent-otlp-check".into(),
         comm: "netagent".into(),
         pid: std::process::id(),
-        container: String::new(),
+        container: Default::default(),
         proto: "tcp",
         side: SpanSide::Client,
         local: "127.0.0.1:40000".parse().expect("literal"),
         peer: "127.0.0.1:4317".parse().expect("literal"),
+        actual_peer: None,
         socket_id: 0,
     };
     transport

@@ -149,11 +149,12 @@ pub(super) fn span(side: SpanSide, local: &str, peer: &str) -> FlowSpan {
         process: "my,app".into(),
         comm: "app".into(),
         pid: 1,
-        container: String::new(),
+        container: Default::default(),
         proto: "tcp",
         side,
         local: local.parse().expect("addr"),
         peer: peer.parse().expect("addr"),
+        actual_peer: None,
         socket_id: 7,
     }
 }

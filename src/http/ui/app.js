@@ -1,6 +1,7 @@
 // netagent web UI: polls /api/v1/graph every 2 s and draws the service map
-// (processes in a left column, peers in a right column, one curve per edge)
-// plus tables of interfaces and connections.
+// (host processes and containers in a left column, peers in a right column,
+// one curve per edge; calls between two local nodes bulge to the right of
+// the left column) plus tables of interfaces and connections.
 //
 // Plain DOM, no dependencies. Every string from the agent goes through
 // textContent or setAttribute, never innerHTML.
@@ -161,7 +162,7 @@
   function layout(doc, width) {
     const items = new Map(); // id -> {n, col, ends, order, y, h}
     const add = (n) => {
-      const col = n.kind === "process" ? 0 : 1;
+      const col = n.kind === "process" || n.kind === "container" ? 0 : 1;
       items.set(n.id, { n: n, label: str(n.label) || implicitNode(n.id).label, col: col, ends: [], order: 0 });
     };
     for (const n of Array.isArray(doc.nodes) ? doc.nodes : []) {
@@ -222,7 +223,7 @@
           const oz = other(z, it);
           return ox.col - oz.col || ox.order - oz.order || cmp(x.key, z.key);
         });
-        const minSlots = it.col === 0 && str(it.n.container) ? 2 : 1;
+        const minSlots = it.col === 0 && subtitle(it.n) ? 2 : 1;
         it.y = y;
         it.h = Math.max(it.ends.length, minSlots) * SLOT;
         y += it.h + GAP;
@@ -256,6 +257,15 @@
     return it.col === 0 ? { x: L.leftW, y: mid + 5 } : { x: L.rightX, y: mid };
   }
 
+  // The second line of a process or container node: its pod and
+  // namespace in Kubernetes, its runtime and processes otherwise.
+  function subtitle(n) {
+    if (n.kind !== "container") return "";
+    const procs = Array.isArray(n.processes) ? n.processes.map(str).join(", ") : "";
+    if (str(n.pod)) return "pod " + str(n.namespace) + "/" + str(n.pod);
+    return (str(n.runtime) || "container") + (procs ? " · " + procs : "");
+  }
+
   // ---------------------------------------------------------------- render
 
   function el(tag, attrs, text) {
@@ -270,7 +280,7 @@
     if (ui.headings.__sig === sig) return;
     ui.headings.__sig = sig;
     ui.headings.replaceChildren(
-      el("text", { x: 0, y: 18, class: "col-head" }, "Processes (" + L.left.length + ")"),
+      el("text", { x: 0, y: 18, class: "col-head" }, "Processes · containers (" + L.left.length + ")"),
       el("text", { x: L.leftW + 12, y: 18, class: "col-head" }, "connections/s · p95 · errors"),
       el("text", { x: L.rightX, y: 18, class: "col-head" }, "Peers (" + L.right.length + ")")
     );
@@ -289,16 +299,17 @@
     const w = isProc ? L.leftW : L.rightW;
     const x = isProc ? 0 : L.rightX;
     const h = it.h - 4;
-    const container = str(n.container);
+    const sub = subtitle(n);
     const proto = str(n.proto).toUpperCase();
     const nEdges = it.ends.length;
     let rate = 0;
     for (const e of it.ends) rate += e.e.rate_per_second > 0 ? e.e.rate_per_second : 0;
-    const kindText = isProc ? "Process" : "Peer";
+    const kindText = n.kind === "container" ? "Container" : isProc ? "Process" : "Peer";
     const aria =
       kindText + " " + it.label + (proto ? " (" + proto + ")" : "") +
-      (container ? ", container " + container : "") + ", " +
-      plural(nEdges, isProc ? "peer" : "process", isProc ? "peers" : "processes") +
+      (sub ? ", " + sub : "") +
+      (str(n.image) ? ", image " + str(n.image) : "") + ", " +
+      plural(nEdges, isProc ? "edge" : "process", isProc ? "edges" : "processes") +
       ", " + fmtNum(rate) + " connections per second";
 
     g.setAttribute("transform", "translate(" + x + "," + it.y + ")");
@@ -306,7 +317,7 @@
     const sig = [w, h, aria].join("\n");
     if (g.__sig === sig) return;
     g.__sig = sig;
-    g.setAttribute("class", "node " + (isProc ? "node-process" : "node-peer"));
+    g.setAttribute("class", "node " + (n.kind === "container" ? "node-container" : isProc ? "node-process" : "node-peer"));
     g.setAttribute("aria-label", aria);
 
     const kids = [
@@ -318,10 +329,8 @@
     if (isProc) {
       kids.push(el("text", { class: "name", x: 12, y: firstLine }, truncEnd(it.label, Math.floor((w - 20) / 7.6))));
       if (h >= 2 * SLOT - 4) {
-        // Full 64-hex container ids are shortened like `docker ps` does.
-        const shortId = /^[0-9a-f]{64}$/.test(container) ? container.slice(0, 12) : container;
-        const sub = container ? "container " + shortId : plural(nEdges, "peer", "peers");
-        kids.push(el("text", { class: "sub", x: 12, y: firstLine + 16 }, truncEnd(sub, Math.floor((w - 20) / 6.2))));
+        const line2 = sub || plural(nEdges, "edge", "edges");
+        kids.push(el("text", { class: "sub", x: 12, y: firstLine + 16 }, truncEnd(line2, Math.floor((w - 20) / 6.2))));
       }
     } else {
       const badgeW = proto ? 34 : 0;

@@ -84,7 +84,7 @@ pub(super) fn delete_netns(ns: &str) {
 fn parse_name(name: &str) -> Option<(&str, u32)> {
     let rest = name.strip_prefix(PREFIX)?;
     let (rest, side) = rest.rsplit_once('-')?;
-    if side != "a" && side != "b" {
+    if side != "a" && side != "b" && side != "c" {
         return None;
     }
     let (tag, pid) = rest.rsplit_once('-')?;

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// FNV-1a, to derive stable per-(tag, pid) addresses and link names.
-fn fnv1a(data: &[u8]) -> u64 {
+pub(super) fn fnv1a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -28,6 +28,8 @@ pub struct NetnsPair {
     /// veth end in `a` / in `b` (at most 15 bytes).
     pub a_dev: String,
     pub b_dev: String,
+    /// A third namespace behind `b` ([`NetnsPair::add_leg`]).
+    pub c: Option<super::leg::Leg>,
 }
 
 impl NetnsPair {
@@ -61,6 +63,7 @@ impl NetnsPair {
             // "na" + 8 hex digits + side = 11 bytes (IFNAMSIZ allows 15).
             a_dev: format!("na{:08x}a", h as u32),
             b_dev: format!("na{:08x}b", h as u32),
+            c: None,
         };
         // From here on, drop (also by a panic below) removes whatever exists.
         // Namespaces with our names are leftovers of a killed run whose pid
@@ -152,11 +155,14 @@ impl NetnsPair {
         for ns in [&self.a, &self.b] {
             delete_netns(ns);
         }
+        if let Some(leg) = &self.c {
+            delete_netns(&leg.ns);
+        }
     }
 
     fn check_ns(&self, ns: &str) {
         assert!(
-            ns == self.a || ns == self.b,
+            ns == self.a || ns == self.b || self.c.as_ref().is_some_and(|c| c.ns == ns),
             "{ns:?} is not a namespace of this pair ({} / {})",
             self.a,
             self.b
@@ -166,20 +172,20 @@ impl NetnsPair {
     /// The IPv4 address of `ns`'s veth end.
     pub fn ip4(&self, ns: &str) -> Ipv4Addr {
         self.check_ns(ns);
-        if ns == self.a {
-            self.a_ip
-        } else {
-            self.b_ip
+        match &self.c {
+            Some(c) if c.ns == ns => c.ip,
+            _ if ns == self.a => self.a_ip,
+            _ => self.b_ip,
         }
     }
 
     /// The IPv6 address of `ns`'s veth end.
     pub fn ip6(&self, ns: &str) -> Ipv6Addr {
         self.check_ns(ns);
-        if ns == self.a {
-            self.a_ip6
-        } else {
-            self.b_ip6
+        match &self.c {
+            Some(c) if c.ns == ns => c.ip6,
+            _ if ns == self.a => self.a_ip6,
+            _ => self.b_ip6,
         }
     }
 
