@@ -233,13 +233,32 @@ fn a_pods_connections_to_a_service_show_the_pod_behind_it() {
 
 #[test]
 fn the_nodes_own_connections_to_a_service_show_the_pod_behind_it() {
+    nodes_own_connections("natnode", "");
+}
+
+/// The same through the syscall hooks: the object loaded for untyped
+/// hooks, where NAT finds TCP state in the preallocated map and UDP state
+/// by socket address (as with every hook on 5.10, whose tracing programs
+/// cannot use socket-local storage).
+#[test]
+fn nat_with_udp_state_by_socket_address() {
+    nodes_own_connections(
+        "natsys",
+        "debug:\n  disable_probes: [\"messages:tracepoint\", \"messages:fexit\", \"messages:kprobe\"]\n",
+    );
+}
+
+fn nodes_own_connections(tag: &str, extra_yaml: &str) {
     let _g = serial();
     if !require_bpf() || !common::netns::require_nft() {
         return;
     }
     cleanup_stale();
-    let agent = Agent::start(&[("cli", client())]);
-    let k = Cluster::new("natnode");
+    let agent = Agent::start_with_yaml(&format!(
+        "targets:\n  - name: cli\n    match_comm: {}\n{extra_yaml}",
+        client()
+    ));
+    let k = Cluster::new(tag);
     let (leg, b) = (k.leg().to_string(), k.net.b.clone());
     let c4 = k.net.ip4(&leg).to_string();
     let (t4, u4) = (k.srv.port("tcp4"), k.srv.port("udp4"));
