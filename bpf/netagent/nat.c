@@ -108,11 +108,13 @@ static __always_inline bool read_packet(const struct sk_buff *skb, struct nat_pa
  * connect() did; by address (msg_index: 5.10, whose tracing programs
  * cannot use storage) the message hook makes it only after the send
  * returns, so the first datagram makes it here. A socket without state
- * sends here from its own sendmsg (a first datagram held for an
- * unresolved neighbour leaves later, but by then the sender's message hook
- * has made the state if the sender is tracked), so the current task is its
- * owner. The sendto() destination waits in task_pending (udp_peers.c) for
- * the message hook, which takes it. */
+ * sends here from its own sendmsg, so the current task is its owner: a
+ * first datagram held for an unresolved neighbour leaves later, from
+ * softirq, but by then a tracked sender's message hook has made the state.
+ * (An untracked socket's held datagram leaving while a tracked task is
+ * interrupted would be taken for that task's: rare, and only by address.)
+ * The sendto() destination waits in task_pending (udp_peers.c) for the
+ * message hook, which takes it. */
 static __always_inline struct na_sock_state *nat_udp_state(struct sock *sk, __u8 orig[16],
 							   __u16 *orig_port)
 {
