@@ -111,9 +111,12 @@ fn real(name: &'static str) -> Corpus {
     }
 }
 
+/// Makes a generated file: (event, line) in file order.
+type Generator = fn() -> Vec<(String, String)>;
+
 fn corpora() -> Vec<Corpus> {
     let mut out: Vec<Corpus> = REAL.iter().map(|n| real(n)).collect();
-    let generated: [(&'static str, fn() -> Vec<(String, String)>); 6] = [
+    let generated: [(&'static str, Generator); 6] = [
         ("json", generators::json),
         ("logfmt", generators::logfmt),
         ("java", generators::java),
