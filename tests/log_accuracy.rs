@@ -26,6 +26,10 @@
 
 #[path = "log_accuracy/generators.rs"]
 mod generators;
+#[path = "log_accuracy/java.rs"]
+mod java;
+#[path = "log_accuracy/servers.rs"]
+mod servers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -119,10 +123,10 @@ fn corpora() -> Vec<Corpus> {
     let generated: [(&'static str, Generator); 6] = [
         ("json", generators::json),
         ("logfmt", generators::logfmt),
-        ("java", generators::java),
-        ("nginx-access", generators::nginx_access),
-        ("nginx-error", generators::nginx_error),
-        ("auth", generators::auth),
+        ("java", java::java),
+        ("nginx-access", servers::nginx_access),
+        ("nginx-error", servers::nginx_error),
+        ("auth", servers::auth),
     ];
     for (name, make) in generated {
         out.push(Corpus {
