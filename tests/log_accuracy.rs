@@ -5,7 +5,7 @@
 //!
 //! The corpus: real logs of this kind of machine (tests/corpus/logs/, each
 //! line labelled with its event by the documented rules in `<file>.events`)
-//! and generated ones whose templates are known (log_accuracy/generators.rs).
+//! and generated ones whose templates are known (log_accuracy/: generators.rs, java.rs, servers.rs).
 //! Each file goes through the code path of the agent — the plain-text line
 //! decoder, then `Patterns::add` (level, mask, clustering) with the default
 //! `logs:` settings, one source per file — and the pattern a line counts
