@@ -19,7 +19,9 @@ packages=(clang llvm libbpf-dev linux-libc-dev iproute2)
 #        the peers compared (bpftrace, libbpf-tools' tcpstates), bpftool for BPF run stats,
 #        matplotlib for the scaling plot.
 #        nftables for the network guard (scripts/net-guard.sh).
-bench_packages=(nginx-light wrk sockperf iperf3 bpftrace libbpf-tools bpftool python3-matplotlib nftables)
+#        python3-venv for drain3, the log miner the log-accuracy benchmark compares with
+#        (installed below into target/bench-tools/venv, not into the system's Python).
+bench_packages=(nginx-light wrk sockperf iperf3 bpftrace libbpf-tools bpftool python3-matplotlib nftables python3-venv)
 case "${1:-}" in
   --agent-only) ;;
   --bench) packages+=("${bench_packages[@]}") ;;
@@ -72,6 +74,23 @@ if [ "${1:-}" != "--agent-only" ] \
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup, stable >= 1.95)" >&2; exit 1; }
+
+# drain3 (PyPI) for the log-accuracy benchmark (tests/log_accuracy.rs, bench;
+# scripts/bench/drain3_accuracy.py), in its own venv; a stamp records the
+# version, so nothing is fetched when it is there. Runs before the network
+# guard of the performance suite.
+if [ "${1:-}" != "--agent-only" ]; then
+  DRAIN3=drain3==0.9.11
+  tools="$(dirname "$0")/../target/bench-tools"
+  if [ "$(cat "$tools/installed" 2>/dev/null)" != "$DRAIN3" ]; then
+    echo "setup: installing $DRAIN3 into $tools/venv" >&2
+    rm -rf "$tools/venv"
+    mkdir -p "$tools"
+    python3 -m venv "$tools/venv"
+    "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "$DRAIN3"
+    printf '%s' "$DRAIN3" > "$tools/installed"
+  fi
+fi
 # Validators for the deployment tests (Python venv, npm packages, cargo-deb);
 # not needed just to build and run the agent.
 if [ -z "${1:-}" ]; then
