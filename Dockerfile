@@ -62,12 +62,16 @@ FROM agent-${AGENT_SOURCE} AS agent
 
 # ---------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE}
-COPY --from=agent /out/netagent /usr/bin/netagent
 COPY config.example.yaml /etc/netagent/config.yaml
-# setcap (libcap2-bin) is used once and removed again; ca-certificates stay
-# for otel.endpoint over TLS (otel.insecure: false). Nothing is downloaded
-# when the base already has both.
-RUN set -eu \
+# The agent is installed and given its file capabilities in one step: a
+# COPY followed by setcap would store the binary twice (setcap rewrites the
+# file into a layer of its own). setcap (libcap2-bin) is used once and
+# removed again; ca-certificates stay for otel.endpoint over TLS
+# (otel.insecure: false). Nothing is downloaded when the base already has
+# both.
+RUN --mount=type=bind,from=agent,source=/out,target=/run/agent \
+    set -eu \
+ && install -m 0755 /run/agent/netagent /usr/bin/netagent \
  && if ! command -v setcap >/dev/null || [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then \
       apt-get update \
       && apt-get install -y --no-install-recommends ca-certificates libcap2-bin; \
