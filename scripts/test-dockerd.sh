@@ -8,7 +8,8 @@
 #                               when it answers. A detached watchdog stops it
 #                               when PID exits, however it exits (SIGKILL too)
 #   test-dockerd.sh stop PID    stop it: containers, dockerd, containerd and
-#                               shims, cgroups, mounts, files; idempotent
+#                               shims, cgroups, mounts, files, and the test's
+#                               network namespaces and veths; idempotent
 #
 # Everything of an instance has PID in its name: socket, pidfile and
 # exec-root /run/netagent-test-docker-PID*, data-root
@@ -29,12 +30,15 @@ cmd=${1:-}
 pid=${2:-}
 [[ "$pid" =~ ^[0-9]+$ ]] || { echo "usage: $0 start|stop PID" >&2; exit 2; }
 script=$(readlink -f "$0")
-# The client that comes with this dockerd (another docker CLI may come
-# first in PATH).
+# The client that comes with this dockerd: next to it, or in the sibling
+# bin/ (Debian: /usr/sbin/dockerd, /usr/bin/docker). Another docker CLI may
+# come first in PATH.
 docker=docker
 if command -v dockerd >/dev/null; then
-  docker=$(dirname "$(command -v dockerd)")/docker
-  [ -x "$docker" ] || docker=docker
+  d=$(dirname "$(command -v dockerd)")
+  for c in "$d/docker" "$(dirname "$d")/bin/docker"; do
+    if [ -x "$c" ]; then docker=$c; break; fi
+  done
 fi
 
 name() { echo "netagent-test-docker-$1"; }
@@ -63,7 +67,8 @@ instance_pids() {
   er=$(exec_root "$1")
   dr=$(data_root "$1")
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qE "($er|$dr)([/ ]|\$)" && echo "${p#/proc/}"
+    # (braces: a process gone meanwhile fails the redirection, quietly)
+    { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null | grep -qE "($er|$dr)([/ ]|\$)" && echo "${p#/proc/}"
   done
   return 0
 }
@@ -89,7 +94,7 @@ stop_instance() {
   fi
   # dockerd: SIGTERM (it stops its containerd), SIGKILL after 20 s.
   dockerd_pid=$(cat "$(pidfile "$p")" 2>/dev/null || true)
-  if [ -n "$dockerd_pid" ] && tr '\0' ' ' < "/proc/$dockerd_pid/cmdline" 2>/dev/null | grep -q "$er"; then
+  if [ -n "$dockerd_pid" ] && { tr '\0' ' ' < "/proc/$dockerd_pid/cmdline"; } 2>/dev/null | grep -q "$er"; then
     kill -TERM "$dockerd_pid" 2>/dev/null || true
     for i in $(seq 1 200); do
       [ -e "/proc/$dockerd_pid" ] || break
@@ -114,6 +119,16 @@ stop_instance() {
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
   rm -rf --one-file-system "$er" "$dr"
+  # The test's own network namespaces and veths (tests/common/netns.rs and
+  # hostlink.rs put the test process's pid in their names: na-TAG-PID-*,
+  # nahPID*): gone with the run too, not only at the next run's start.
+  ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^na-[a-z0-9]+-$p-" | while read -r n; do
+    ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    ip netns del "$n" 2>/dev/null || true
+  done
+  ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^nah${p}[a-z]" | while read -r l; do
+    ip link del "$l" 2>/dev/null || true
+  done
   rm -f "$(sock "$p")" "$(pidfile "$p")" "$(logfile "$p")"
   # The watchdog, unless this is it.
   wd=$(cat "$(ownerfile "$p").watchdog" 2>/dev/null || true)
