@@ -25,6 +25,8 @@
 #     --read-only -v /sys/fs/cgroup:/sys/fs/cgroup:ro -v /sys/kernel/btf:/sys/kernel/btf:ro \
 #     netagent:0.1.0
 #
+# That needs Docker 23 or later: Docker 20.10 does not know CAP_BPF and
+# CAP_PERFMON (docs/DEPLOYMENT.md shows containerd's ctr instead).
 # CAP_SYS_RESOURCE is only needed on kernels before 5.11 (RLIMIT_MEMLOCK);
 # CAP_BPF and CAP_PERFMON need Linux 5.8+ (older kernels: CAP_SYS_ADMIN).
 # The binary carries these capabilities as file capabilities (permitted, not
