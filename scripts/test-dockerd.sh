@@ -122,11 +122,12 @@ stop_instance() {
   # The test's own network namespaces and veths (tests/common/netns.rs and
   # hostlink.rs put the test process's pid in their names: na-TAG-PID-*,
   # nahPID*): gone with the run too, not only at the next run's start.
-  ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^na-[a-z0-9]+-$p-" | while read -r n; do
+  # (`|| true`: grep finding nothing must not end the script under pipefail)
+  { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^na-[a-z0-9]+-$p-" || true; } | while read -r n; do
     ip netns pids "$n" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
     ip netns del "$n" 2>/dev/null || true
   done
-  ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^nah${p}[a-z]" | while read -r l; do
+  { ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^nah${p}[a-z]" || true; } | while read -r l; do
     ip link del "$l" 2>/dev/null || true
   done
   rm -f "$(sock "$p")" "$(pidfile "$p")" "$(logfile "$p")"
