@@ -12,7 +12,9 @@ set -euo pipefail
 #        patterns test: journalctl reads a journal written by systemd-journal-remote),
 #        docker.io + containerd + podman + runc + busybox-static (tests/runtimes_*.rs: real
 #        containers of each runtime from a locally built image; the tests start and stop private
-#        daemons themselves, and no daemon is started at install, see below).
+#        daemons themselves, and no daemon is started at install, see below),
+#        debootstrap (the image test, tests/deploy/image.rs: its own dockerd and containerd;
+#        the base image made locally, below, since no registry is used).
 # `--bench`: only what the agent and the performance suite need (scripts/bench/run.sh).
 packages=(clang llvm libbpf-dev linux-libc-dev iproute2)
 # bench (scripts/bench/, tests/bench_smoke.rs): workloads (nginx-light + wrk, sockperf, iperf3),
@@ -28,7 +30,7 @@ case "${1:-}" in
   *)
     packages+=(bpftool prometheus util-linux nftables curl chromium "${bench_packages[@]}")
     packages+=(qemu-system-x86 xz-utils zstd binutils systemd systemd-journal-remote)
-    packages+=(docker.io containerd podman runc busybox-static)
+    packages+=(docker.io containerd podman runc busybox-static debootstrap)
     ;;
 esac
 
@@ -71,6 +73,17 @@ if [ "${1:-}" != "--agent-only" ] \
    && [ -z "$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' 2>/dev/null)" ]; then
   echo "setup: refreshing apt package lists for the kernel matrix" >&2
   if [ "$(id -u)" -ne 0 ]; then sudo apt-get update -qq; else apt-get update -qq; fi
+fi
+
+# The container image test's base (a Debian rootfs made with debootstrap,
+# imported by the test into its own dockerd): made once, here, because the
+# suite itself downloads nothing. A no-op when it exists.
+if [ -z "${1:-}" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    "$(dirname "$0")/image-base.sh"
+  else
+    sudo "$(dirname "$0")/image-base.sh"
+  fi
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup, stable >= 1.95)" >&2; exit 1; }
