@@ -43,7 +43,9 @@ mkdir -p "$(dirname "$out")"
 root=$(mktemp -d /var/tmp/netagent-image-base.XXXXXX)
 cleanup() {
   # debootstrap mounts /proc and /sys inside; never delete through a mount.
-  grep -o " $root[^ ]* " /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  # (No mounts left is the usual case: grep's status 1 must not become the
+  # script's under errexit and pipefail.)
+  { grep -o " $root[^ ]* " /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf --one-file-system "$root"
   rm -f "$out.tmp"
 }
