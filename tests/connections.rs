@@ -249,9 +249,7 @@ fn series_beyond_the_kernel_map_capacity_are_counted_as_lost() {
     }
     // A client's last close comes with the server's FIN, which may be
     // handled after the client exited.
-    let lost = |m: &common::metrics::Metrics| {
-        m.get("netagent_events_lost_total", &[("reason", "flow_map_full")])
-    };
+    let lost = |m: &Metrics| m.get("netagent_events_lost_total", &[("reason", "flow_map_full")]);
     let m = agent.metrics_when(|m| lost(m) >= 18.0);
     let kept: f64 = m
         .series("netagent_connect_total")
