@@ -12,21 +12,25 @@ set -euo pipefail
 #        patterns test: journalctl reads a journal written by systemd-journal-remote),
 #        docker.io + containerd + podman + runc + busybox-static (tests/runtimes_*.rs: real
 #        containers of each runtime from a locally built image; the tests start and stop private
-#        daemons themselves, and no daemon is started at install, see below).
+#        daemons themselves, and no daemon is started at install, see below),
+#        debootstrap (the image test, tests/deploy/image.rs: its own dockerd and containerd;
+#        the base image made locally, below, since no registry is used).
 # `--bench`: only what the agent and the performance suite need (scripts/bench/run.sh).
 packages=(clang llvm libbpf-dev linux-libc-dev iproute2)
 # bench (scripts/bench/, tests/bench_smoke.rs): workloads (nginx-light + wrk, sockperf, iperf3),
 #        the peers compared (bpftrace, libbpf-tools' tcpstates), bpftool for BPF run stats,
 #        matplotlib for the scaling plot.
 #        nftables for the network guard (scripts/net-guard.sh).
-bench_packages=(nginx-light wrk sockperf iperf3 bpftrace libbpf-tools bpftool python3-matplotlib nftables)
+#        python3-venv for drain3, the log miner the log-accuracy benchmark compares with
+#        (installed below into target/bench-tools/venv, not into the system's Python).
+bench_packages=(nginx-light wrk sockperf iperf3 bpftrace libbpf-tools bpftool python3-matplotlib nftables python3-venv)
 case "${1:-}" in
   --agent-only) ;;
   --bench) packages+=("${bench_packages[@]}") ;;
   *)
     packages+=(bpftool prometheus util-linux nftables curl chromium "${bench_packages[@]}")
     packages+=(qemu-system-x86 xz-utils zstd binutils systemd systemd-journal-remote)
-    packages+=(docker.io containerd podman runc busybox-static)
+    packages+=(docker.io containerd podman runc busybox-static debootstrap)
     ;;
 esac
 
@@ -71,7 +75,35 @@ if [ "${1:-}" != "--agent-only" ] \
   if [ "$(id -u)" -ne 0 ]; then sudo apt-get update -qq; else apt-get update -qq; fi
 fi
 
+# The container image test's base (a Debian rootfs made with debootstrap,
+# imported by the test into its own dockerd): made once, here, because the
+# suite itself downloads nothing. A no-op when it exists.
+if [ -z "${1:-}" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    "$(dirname "$0")/image-base.sh"
+  else
+    sudo "$(dirname "$0")/image-base.sh"
+  fi
+fi
+
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup, stable >= 1.95)" >&2; exit 1; }
+
+# drain3 (PyPI) for the log-accuracy benchmark (tests/log_accuracy.rs, bench;
+# scripts/bench/drain3_accuracy.py), in its own venv; a stamp records the
+# version, so nothing is fetched when it is there. Runs before the network
+# guard of the performance suite.
+if [ "${1:-}" != "--agent-only" ]; then
+  DRAIN3=drain3==0.9.11
+  tools="$(dirname "$0")/../target/bench-tools"
+  if [ "$(cat "$tools/installed" 2>/dev/null)" != "$DRAIN3" ]; then
+    echo "setup: installing $DRAIN3 into $tools/venv" >&2
+    rm -rf "$tools/venv"
+    mkdir -p "$tools"
+    python3 -m venv "$tools/venv"
+    "$tools/venv/bin/pip" install --quiet --disable-pip-version-check "$DRAIN3"
+    printf '%s' "$DRAIN3" > "$tools/installed"
+  fi
+fi
 # Validators for the deployment tests (Python venv, npm packages, cargo-deb);
 # not needed just to build and run the agent.
 if [ -z "${1:-}" ]; then

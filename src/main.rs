@@ -181,6 +181,9 @@ fn probe(cfg: &Config, json: bool, all: bool) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: file capabilities without the
+    // effective bit (the container image's) become effective.
+    netagent::kernel::privileges::raise_effective();
     let cli = Cli::parse();
     if let Some(Command::OtlpCheck {
         endpoint,

@@ -142,6 +142,8 @@ fn one_hundred_thousand_destinations_stay_within_the_series_cap() {
             ("proto", "~other"),
             ("dport", "~other"),
             ("dst_ip", "~other"),
+            ("actual_dst_ip", "~other"),
+            ("actual_dport", "~other"),
         ],
     );
     assert_eq!(other, (n as usize - cap) as f64);

@@ -13,9 +13,14 @@
 //! * the systemd unit: `systemd-analyze verify` and its offline security score;
 //! * the .deb: built with `cargo deb`, installed with dpkg, run, removed, purged;
 //! * scripts/smoke-test.sh, passing and failing;
-//! * the agent under exactly the capabilities the deployments grant.
+//! * the agent under exactly the capabilities the deployments grant;
+//! * the container image: built from the Dockerfile on a locally made base
+//!   by a Docker daemon of the test's own, run as the DaemonSet and the
+//!   compose file run it (exact counts, /health, nothing left in the
+//!   kernel), scraped by the compose file's Prometheus.
 //!
-//! Tools beyond scripts/setup.sh come from scripts/setup-deploy.sh.
+//! Tools beyond scripts/setup.sh come from scripts/setup-deploy.sh; the
+//! image's base and Docker (docker.io) from scripts/setup.sh.
 //!
 //! One file per kind of artifact in tests/deploy/; this one holds what they
 //! share: reading the repository, running a tool with a time limit, the
@@ -23,8 +28,18 @@
 
 mod common;
 
+#[path = "deploy/compose.rs"]
+mod compose;
+#[path = "deploy/containerd.rs"]
+mod containerd;
 #[path = "deploy/dashboard.rs"]
 mod dashboard;
+#[path = "deploy/docker.rs"]
+mod docker;
+#[path = "deploy/image.rs"]
+mod image;
+#[path = "deploy/kernel.rs"]
+mod kernel;
 #[path = "deploy/kubernetes.rs"]
 mod kubernetes;
 #[path = "deploy/least_privilege.rs"]
@@ -33,6 +48,8 @@ mod least_privilege;
 mod live_prometheus;
 #[path = "deploy/packaging.rs"]
 mod packaging;
+#[path = "deploy/pod.rs"]
+mod pod;
 #[path = "deploy/smoke_test.rs"]
 mod smoke_test;
 

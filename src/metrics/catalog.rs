@@ -517,6 +517,14 @@ pub const LOG_MESSAGES: Desc = Desc {
     labels: &["source", "container", "level", "pattern_hash", "sample"],
 };
 
+pub const LOG_PATTERN_INFO: Desc = Desc {
+    name: "netagent_log_pattern_info",
+    kind: Kind::Gauge,
+    unit: "",
+    help: "1 for each log pattern that counted messages: template is the pattern with <*> for its variables (cut at sample_max_bytes), to join with netagent_log_messages_total on source, container, level and pattern_hash.",
+    labels: &["source", "container", "level", "pattern_hash", "template"],
+};
+
 pub const LOG_PATTERNS_DROPPED: Desc = Desc {
     name: "netagent_log_patterns_dropped",
     kind: Kind::Counter,
@@ -784,6 +792,7 @@ pub static ALL: &[&Desc] = &[
     &CONTAINER_CACHE_ENTRIES,
     &CONTAINER_METADATA_READS,
     &LOG_MESSAGES,
+    &LOG_PATTERN_INFO,
     &LOG_PATTERNS_DROPPED,
     &LOG_LINES_MALFORMED,
     &LOG_LINES_TRUNCATED,

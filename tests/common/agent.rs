@@ -115,6 +115,22 @@ impl Agent {
         Metrics::parse(&self.scrape())
     }
 
+    /// Scrapes until `done` holds or 10 s pass, and returns the last scrape:
+    /// for counts that finish in softirq after the traffic's processes
+    /// exited (a peer's FIN closing our side). The caller still asserts
+    /// the exact figure, so a count that overshoots or never arrives fails.
+    #[allow(dead_code)] // not every test binary waits
+    pub fn metrics_when(&self, done: impl Fn(&Metrics) -> bool) -> Metrics {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let m = self.metrics();
+            if done(&m) || std::time::Instant::now() > until {
+                return m;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Sends `sig` and waits for the exit status (bounded).
     pub fn signal_and_wait(&mut self, sig: i32) -> ExitStatus {
         // SAFETY: kill(2) on our own child's pid.

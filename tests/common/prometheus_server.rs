@@ -66,6 +66,39 @@ impl Prometheus {
         Prometheus::start(dir, &cfg)
     }
 
+    /// The HTTP API of this server.
+    pub fn client(&self) -> PromClient {
+        PromClient { port: self.port }
+    }
+
+    pub fn api(&self, path: &str) -> Value {
+        self.client().api(path)
+    }
+
+    /// Instant query; the result vector.
+    pub fn query(&self, promql: &str) -> Vec<Value> {
+        self.client().query(promql)
+    }
+
+    /// Polls `promql` until `ok` holds (at most `within`); the last result.
+    pub fn wait_for(
+        &self,
+        promql: &str,
+        within: Duration,
+        ok: impl Fn(&[Value]) -> bool,
+    ) -> Result<Vec<Value>, Vec<Value>> {
+        self.client().wait_for(promql, within, ok)
+    }
+}
+
+/// The HTTP API of a Prometheus server on `127.0.0.1:port`, whoever runs it
+/// (this module's [`Prometheus`], or a container).
+#[derive(Debug, Clone, Copy)]
+pub struct PromClient {
+    pub port: u16,
+}
+
+impl PromClient {
     pub fn api(&self, path: &str) -> Value {
         let body = http_get(self.port, path, None).unwrap_or_else(|e| panic!("GET {path}: {e}"));
         let v: Value = serde_json::from_str(&body).unwrap();

@@ -290,6 +290,8 @@ fn the_dashboard_is_well_formed() {
         "netagent_events_lost_total",
         "netagent_probe_up",
         "netagent_series_dropped_total",
+        "netagent_log_messages_total",
+        "netagent_log_pattern_info",
     ] {
         assert!(all.contains(needed), "no panel shows {needed}");
     }

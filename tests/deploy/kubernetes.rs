@@ -216,6 +216,36 @@ fn kubernetes_manifests_helm_chart_and_compose_file_validate_offline() {
         }
     }
 
+    // The image test (image.rs) runs the static DaemonSet through pod.rs;
+    // every chart render must run the container the same way: namespaces,
+    // user, capabilities, seccomp, read-only root, mounts, limits, probes,
+    // grace period, image (only extraArgs may add arguments).
+    let run_spec = |fl: &str| {
+        let ds = by_flavour[fl]
+            .iter()
+            .find(|o| o["kind"] == "DaemonSet")
+            .unwrap();
+        super::pod::from_daemonset(ds)
+    };
+    let tested = super::pod::from_daemonset(&yaml(
+        &read("deploy/kubernetes/daemonset.yaml"),
+        "daemonset.yaml",
+    ));
+    assert_eq!(run_spec("static"), tested);
+    for fl in ["chart-defaults", "chart-all-on"] {
+        let mut chart = run_spec(fl);
+        assert!(
+            chart.command.starts_with(&tested.command),
+            "{fl}: args {:?}",
+            chart.command
+        );
+        chart.command.truncate(tested.command.len());
+        assert_eq!(
+            chart, tested,
+            "{fl}: the chart runs the container otherwise than the DaemonSet the image test ran"
+        );
+    }
+
     // The validator does reject broken objects (strict schema, CRD schema).
     for (name, doc, complaint) in [
         (
@@ -325,17 +355,22 @@ fn shipped_configs_parse_and_agree() {
         .lines()
         .find_map(|l| l.trim().strip_prefix("&& setcap "))
         .expect("Dockerfile runs setcap");
+    // Permitted only: the agent raises them itself, so it also starts where
+    // the runtime withholds one (with +ep the kernel would refuse the exec).
     let file_caps: BTreeSet<String> = setcap
         .split_whitespace()
         .next()
         .unwrap()
-        .trim_end_matches("+ep")
+        .strip_suffix("+p")
+        .expect("file capabilities +p (permitted, not effective)")
         .split(',')
         .map(|c| c.trim_start_matches("cap_").to_ascii_uppercase())
         .collect();
     assert_eq!(file_caps, want, "Dockerfile setcap");
     assert!(dockerfile.contains("cargo build --release --locked"));
-    assert!(dockerfile.contains("FROM debian:bookworm-slim"));
+    // The default base stays the public one; BASE_IMAGE overrides it.
+    assert!(dockerfile.contains("ARG BASE_IMAGE=debian:bookworm-slim"));
+    assert!(dockerfile.contains("FROM ${BASE_IMAGE}"));
     assert!(dockerfile.contains("COPY config.example.yaml /etc/netagent/config.yaml"));
     assert!(dockerfile
         .lines()

@@ -121,6 +121,20 @@ impl LossyHost {
     }
 }
 
+/// Lines of two templates appended to the log file the agent reads.
+fn log_round(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for i in 0..20 {
+        writeln!(f, "INFO request {i} served in {}ms", i * 3).unwrap();
+        writeln!(f, "ERROR cache miss for key k{i}").unwrap();
+    }
+}
+
 /// One round of traffic from DASH_CLIENT: TCP connects, UDP datagrams and
 /// request/response exchanges on loopback, connections reset by an aborting
 /// server, refused connects to a closed port, and a bulk transfer over the
@@ -198,11 +212,18 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let vars = value_variables(&dash);
 
     let lossy = LossyHost::start();
+    // A log file for the log pattern panel, created after the start (so
+    // read from its beginning) and written in each round.
+    let logs = TempDir::new("dash-logs");
+    let log = logs.0.join("app.log");
     let agent = Agent::start_with_yaml(&format!(
         "targets:\n  - name: \"dashcli\"\n    match_comm: \"{DASH_CLIENT}\"\n  \
          - name: \"dashsrv\"\n    match_comm: \"{DASH_SERVER}\"\n\
-         interfaces: [\"{}\"]\ninterface_stats:\n  interval_seconds: 0.5\n",
-        lossy.link.host_if
+         interfaces: [\"{}\"]\ninterface_stats:\n  interval_seconds: 0.5\n\
+         logs:\n  enabled: true\n  journald: false\n  paths: [\"{}\"]\n  state_file: \"\"\n  \
+         poll_interval_seconds: 0.05\n  rescan_interval_seconds: 0.2\n",
+        lossy.link.host_if,
+        log.display()
     ));
     let prom = start_with_shipped_config(agent.port);
     prom.wait_for("up{job=\"netagent\"} == 1", Duration::from_secs(30), |r| {
@@ -218,8 +239,10 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let closed = free_port();
     // Two rounds a few scrapes apart, so that rate() sees the counters grow.
     traffic_round(&echo, &abort, &lossy, closed);
+    log_round(&log);
     std::thread::sleep(Duration::from_secs(3));
     traffic_round(&echo, &abort, &lossy, closed);
+    log_round(&log);
     std::thread::sleep(Duration::from_secs(2));
 
     // Every metric the dashboard names is in a real scrape of the agent.
@@ -297,6 +320,17 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         "{:?}",
         find("Resets")
     );
+    // The loudest log patterns read as templates, not as one example line.
+    for template in [
+        "INFO request <*> served in <*>",
+        "ERROR cache miss for key <*>",
+    ] {
+        assert!(
+            positive(find("Loudest log patterns"), "template", template),
+            "{template:?} in {:?}",
+            find("Loudest log patterns")
+        );
+    }
     assert!(
         positive(find("Interface traffic"), "interface", &lossy.link.host_if),
         "{:?}",

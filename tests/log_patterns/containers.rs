@@ -134,7 +134,7 @@ fn docker_json_and_cri_files_give_container_labels_and_joined_lines() {
                 "cri",
                 &cri_id,
                 "info",
-                "level=info msg=\"synced <*> objects\"",
+                "level=<*> msg=\"synced <*> objects\"",
             ),
             5.0,
         ),

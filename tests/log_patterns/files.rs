@@ -86,7 +86,7 @@ fn known_templates_and_levels_give_exactly_those_patterns_and_counts() {
                 )
             }),
             "debug",
-            "level=debug msg=\"cache refreshed in <*>\" entries=<*>",
+            "level=<*> msg=\"cache refreshed in <*>\" entries=<*>",
             4,
         ),
         (

@@ -199,3 +199,44 @@ fn a_restart_continues_from_the_saved_offsets() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(total_under(&parse(&agent.scrape()), d), 15.0);
 }
+
+#[test]
+fn a_learned_template_keeps_its_hash_across_a_restart() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let dir = TempDir::new("logs-restart-hash");
+    let d = &dir.0;
+    let cfg = config(d, &[format!("{}/*.log", d.display())], "");
+    let app = d.join("app.log");
+    let login = |u: &str| format!("INFO user {u} logged in\n");
+    // Three users make the name a variable: one pattern, `user <*>`.
+    let mut agent = Agent::start_with_yaml(&cfg);
+    append(&app, &["alice", "bob", "carol"].map(login).concat());
+    let s = scrape_until(&agent, Duration::from_secs(15), |s| {
+        total_under(s, d) >= 3.0
+    });
+    let before = messages(&s, |l| l["source"] == app.display().to_string());
+    assert_eq!(before.len(), 1, "one pattern: {before:?}");
+    let (key, _) = before.into_iter().next().unwrap();
+    assert!(agent.signal_and_wait(libc::SIGTERM).success());
+    drop(agent);
+
+    // After the restart a single new user is no proof of a variable, yet
+    // the line lands in the saved template, under the same hash.
+    let agent = Agent::start_with_yaml(&cfg);
+    append(&app, &login("dave"));
+    let s = scrape_until(&agent, Duration::from_secs(15), |s| {
+        total_under(s, d) >= 1.0
+    });
+    let after = messages(&s, |l| l["source"] == app.display().to_string());
+    assert_eq!(
+        after
+            .into_iter()
+            .map(|(k, (v, _))| (k, v))
+            .collect::<Vec<_>>(),
+        vec![(key, 1.0)],
+        "the same pattern_hash as before the restart"
+    );
+}

@@ -1,8 +1,10 @@
 //! Line formats of log files, and what is done to every message before it
 //! is clustered.
 //!
-//! - plain text (an RFC 3164 syslog header `Nov 22 02:44:09 ` is removed:
-//!   the month would otherwise split every pattern once a month);
+//! - plain text (an RFC 3164 syslog header `Nov 22 02:44:09 host ` is
+//!   removed: the month would otherwise split every pattern once a month,
+//!   and the host name is the same word on every line of a host, or
+//!   splits the patterns of a file that gathers several hosts);
 //! - Docker's json-file driver: `{"log":"text\n","stream":"stdout","time":"…"}`
 //!   — a `log` without the final `\n` is a part of a longer line (Docker
 //!   splits at 16 KiB) and is joined with the following records;
@@ -78,7 +80,9 @@ fn decode(format: Format, line: &[u8]) -> Option<(Cow<'_, str>, bool)> {
     }
 }
 
-/// Removes `Mmm dd hh:mm:ss ` from the start of a syslog file line.
+/// Removes `Mmm dd hh:mm:ss host ` from the start of a syslog file line
+/// (the host only when the word after the time is not already the tag,
+/// `sshd[5]:` or `kernel:`).
 fn strip_syslog_header(s: Cow<'_, str>) -> Cow<'_, str> {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -101,9 +105,18 @@ fn strip_syslog_header(s: Cow<'_, str>) -> Cow<'_, str> {
     if !is_header {
         return s;
     }
+    let mut cut = 16;
+    if let Some(host_end) = b[16..].iter().position(|&c| c == b' ') {
+        let host = &b[16..16 + host_end];
+        let tag = host.contains(&b'[') || host.ends_with(b":");
+        let rest = &b[16 + host_end + 1..];
+        if !host.is_empty() && !tag && rest.iter().any(|c| !c.is_ascii_whitespace()) {
+            cut += host_end + 1;
+        }
+    }
     match s {
-        Cow::Borrowed(x) => Cow::Borrowed(&x[16..]),
-        Cow::Owned(x) => Cow::Owned(x[16..].to_string()),
+        Cow::Borrowed(x) => Cow::Borrowed(&x[cut..]),
+        Cow::Owned(x) => Cow::Owned(x[cut..].to_string()),
     }
 }
 
@@ -275,12 +288,18 @@ mod tests {
                 &[
                     "Nov 22 02:44:09 host sshd[5]: ok\r",
                     "Nov  2 02:44:09 h x",
+                    "Nov  2 02:44:09 sshd[5]: no host",
+                    "Nov  2 02:44:09 kernel: no host",
+                    "Nov  2 02:44:09 lonely",
                     "plain"
                 ]
             ),
             vec![
-                ("host sshd[5]: ok".into(), false, false),
-                ("h x".into(), false, false),
+                ("sshd[5]: ok".into(), false, false),
+                ("x".into(), false, false),
+                ("sshd[5]: no host".into(), false, false),
+                ("kernel: no host".into(), false, false),
+                ("lonely".into(), false, false),
                 ("plain".into(), false, false),
             ]
         );

@@ -129,11 +129,17 @@ pub fn detect(msg: &str) -> Level {
                 .rev()
                 .take_while(|c| !c.is_ascii_alphanumeric())
                 .any(|&c| c == b'=' || c == b':');
+            // A part of a longer name (`shared-mime-info:amd64`,
+            // `error.log`, `/var/log/warn`) is not a level word.
+            let glued = |c: Option<&u8>| matches!(c, Some(b'-' | b'.' | b'/' | b'@' | b'+'));
+            let part = glued(before.last()) || glued(scan.get(i));
             let caps = word.iter().all(|c| c.is_ascii_uppercase());
             let first = prev_word.is_none();
             let bracketed = matches!(before.last(), Some(b'[' | b'<' | b'('));
-            let colon = after == Some(b':');
-            if keyed || caps || first || bracketed || colon {
+            // `error: …`, not `info:amd64`.
+            let colon =
+                after == Some(b':') && scan.get(i + 1).is_none_or(|c| c.is_ascii_whitespace());
+            if keyed || (!part && (caps || first || bracketed || colon)) {
                 return level;
             }
         }
@@ -175,6 +181,11 @@ mod tests {
             "the information desk opens",
             "",
             "stack trace follows",
+            // Package and file names that contain a level word.
+            "2025-06-24 14:36:29 install info:amd64 <none> 7.0.3-2",
+            "status installed shared-mime-info:amd64 2.2-1",
+            "Unpacking error-pages (1.0) ...",
+            "rotating /var/log/nginx/error.log",
         ] {
             assert_eq!(detect(line), Level::Unknown, "{line}");
         }

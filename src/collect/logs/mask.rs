@@ -2,14 +2,20 @@
 //! look alike before clustering.
 //!
 //! A *word* is a run of characters between whitespace and the delimiters
-//! `, ; : ( ) [ ] { } < > = | " '`. Words with a digit (numbers, ids, IPs,
-//! hex, UUIDs, timestamps, durations, paths with numbers) and long hex
-//! strings become `<*>`; such words joined by colons (`12:00:01`,
-//! `10.0.0.1:5432`) become one `<*>`. Quoted strings become `<*>` as a whole, except JSON
-//! keys (a quoted string followed by `:`) and the value of `msg=`/`message=`,
-//! whose content is masked word by word: in logfmt that value *is* the
-//! message. Whitespace runs collapse to one space, and only the first
-//! [`MAX_TOKENS`] tokens are kept.
+//! `, ; : ( ) [ ] { } < > = | " '`. These words become `<*>`:
+//! - words with a digit (numbers, ids, IPs, hex, UUIDs, timestamps,
+//!   durations, versions, paths with numbers) and long hex strings; such
+//!   words joined by colons (`12:00:01`, `10.0.0.1:5432`) become one `<*>`;
+//! - paths (`/usr/bin/less`, `./x`, `~/x`) and e-mail addresses;
+//! - the value of a `key=value` pair (`user=alice` → `user=<*>`), except
+//!   that of `msg=`/`message=`, which in logfmt *is* the message;
+//! - month and weekday names next to a masked word (`Sat May  9 07:28:50`
+//!   is a timestamp wherever it stands).
+//!
+//! Quoted strings become `<*>` as a whole, except JSON keys (a quoted
+//! string followed by `:`) and the quoted value of `msg=`/`message=`,
+//! whose content is masked word by word. Whitespace runs collapse to one
+//! space, and only the first [`MAX_TOKENS`] tokens are kept.
 
 /// What a variable part becomes.
 pub const WILDCARD: &str = "<*>";
@@ -49,17 +55,136 @@ fn is_delim(b: u8) -> bool {
 /// The masked text of `msg`.
 pub fn mask(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
-    let mut tokens = 1;
-    mask_into(msg, &mut out, &mut tokens);
+    let mut st = State {
+        tokens: 1,
+        dates: false,
+    };
+    mask_into(msg, &mut out, &mut st);
     while out.ends_with(' ') {
         out.pop();
+    }
+    if st.dates {
+        mask_dates(&mut out);
     }
     out
 }
 
+/// What the masking of one message carries across recursion into
+/// message values.
+struct State {
+    /// Tokens started so far.
+    tokens: usize,
+    /// A month or weekday name was seen (see [`mask_dates`]).
+    dates: bool,
+}
+
 fn variable(word: &str) -> bool {
-    word.bytes().any(|b| b.is_ascii_digit())
-        || (word.len() >= MIN_HEX_WORD && word.bytes().all(|b| b.is_ascii_hexdigit()))
+    let b = word.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    b.iter().any(u8::is_ascii_digit)
+        || (b.len() >= MIN_HEX_WORD && b.iter().all(u8::is_ascii_hexdigit))
+        // Paths and URLs after `scheme:`: /usr/bin/less, //host/x, ./run,
+        // ../x, ~/x (a lone `/` is not one).
+        || (b[0] == b'/' && b[1..].iter().any(u8::is_ascii_alphanumeric))
+        || word.starts_with("./")
+        || word.starts_with("../")
+        || word.starts_with("~/")
+        // E-mail addresses.
+        || word
+            .find('@')
+            .is_some_and(|at| at > 0 && word[at + 1..].contains('.'))
+}
+
+/// Month and weekday names, as loggers write them in timestamps.
+const DATE_WORDS: [&str; 31] = [
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+    "Mon",
+    "Tue",
+    "Wed",
+    "Thu",
+    "Fri",
+    "Sat",
+    "Sun",
+    "January",
+    "February",
+    "March",
+    "April",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+    "Sept",
+];
+
+fn date_word(t: &str) -> bool {
+    if !t.as_bytes().first().is_some_and(u8::is_ascii_uppercase) {
+        return false;
+    }
+    let t = t.trim_end_matches([',', '.']);
+    (3..=9).contains(&t.len()) && DATE_WORDS.contains(&t)
+}
+
+/// A token that is a masked word with at most punctuation around it.
+fn masked_token(t: &str) -> bool {
+    t.contains(WILDCARD) && !t.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+/// Month and weekday names in a run of tokens that holds a masked word
+/// (`Sat May <*> <*>`) become `<*>`: the date is a variable wherever it
+/// stands, not a word that splits patterns once a day.
+fn mask_dates(out: &mut String) {
+    let tokens: Vec<&str> = out.split(' ').collect();
+    let mut keep = vec![true; tokens.len()];
+    let mut i = 0;
+    while i < tokens.len() {
+        let mut j = i;
+        let mut has_date = false;
+        let mut has_var = false;
+        while j < tokens.len() && (date_word(tokens[j]) || masked_token(tokens[j])) {
+            has_date |= date_word(tokens[j]);
+            has_var |= masked_token(tokens[j]);
+            j += 1;
+        }
+        if has_date && has_var {
+            for k in i..j {
+                keep[k] = !date_word(tokens[k]);
+            }
+        }
+        i = j.max(i + 1);
+    }
+    if keep.iter().all(|k| *k) {
+        return;
+    }
+    let mut masked = String::with_capacity(out.len());
+    for (i, (t, k)) in tokens.iter().zip(&keep).enumerate() {
+        if i > 0 {
+            masked.push(' ');
+        }
+        if *k {
+            masked.push_str(t);
+        } else {
+            let punct = &t[t.trim_end_matches([',', '.']).len()..];
+            masked.push_str(WILDCARD);
+            masked.push_str(punct);
+        }
+    }
+    *out = masked;
 }
 
 /// Index of the quote closing the one at `open`, if the string is closed.
@@ -80,30 +205,34 @@ fn closing(b: &[u8], open: usize) -> Option<usize> {
     None
 }
 
-/// Appends the masked `s` to `out`; `tokens` counts the tokens started so
-/// far (across recursion into message values).
-fn mask_into(s: &str, out: &mut String, tokens: &mut usize) {
+/// Appends the masked `s` to `out`.
+fn mask_into(s: &str, out: &mut String, st: &mut State) {
     let b = s.as_bytes();
     let mut i = 0;
+    // The word before the last delimiter, when that delimiter followed it
+    // directly (`key` in `key=value`, `msg` in `msg="…"`).
     let mut last_word = "";
     let mut space = false;
     while i < b.len() {
         let c = b[i];
         if c.is_ascii_whitespace() {
             space = true;
+            last_word = "";
             i += 1;
             continue;
         }
         if space {
             space = false;
             if !out.is_empty() && !out.ends_with(' ') {
-                if *tokens >= MAX_TOKENS {
+                if st.tokens >= MAX_TOKENS {
                     return;
                 }
-                *tokens += 1;
+                st.tokens += 1;
                 out.push(' ');
             }
         }
+        // `key=value`: the byte before is `=` and a word stood right before it.
+        let value = i > 0 && b[i - 1] == b'=' && !last_word.is_empty();
         if c == b'"' || c == b'\'' {
             let prev = i.checked_sub(1).map(|p| b[p]);
             // Only at the start of a token or after `=`, `:`, `(`…: an
@@ -112,9 +241,9 @@ fn mask_into(s: &str, out: &mut String, tokens: &mut usize) {
             if let Some(end) = closing(b, i).filter(|_| opens) {
                 if b.get(end + 1) == Some(&b':') {
                     out.push_str(&s[i..=end]); // a JSON key
-                } else if prev == Some(b'=') && MESSAGE_KEYS.contains(&last_word) {
+                } else if value && MESSAGE_KEYS.contains(&last_word) {
                     out.push(c as char);
-                    mask_into(&s[i + 1..end], out, tokens);
+                    mask_into(&s[i + 1..end], out, st);
                     while out.ends_with(' ') {
                         out.pop();
                     }
@@ -122,6 +251,7 @@ fn mask_into(s: &str, out: &mut String, tokens: &mut usize) {
                 } else {
                     out.push_str(WILDCARD);
                 }
+                last_word = "";
                 i = end + 1;
                 continue;
             }
@@ -131,6 +261,9 @@ fn mask_into(s: &str, out: &mut String, tokens: &mut usize) {
         }
         if is_delim(c) {
             out.push(c as char);
+            if c != b'=' || i == 0 || is_delim(b[i - 1]) {
+                last_word = "";
+            }
             i += 1;
             continue;
         }
@@ -140,7 +273,7 @@ fn mask_into(s: &str, out: &mut String, tokens: &mut usize) {
             i += 1;
         }
         let word = &s[start..i];
-        if variable(word) {
+        if variable(word) || (value && !MESSAGE_KEYS.contains(&last_word)) {
             out.push_str(WILDCARD);
             // `12:00:01`, `10.0.0.1:5432`, `fe80::1`: one variable, not three.
             while b.get(i) == Some(&b':') {
@@ -155,6 +288,7 @@ fn mask_into(s: &str, out: &mut String, tokens: &mut usize) {
                 i = end;
             }
         } else {
+            st.dates |= date_word(word);
             out.push_str(word);
         }
         last_word = word;
@@ -210,12 +344,45 @@ mod tests {
     fn logfmt_message_is_masked_inside() {
         assert_eq!(
             mask(r#"level=info msg="user 42 logged in" took=3ms"#),
-            r#"level=info msg="user <*> logged in" took=<*>"#
+            r#"level=<*> msg="user <*> logged in" took=<*>"#
         );
         assert_eq!(
             mask(r#"message='cache  warm' n=1"#),
             "message='cache warm' n=<*>"
         );
+    }
+
+    #[test]
+    fn values_paths_addresses_and_dates_are_masked() {
+        for (line, want) in [
+            // The value of every key but msg/message.
+            (
+                "method=GET user=alice msg=started a==b",
+                "method=<*> user=<*> msg=started a==b",
+            ),
+            ("see --auth=peer x= y", "see --auth=<*> x= y"),
+            // Paths, URLs, e-mail addresses; a lone slash and words with
+            // slashes inside are text.
+            (
+                "link group pager updated to point to /usr/bin/less",
+                "link group pager updated to point to <*>",
+            ),
+            (
+                "fetch http://example.com/a ./run ~/x ../y / and/or",
+                "fetch http:<*> <*> <*> <*> / and/or",
+            ),
+            ("mail to bob@example.com sent", "mail to <*> sent"),
+            // Month and weekday names next to masked words, anywhere.
+            (
+                "Local time is now: Sat May  9 07:28:50 UTC 2026.",
+                "Local time is now: <*> <*> <*> <*> UTC <*>",
+            ),
+            ("due Dec 6, 2026 ok", "due <*> <*>, <*> ok"),
+            // Not next to a variable: a word.
+            ("May I come in", "May I come in"),
+        ] {
+            assert_eq!(mask(line), want, "{line}");
+        }
     }
 
     #[test]

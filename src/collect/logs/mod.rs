@@ -9,10 +9,12 @@
 //!
 //! One thread reads the files (every `poll_interval_seconds`, new files
 //! every `rescan_interval_seconds`) and saves the offsets (every
-//! [`STATE_SAVE_INTERVAL`] and at shutdown); another follows journalctl.
+//! [`STATE_SAVE_INTERVAL`] and at shutdown, with the templates of the
+//! patterns); another follows journalctl.
 //! Scrapes read the counters under a lock.
 //!
 //! Families: `netagent_log_messages_total{source,container,level,pattern_hash,sample}`,
+//! `netagent_log_pattern_info{source,container,level,pattern_hash,template}`,
 //! `netagent_log_patterns_dropped_total{source,container,level}`,
 //! `netagent_log_lines_malformed_total{source,container}`,
 //! `netagent_log_lines_truncated_total{source,container}`,
@@ -97,12 +99,16 @@ impl LogCollector {
             }),
             None => None,
         };
-        let patterns = Arc::new(Mutex::new(Patterns::new(PatternLimits {
+        let mut patterns = Patterns::new(PatternLimits {
             per_source: cfg.max_patterns_per_source.value,
             total: cfg.max_patterns.value,
             sample_max_bytes: cfg.sample_max_bytes.value,
             similarity: cfg.similarity.value,
-        })));
+        });
+        if let Some(s) = &saved {
+            patterns.restore(&s.patterns);
+        }
+        let patterns = Arc::new(Mutex::new(patterns));
         let mut tailer = Tailer::new(
             TailConfig {
                 patterns: cfg.paths.iter().map(|p| p.value.clone()).collect(),
@@ -249,7 +255,7 @@ impl FileLoop {
         while !self.shared.stop_files.load(Ordering::SeqCst) {
             let patterns = &self.patterns;
             let busy = self.tailer.poll(&mut |origin, msg| {
-                lock(patterns).add(&origin.source, &origin.container, msg, LevelHint::None)
+                lock(patterns).add(&origin.source, &origin.container, msg, LevelHint::None);
             });
             if last_scan.elapsed() >= self.rescan {
                 self.tailer.scan();
@@ -280,6 +286,7 @@ impl FileLoop {
         let state = State {
             files: self.tailer.saved(),
             journal_cursor: self.journal.as_ref().and_then(|j| lock(&j.cursor).clone()),
+            patterns: lock(&self.patterns).saved(),
         };
         if self.last_saved.as_ref() == Some(&state) {
             return;

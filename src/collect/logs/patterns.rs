@@ -5,13 +5,20 @@
 //! `max_patterns_per_source` patterns, and all groups together at most
 //! `max_patterns`. A message that would need a pattern beyond either cap is
 //! still counted, under `pattern_hash="~other"`, and in
-//! `netagent_log_patterns_dropped_total`.
+//! `netagent_log_patterns_dropped_total`. Patterns that merge give their
+//! place back.
+//!
+//! The templates seen since the start are saved with the read positions
+//! ([`Patterns::saved`]) and restored at the next start
+//! ([`Patterns::restore`]), so a template keeps its `pattern_hash` across
+//! restarts from its first line on.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::drain::Drain;
 use super::formats::{normalize, structured, Message};
 use super::level::{detect, Level};
+use super::state::SavedPattern;
 use crate::metrics::catalog;
 use crate::metrics::OTHER;
 use crate::metrics::{scalar_family, Family, Labels};
@@ -41,6 +48,15 @@ pub enum LevelHint {
     Default(Level),
 }
 
+/// Where a message was counted (for measuring the grouping: see
+/// [`Patterns::resolver`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub level: Level,
+    /// The pattern's uid in its group; `None` for `~other`.
+    pub uid: Option<u64>,
+}
+
 #[derive(Debug)]
 struct Group {
     drain: Drain,
@@ -63,6 +79,7 @@ pub struct Patterns {
     streams: HashMap<String, HashMap<String, Stream>>,
     stream_count: usize,
     pattern_count: usize,
+    track_merges: bool,
 }
 
 impl Patterns {
@@ -72,7 +89,38 @@ impl Patterns {
             streams: HashMap::new(),
             stream_count: 0,
             pattern_count: 0,
+            track_merges: false,
         }
+    }
+
+    /// Remembers where merged patterns went, for [`Patterns::resolver`]
+    /// (measurements only: this grows with every merge).
+    pub fn track_merges(&mut self) {
+        self.track_merges = true;
+    }
+
+    /// Patterns held over all groups.
+    pub fn pattern_count(&self) -> usize {
+        self.pattern_count
+    }
+
+    /// Estimated heap bytes of all patterns and their trees.
+    pub fn heap_bytes(&self) -> usize {
+        self.groups().map(|(_, _, _, g)| g.drain.heap_bytes()).sum()
+    }
+
+    fn groups(&self) -> impl Iterator<Item = (&str, &str, Level, &Group)> {
+        self.streams.iter().flat_map(|(source, containers)| {
+            containers.iter().flat_map(move |(container, stream)| {
+                Level::ALL
+                    .iter()
+                    .zip(&stream.levels)
+                    .filter_map(move |(level, g)| {
+                        g.as_deref()
+                            .map(|g| (source.as_str(), container.as_str(), *level, g))
+                    })
+            })
+        })
     }
 
     fn stream(&mut self, source: &str, container: &str) -> &mut Stream {
@@ -99,9 +147,27 @@ impl Patterns {
             .or_default()
     }
 
-    /// Counts one message of `source`/`container`. Blank messages are not
-    /// log messages and are not counted.
-    pub fn add(&mut self, source: &str, container: &str, msg: Message<'_>, hint: LevelHint) {
+    fn group(&mut self, source: &str, container: &str, level: Level) -> &mut Group {
+        let (similarity, track) = (self.limits.similarity, self.track_merges);
+        let stream = self.stream(source, container);
+        stream.levels[level.index()].get_or_insert_with(|| {
+            let mut drain = Drain::new(similarity);
+            if track {
+                drain.track_merges();
+            }
+            Box::new(Group { drain, overflow: 0 })
+        })
+    }
+
+    /// Counts one message of `source`/`container`, and says where. Blank
+    /// messages are not log messages and are not counted (`None`).
+    pub fn add(
+        &mut self,
+        source: &str,
+        container: &str,
+        msg: Message<'_>,
+        hint: LevelHint,
+    ) -> Option<Placement> {
         let clean = normalize(&msg.text);
         let (text, field_level) = structured(&clean);
         if text.trim().is_empty() {
@@ -109,7 +175,7 @@ impl Patterns {
                 // e.g. a journal entry without MESSAGE: not lost silently.
                 self.stream(source, container).malformed += 1;
             }
-            return;
+            return None;
         }
         let level = match hint {
             LevelHint::Fixed(l) => l,
@@ -118,37 +184,137 @@ impl Patterns {
                 (l, _) => l,
             }),
         };
-        let limits = self.limits.clone();
-        let total_full = self.pattern_count >= limits.total;
+        let (per_source, sample_max) = (self.limits.per_source, self.limits.sample_max_bytes);
+        let total_full = self.pattern_count >= self.limits.total;
         let stream = self.stream(source, container);
         stream.malformed += u64::from(msg.malformed);
         stream.truncated += u64::from(msg.truncated);
-        let group = stream.levels[level.index()].get_or_insert_with(|| {
-            Box::new(Group {
-                drain: Drain::new(limits.similarity),
-                overflow: 0,
-            })
-        });
+        let group = self.group(source, container, level);
         let masked = super::mask::mask(&text);
         let tokens: Vec<&str> = masked.split(' ').collect();
-        let may_create = !total_full && group.drain.clusters().len() < limits.per_source;
-        match group.drain.add(&tokens, may_create) {
-            Some((i, created)) => {
-                let c = group.drain.cluster_mut(i);
-                c.count += 1;
-                if created {
-                    c.sample = shorten(&text, limits.sample_max_bytes);
-                    tracing::debug!(source, container, level = level.as_str(), hash = c.hash(), pattern = %c.pattern(), "new log pattern");
-                    self.pattern_count += 1;
+        let before = group.drain.len();
+        let may_create = !total_full && before < per_source;
+        let Some(added) = group.drain.add(&tokens, may_create) else {
+            group.overflow += 1;
+            return Some(Placement { level, uid: None });
+        };
+        let after = group.drain.len();
+        let c = group.drain.cluster_mut(added.slot);
+        c.count += 1;
+        let uid = c.uid();
+        if c.sample.is_empty() {
+            c.sample = shorten(&text, sample_max);
+        }
+        if added.created {
+            tracing::debug!(source, container, level = level.as_str(), hash = c.hash(), template = %c.template(), "new log pattern");
+        }
+        // New patterns, less those that merged into others.
+        self.pattern_count = self.pattern_count + after - before;
+        Some(Placement {
+            level,
+            uid: Some(uid),
+        })
+    }
+
+    /// For each placement that [`Patterns::add`] returned for this stream,
+    /// the pattern its message is counted under now: `level/pattern_hash`
+    /// (patterns merge and generalise after the message was added). Needs
+    /// [`Patterns::track_merges`] from the start.
+    pub fn resolver(&self, source: &str, container: &str) -> impl Fn(Placement) -> String {
+        let mut now: HashMap<(Level, u64), String> = HashMap::new();
+        let mut drains: Vec<(Level, &Drain)> = Vec::new();
+        for (s, c, level, g) in self.groups() {
+            if s == source && c == container {
+                drains.push((level, &g.drain));
+                for cl in g.drain.clusters() {
+                    now.insert((level, cl.uid()), cl.hash().to_string());
                 }
             }
-            None => group.overflow += 1,
+        }
+        let forward: HashMap<(Level, u64), u64> = drains
+            .iter()
+            .flat_map(|(level, d)| {
+                // Every uid ever handed out that merged away.
+                (0..d.next_uid()).filter_map(move |uid| {
+                    let to = d.resolve(uid);
+                    (to != uid).then_some(((*level, uid), to))
+                })
+            })
+            .collect();
+        move |p: Placement| -> String {
+            let Some(uid) = p.uid else {
+                return format!("{}/{OTHER}", p.level.as_str());
+            };
+            let uid = forward.get(&(p.level, uid)).copied().unwrap_or(uid);
+            let hash = now
+                .get(&(p.level, uid))
+                .map_or("?", String::as_str)
+                .to_string();
+            format!("{}/{hash}", p.level.as_str())
         }
     }
 
-    /// The exported families (see the module docs of `node::logs`).
+    /// The templates of the patterns that counted messages since the start,
+    /// to save.
+    pub fn saved(&self) -> Vec<SavedPattern> {
+        let mut out: Vec<SavedPattern> = self
+            .groups()
+            .flat_map(|(source, container, level, g)| {
+                g.drain
+                    .clusters()
+                    .filter(|c| c.count > 0)
+                    .map(move |c| SavedPattern {
+                        source: source.to_string(),
+                        container: container.to_string(),
+                        level: level.as_str().to_string(),
+                        route: c.route().to_string(),
+                        template: c.template(),
+                        tail: c.is_tail(),
+                        sample: c.sample.clone(),
+                    })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.source, &a.container, &a.level, &a.template).cmp(&(
+                &b.source,
+                &b.container,
+                &b.level,
+                &b.template,
+            ))
+        });
+        out
+    }
+
+    /// Puts back saved templates (no messages counted yet), within the caps.
+    pub fn restore(&mut self, saved: &[SavedPattern]) {
+        for p in saved {
+            let Some(level) = Level::ALL.into_iter().find(|l| l.as_str() == p.level) else {
+                continue;
+            };
+            if self.pattern_count >= self.limits.total {
+                return;
+            }
+            let per_source = self.limits.per_source;
+            let group = self.group(&p.source, &p.container, level);
+            if group.drain.len() >= per_source {
+                continue;
+            }
+            let sample = shorten(&p.sample, self.limits.sample_max_bytes);
+            let group = self.group(&p.source, &p.container, level);
+            if group
+                .drain
+                .restore(&p.route, &p.template, p.tail, sample)
+                .is_some()
+            {
+                self.pattern_count += 1;
+            }
+        }
+    }
+
+    /// The exported families (see the module docs of `collect::logs`).
     pub fn families(&self) -> Vec<Family> {
         let mut messages: BTreeMap<[&str; 4], (&str, u64)> = BTreeMap::new();
+        let mut info: BTreeMap<[&str; 4], String> = BTreeMap::new();
         let mut dropped = BTreeMap::new();
         let mut malformed = BTreeMap::new();
         let mut truncated = BTreeMap::new();
@@ -161,13 +327,15 @@ impl Patterns {
                 truncated.insert(sc(), stream.truncated as f64);
                 for (level, group) in Level::ALL.iter().zip(&stream.levels) {
                     let Some(group) = group else { continue };
-                    for c in group.drain.clusters() {
-                        // Two patterns may generalise into the same text:
-                        // one series, the counts added.
-                        let e = messages
-                            .entry([source, container, level.as_str(), c.hash()])
-                            .or_insert((&c.sample, 0));
-                        e.1 += c.count;
+                    for c in group.drain.clusters().filter(|c| c.count > 0) {
+                        let key = [source.as_str(), container, level.as_str(), c.hash()];
+                        // Two patterns may have the same template (one
+                        // filed under the shared `<*>` route): one series,
+                        // the counts added.
+                        messages.entry(key).or_insert((&c.sample, 0)).1 += c.count;
+                        info.entry(key).or_insert_with(|| {
+                            shorten(&c.template(), self.limits.sample_max_bytes)
+                        });
                     }
                     if group.overflow > 0 {
                         let e = messages
@@ -181,21 +349,26 @@ impl Patterns {
                 }
             }
         }
+        let labels = |[source, container, level, hash]: [&str; 4], last: (&'static str, String)| {
+            vec![
+                ("source", source.to_string()),
+                ("container", container.to_string()),
+                ("level", level.to_string()),
+                ("pattern_hash", hash.to_string()),
+                last,
+            ]
+        };
         let messages = messages
             .into_iter()
-            .map(|([source, container, level, hash], (sample, n))| {
-                let labels: Labels = vec![
-                    ("source", source.to_string()),
-                    ("container", container.to_string()),
-                    ("level", level.to_string()),
-                    ("pattern_hash", hash.to_string()),
-                    ("sample", sample.to_string()),
-                ];
-                (labels, n as f64)
-            })
+            .map(|(k, (sample, n))| (labels(k, ("sample", sample.to_string())), n as f64))
+            .collect();
+        let info = info
+            .into_iter()
+            .map(|(k, template)| (labels(k, ("template", template)), 1.0))
             .collect();
         vec![
             scalar_family(&catalog::LOG_MESSAGES, messages),
+            scalar_family(&catalog::LOG_PATTERN_INFO, info),
             scalar_family(&catalog::LOG_PATTERNS_DROPPED, dropped),
             scalar_family(&catalog::LOG_LINES_MALFORMED, malformed),
             scalar_family(&catalog::LOG_LINES_TRUNCATED, truncated),

@@ -30,12 +30,33 @@ pub struct SavedFile {
     pub offset: u64,
 }
 
+/// A pattern's template, kept so that it has the same `pattern_hash` and
+/// `sample` after a restart from its first line on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPattern {
+    pub source: String,
+    pub container: String,
+    pub level: String,
+    /// Where the clustering files it (its first constant word).
+    pub route: String,
+    /// Tokens joined by single spaces, `<*>` for variables.
+    pub template: String,
+    /// Its last `<*>` stands for any number of tokens.
+    #[serde(default)]
+    pub tail: bool,
+    pub sample: String,
+}
+
 /// Everything the log collector persists.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub files: Vec<SavedFile>,
     /// journald cursor of the last entry counted.
     pub journal_cursor: Option<String>,
+    /// Templates of the patterns that counted messages (absent in files
+    /// written before templates were saved).
+    #[serde(default)]
+    pub patterns: Vec<SavedPattern>,
 }
 
 /// Reads the state; `Ok(None)` when the file does not exist yet.
@@ -94,6 +115,15 @@ mod tests {
                 offset: 99,
             }],
             journal_cursor: Some("s=abc;i=1".into()),
+            patterns: vec![SavedPattern {
+                source: "/var/log/dpkg.log".into(),
+                container: String::new(),
+                level: "unknown".into(),
+                route: "status".into(),
+                template: "<*> <*> status <*> <*> <*>".into(),
+                tail: false,
+                sample: "2025-06-24 14:36:25 status installed libc-bin:amd64 2.36".into(),
+            }],
         };
         save(&path, &state).unwrap();
         assert_eq!(load(&path).unwrap(), Some(state.clone()));
@@ -101,6 +131,9 @@ mod tests {
         save(&path, &State::default()).unwrap();
         assert_eq!(load(&path).unwrap(), Some(State::default()));
         assert_eq!(std::fs::read_dir(dir.0.join("sub")).unwrap().count(), 1);
+        // A file of an older version (no templates) still loads.
+        std::fs::write(&path, br#"{"files":[],"journal_cursor":null}"#).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(State::default()));
         std::fs::write(&path, b"{not json").unwrap();
         assert!(load(&path).is_err());
     }

@@ -21,7 +21,7 @@ pub mod podman;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::testgen_exe;
@@ -369,16 +369,21 @@ impl Drop for Daemon {
     }
 }
 
-/// The image's root file system (built once per test process): the
-/// traffic generator as `/bin/netagent-testgen` with the libraries `ldd`
-/// names, busybox as `/bin/sh` and `/bin/sleep` when installed, and the
-/// directories runc mounts over. Also as a tar archive (`rootfs.tar`).
-pub fn rootfs() -> &'static (PathBuf, PathBuf) {
-    static ROOTFS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    ROOTFS.get_or_init(|| {
-        let base = Path::new(VAR_BASE).join(format!("{}-image", std::process::id()));
+/// The image's root file system (built when this test process has none,
+/// so again after a test's [`remove_rootfs`]): the traffic generator as
+/// `/bin/netagent-testgen` with the libraries `ldd` names, busybox as
+/// `/bin/sh` and `/bin/sleep` when installed, and the directories runc
+/// mounts over. Also as a tar archive (`rootfs.tar`).
+pub fn rootfs() -> (PathBuf, PathBuf) {
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _g = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let base = Path::new(VAR_BASE).join(format!("{}-image", std::process::id()));
+    let (root, tar) = (base.join("rootfs"), base.join("rootfs.tar"));
+    if tar.exists() {
+        return (root, tar);
+    }
+    {
         let _ = std::fs::remove_dir_all(&base);
-        let root = base.join("rootfs");
         for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "run"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
@@ -399,20 +404,22 @@ pub fn rootfs() -> &'static (PathBuf, PathBuf) {
                 std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
             }
         }
-        let tar = base.join("rootfs.tar");
+        // Written under another name first: an interrupted build is no tar.
+        let partial = base.join("rootfs.tar.partial");
         run(
             "tar",
             &[
                 "-C",
                 &root.to_string_lossy(),
                 "-cf",
-                &tar.to_string_lossy(),
+                &partial.to_string_lossy(),
                 ".",
             ],
             Duration::from_secs(120),
         );
-        (root, tar)
-    })
+        std::fs::rename(&partial, &tar).unwrap();
+    }
+    (root, tar)
 }
 
 /// Removes the image directory of this test process (call at the end).

@@ -121,7 +121,7 @@ pub struct ClientArgs {
     #[arg(long)]
     pub wait_reset: bool,
     /// Report TCP_INFO's smoothed RTT of the `--exchanges` connection, read just
-    /// before closing it, as `tcpi_rtt_us`.
+    /// after its close handshake (as the agent samples it), as `tcpi_rtt_us`.
     #[arg(long)]
     pub tcp_info: bool,
     /// Source address for TCP and UDP sockets (repeatable: at most one IPv4 and

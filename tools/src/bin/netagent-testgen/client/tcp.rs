@@ -101,7 +101,15 @@ pub fn tcp_client(
                 }
             }
             if args.tcp_info {
-                match tcp_rtt_us(&stream) {
+                // Read once the close handshake is over: the agent samples
+                // srtt when the socket reaches CLOSE, after our FIN's ACK
+                // added an RTT sample; read before it, the two differ by
+                // that sample on a loaded machine.
+                let closed = stream
+                    .shutdown(std::net::Shutdown::Write)
+                    .context("shutting down the write side")
+                    .and_then(|()| wait_peer_close(&stream));
+                match closed.and_then(|_| Ok(tcp_rtt_us(&stream)?)) {
                     Ok(rtt) => stats.tcpi_rtt_us = Some(rtt),
                     Err(e) => {
                         ok = false;
