@@ -133,7 +133,7 @@ fn load_all(opts: &netagent::kernel::LoadOptions, json: bool) -> ExitCode {
 
 /// `netagent probe`: exit 0 when the core features work on this kernel.
 fn probe(cfg: &Config, json: bool, all: bool) -> ExitCode {
-    use netagent::kernel::{iface, loader, oom, report};
+    use netagent::kernel::{self, iface, oom, report};
     let opts = match netagent::agent::load_options(cfg) {
         Ok(o) => o,
         Err(e) => {
@@ -144,7 +144,7 @@ fn probe(cfg: &Config, json: bool, all: bool) -> ExitCode {
     if all {
         return load_all(&opts, json);
     }
-    let mut trials = match loader::probe_kernel(&opts) {
+    let mut trials = match kernel::probe_kernel(&opts) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("netagent: {e}");

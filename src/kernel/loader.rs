@@ -16,7 +16,6 @@ pub use super::attach::ProbeInfo;
 pub use super::error::KernelError;
 pub use super::hooks::{HookTrial, TrialProbe};
 use super::privileges;
-pub use super::trials::probe_kernel;
 
 /// The compiled kernel programs (see build.rs).
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netagent.bpf.o"));

@@ -19,3 +19,4 @@ pub mod verify;
 
 pub use error::KernelError;
 pub use loader::{KernelMaps, LoadOptions, Probes};
+pub use trials::probe_kernel;
