@@ -107,6 +107,7 @@ struct na_sock_state {
 	__u64 syn_ts;   /* ktime of SYN_SENT; 0 once established or failed */
 	__u64 open_ts;  /* ktime of ESTABLISHED */
 	__u64 rtt_ts;   /* ktime of the last RTT sample */
+	__u64 data_ts;  /* TCP: ktime of the last payload sent or received, or of ESTABLISHED */
 	__u32 pid;        /* owner's process id (tgid) */
 	__u16 dport;
 	__u16 pending_port;
@@ -119,7 +120,8 @@ struct na_sock_state {
 	__u8 direction;   /* enum na_direction */
 	__u8 open;        /* counted in `opened`, not yet in `closed` */
 	__u8 nat_state;   /* enum na_nat_state */
-	__u8 _pad[3];
+	__u8 closing;     /* TCP: left ESTABLISHED (a FIN was sent or received) */
+	__u8 _pad[2];
 	/* 1 + the slot of the socket's series in `flow_counters`, and per
 	 * histogram kind in `hist_counters`; 0 = not looked up yet. Cleared
 	 * whenever a field of the series key changes. */
@@ -162,6 +164,22 @@ struct na_span_event {
 	__u8 proto;
 	__u8 direction; /* enum na_direction: outbound = client span */
 	__u8 _pad[4];
+};
+
+/* ---- reset reasons (tcp_health.c) ---- */
+
+/* The reason of a reset the kernel did not give one for (a tracepoint
+ * without it, before Linux 6.10). Otherwise an `enum sk_rst_reason` value
+ * of the running kernel, named by the agent from the kernel's BTF. */
+#define NA_RST_REASON_UNKNOWN 0xffffffffU
+
+/* `reset_reasons` key: resets sent by one owner for one reason (the value,
+ * a __u64, counts them). 32 bytes, no implicit padding. */
+struct na_reset_key {
+	__u8 comm[NA_COMM_LEN];
+	__u64 cgroup_id;
+	__u32 reason; /* enum sk_rst_reason, or NA_RST_REASON_UNKNOWN */
+	__u32 _pad;
 };
 
 /* ---- per-interface traffic (iface.bpf.c) ---- */

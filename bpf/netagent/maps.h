@@ -143,6 +143,9 @@ struct na_closed {
 	__u16 peer_port; /* as in na_sock_state, checked with has_peer */
 	__u16 _pad;
 	__u32 peer4;     /* the peer address's last 4 bytes */
+	__u32 _pad2;
+	__u8 comm[NA_COMM_LEN]; /* the owner, for `reset_reasons` */
+	__u64 cgroup_id;
 };
 
 struct {
@@ -151,6 +154,20 @@ struct {
 	__type(key, __u64);
 	__type(value, struct na_closed);
 } just_closed SEC(".maps");
+
+/* Resets sent, by owner and the kernel's reason (tcp_health.c): the
+ * breakdown of na_flow_stats.resets_sent, counted just before it. A hash,
+ * not a per-slot array: few owners ever send resets, and the reasons are
+ * the running kernel's (25 on 6.18). Not preallocated; the agent sizes it
+ * to limits.max_series, and a reset whose (owner, reason) finds it full
+ * is counted as lost (flow_map_full) and exported as reason "unknown". */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct na_reset_key);
+	__type(value, __u64);
+} reset_reasons SEC(".maps");
 
 /* UDP state by socket address, for the untyped message hooks only
  * (msg_index). LRU: UDP sockets have no close event to delete on; the

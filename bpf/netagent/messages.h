@@ -111,6 +111,7 @@ static __always_inline void on_message_sent(struct sock *sk, int ret, bool typed
 	bool udp = is_udp(sk, typed);
 	struct na_sock_state *st = message_state(sk, udp, NA_DIR_OUTBOUND, typed);
 	struct na_flow_stats *fs;
+	__u64 now = 0;
 
 	if (!st)
 		return;
@@ -133,12 +134,18 @@ static __always_inline void on_message_sent(struct sock *sk, int ret, bool typed
 			ADD(fs->connects, 1); /* one datagram */
 		ADD(fs->bytes_sent, ret);
 	}
+	if (!udp && ret > 0) {
+		/* A payload: the connection is not idle (the agent's
+		 * netagent_tcp_connections_idle). */
+		now = bpf_ktime_get_ns();
+		st->data_ts = now;
+	}
 	if (st->direction == NA_DIR_OUTBOUND) {
 		if (!st->send_ts)
-			st->send_ts = bpf_ktime_get_ns();
+			st->send_ts = now ?: bpf_ktime_get_ns();
 	} else if (st->recv_ts) {
 		/* A server's answer: request received -> response sent. */
-		emit_span(sk, st, st->recv_ts, bpf_ktime_get_ns(), typed);
+		emit_span(sk, st, st->recv_ts, now ?: bpf_ktime_get_ns(), typed);
 		st->recv_ts = 0;
 	}
 }
@@ -173,6 +180,8 @@ static __always_inline void on_message_received(struct sock *sk, int ret, int fl
 	if (fs)
 		ADD(fs->bytes_received, ret);
 	now = bpf_ktime_get_ns();
+	if (!udp)
+		st->data_ts = now; /* not idle (see on_message_sent) */
 	if (st->send_ts) {
 		observe(st, NA_HIST_TX, now - st->send_ts);
 		emit_span(sk, st, st->send_ts, now, typed);

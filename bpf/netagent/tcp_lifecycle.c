@@ -25,7 +25,9 @@
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
+#define TCP_FIN_WAIT1 4
 #define TCP_CLOSE 7
+#define TCP_CLOSE_WAIT 8
 #define TCP_LAST_ACK 9
 #define TCP_LISTEN 10
 
@@ -89,6 +91,21 @@ static __always_inline void mark_open(const struct sock *sk, struct na_sock_stat
 	st->open = 1;
 	st->open_ts = now;
 	st->rtt_ts = now;
+	/* Moved on by every payload sent or received (messages.h): a
+	 * connection that never carries one is idle from its handshake on. */
+	st->data_ts = now;
+	st->closing = 0;
+}
+
+/* ESTABLISHED -> FIN_WAIT1 (we closed or shut down our side) or CLOSE_WAIT
+ * (the peer did): no longer an idle established connection, though open
+ * until TCP_CLOSE. One lookup per graceful close, found or not. */
+static __always_inline void on_fin(const struct sock *sk)
+{
+	struct na_sock_state *st = tcp_state(sk, true);
+
+	if (st)
+		st->closing = 1;
 }
 
 /* SYN_SENT -> ESTABLISHED (softirq: SYN-ACK received). */
@@ -221,8 +238,10 @@ static __always_inline void on_close(const struct sock *sk, int oldstate)
 				.flow_slot = st->flow_slot,
 				.peer_port = st->peer_port,
 				.peer4 = peer4_of(st->daddr),
+				.cgroup_id = st->cgroup_id,
 			};
 
+			__builtin_memcpy(c.comm, st->comm, NA_COMM_LEN);
 			bpf_map_update_elem(&just_closed, &key, &c, BPF_ANY);
 		}
 	}
@@ -246,6 +265,11 @@ int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, int oldstate, int ne
 		break;
 	case TCP_LISTEN:
 		on_listen(sk);
+		break;
+	case TCP_FIN_WAIT1:
+	case TCP_CLOSE_WAIT:
+		if (oldstate == TCP_ESTABLISHED)
+			on_fin(sk);
 		break;
 	case TCP_CLOSE:
 		if (oldstate == TCP_LISTEN)

@@ -134,7 +134,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         ProcessNames::targets(targets.iter().copied())
     };
     let resolver = cgroup::v2_root().map(|root| CgroupResolver::new(root, &cfg.containers));
-    let sockets = Arc::new(Sockets::new(probes));
+    let sockets = Arc::new(Sockets::new(probes).idle_after(cfg.tcp.idle_after()));
     // Listeners older than the agent: the kernel side only sees new listen()s.
     match sockets.with_maps(|maps| {
         listeners::seed_existing(

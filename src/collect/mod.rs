@@ -8,6 +8,7 @@
 pub mod bpf_self;
 pub mod cloud;
 pub mod connections;
+pub mod conns;
 pub mod containers;
 pub mod delayacct;
 pub mod histograms;

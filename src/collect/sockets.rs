@@ -3,11 +3,14 @@
 //! the kernel side could not count. Read only when someone scrapes.
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use anyhow::Context;
 use aya::maps::{MapData, RingBuf};
 
-use super::{connections, harvest, listeners, tcp, Collector, KernelSnapshot, ProbeStatus, Scrape};
+use super::{
+    connections, conns, harvest, listeners, tcp, Collector, KernelSnapshot, ProbeStatus, Scrape,
+};
 use crate::kernel::abi::LOST_REASONS;
 use crate::kernel::links::LinkState;
 use crate::kernel::loader::FeatureStatus;
@@ -16,13 +19,34 @@ use crate::kernel::{KernelMaps, Probes};
 /// The loaded socket programs and their maps.
 pub struct Sockets {
     probes: Mutex<Probes>,
+    /// `tcp.idle_after_seconds`; None: no idle gauge.
+    idle_after: Option<Duration>,
 }
 
 impl Sockets {
     pub fn new(probes: Probes) -> Self {
         Self {
             probes: Mutex::new(probes),
+            idle_after: None,
         }
+    }
+
+    /// Exports `netagent_tcp_connections_idle` with this threshold. Only
+    /// where a message hook works: without one no payload is seen, and
+    /// every connection would look idle.
+    pub fn idle_after(mut self, idle_after: Option<Duration>) -> Self {
+        let messages = self
+            .features()
+            .iter()
+            .any(|f| f.feature == "messages" && f.hook.is_some());
+        if idle_after.is_some() && !messages {
+            tracing::warn!(
+                "netagent_tcp_connections_idle is not exported: no message hook works, so \
+                 payloads are not seen"
+            );
+        }
+        self.idle_after = idle_after.filter(|_| messages);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Probes> {
@@ -73,12 +97,38 @@ impl Collector for Sockets {
 
     fn collect(&self, scrape: &mut Scrape<'_, '_>) -> anyhow::Result<()> {
         let snap = self.snapshot()?;
+        // After the series (see conns::resets_family), then the sockets.
+        let (reasons, sockets) = self.with_maps(|m| {
+            let sockets = self.idle_after.map(|_| m.conns.tcp_sockets()).transpose();
+            (m.conns.resets_by_reason(), sockets)
+        });
+        let now = conns::monotonic_ns();
         let resolved = connections::resolve(&snap, scrape.labeler);
         scrape.families.extend(connections::families(&resolved));
         scrape
             .families
             .push(tcp::listen_family(&snap.listeners, scrape.labeler));
         scrape.families.extend(tcp::families(&resolved));
+        let reasons = reasons.context("reading reset_reasons")?;
+        scrape.families.push(self.with_maps(|m| {
+            conns::resets_family(
+                &resolved,
+                &reasons,
+                |v| m.conns.reason_name(v),
+                scrape.labeler,
+            )
+        }));
+        if let (Some(after), Some(sockets)) =
+            (self.idle_after, sockets.context("reading tcp_socks")?)
+        {
+            scrape.families.push(conns::idle_family(
+                &sockets,
+                &resolved,
+                now,
+                after,
+                scrape.labeler,
+            ));
+        }
         scrape
             .lost
             .extend(LOST_REASONS.iter().copied().zip(snap.lost));

@@ -54,14 +54,14 @@ pub fn listen_family(listeners: &[(ListenKey, Listener)], labeler: &mut Labeler)
     scalar_family(&catalog::TCP_LISTEN_INFO, series)
 }
 
-/// Every lifecycle and health family except the listener one.
+/// Every lifecycle and health family except the listener one and those
+/// of conns.rs (idle connections, resets by reason).
 pub fn families(r: &Resolved) -> Vec<Family> {
     let mut active = BTreeMap::new();
     let mut opened = BTreeMap::new();
     let mut closed = BTreeMap::new();
     let mut accepted = BTreeMap::new();
     let mut failed = BTreeMap::new();
-    let mut resets = BTreeMap::new();
     let mut retransmits = BTreeMap::new();
     let mut bytes_sent = BTreeMap::new();
     let mut bytes_received = BTreeMap::new();
@@ -90,13 +90,6 @@ pub fn families(r: &Resolved) -> Vec<Family> {
                 *failed
                     .entry(with(actual_peer(l), &[("reason", reason)]))
                     .or_insert(0.0) += *n as f64;
-            }
-        }
-        for (dir, n) in [("sent", s.resets_sent), ("received", s.resets_received)] {
-            if n > 0 {
-                *resets
-                    .entry(with(owner(l), &[("direction", dir)]))
-                    .or_insert(0.0) += n as f64;
             }
         }
         if s.opened > 0 || s.retransmits > 0 {
@@ -139,7 +132,6 @@ pub fn families(r: &Resolved) -> Vec<Family> {
         scalar_family(&catalog::TCP_CONNECTIONS_CLOSED, closed),
         scalar_family(&catalog::TCP_CONNECTIONS_ACCEPTED, accepted),
         scalar_family(&catalog::TCP_CONNECT_FAILED, failed),
-        scalar_family(&catalog::TCP_RESETS, resets),
         scalar_family(&catalog::TCP_RETRANSMITS, retransmits),
         histogram_family(&catalog::TCP_RTT_SECONDS, rtt),
         histogram_family(&catalog::TCP_CONNECT_DURATION_SECONDS, connect),

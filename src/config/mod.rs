@@ -25,6 +25,7 @@ pub mod oom;
 pub mod otel;
 pub mod statsd;
 pub mod targets;
+pub mod tcp;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ pub use oom::OomConfig;
 pub use otel::OtelConfig;
 pub use statsd::StatsdConfig;
 pub use targets::{kernel_comm, Target, COMM_LEN};
+pub use tcp::TcpConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +104,9 @@ pub struct Config {
     /// Where the container runtimes keep their state (names, pods).
     #[serde(default)]
     pub containers: ContainersConfig,
+    /// TCP connection metrics: the idle threshold (README, "Idle connections").
+    #[serde(default)]
+    pub tcp: TcpConfig,
 }
 
 impl Default for Config {
@@ -124,6 +129,7 @@ impl Default for Config {
             nat: NatConfig::default(),
             logs: LogsConfig::default(),
             containers: ContainersConfig::default(),
+            tcp: TcpConfig::default(),
         }
     }
 }
@@ -259,6 +265,7 @@ impl Config {
         self.nat.validate()?;
         self.logs.validate()?;
         self.containers.validate()?;
+        self.tcp.validate()?;
         Ok(warnings)
     }
 

@@ -107,8 +107,8 @@ impl Default for Hist {
     }
 }
 
-/// `struct na_sock_state`: per-socket storage. Userspace never reads it; it
-/// is mirrored so the layout test covers every shared struct.
+/// `struct na_sock_state`: per-socket state. The agent reads the TCP
+/// sockets' (`tcp_socks`) for `netagent_tcp_connections_idle`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SockState {
@@ -124,6 +124,9 @@ pub struct SockState {
     pub syn_ts: u64,
     pub open_ts: u64,
     pub rtt_ts: u64,
+    /// TCP: ktime (CLOCK_MONOTONIC ns) of the last payload sent or
+    /// received, or of ESTABLISHED.
+    pub data_ts: u64,
     pub pid: u32,
     pub dport: u16,
     pub pending_port: u16,
@@ -136,10 +139,27 @@ pub struct SockState {
     pub direction: u8,
     pub open: u8,
     pub nat_state: u8,
-    pub _pad: [u8; 3],
+    /// TCP: left ESTABLISHED (a FIN was sent or received).
+    pub closing: u8,
+    pub _pad: [u8; 2],
     pub flow_slot: u32,
     pub hist_slot: [u32; HIST_KINDS],
     pub _pad2: u32,
+}
+
+/// `NA_RST_REASON_UNKNOWN`: a reset sent without a reason from the kernel.
+pub const RST_REASON_UNKNOWN: u32 = u32::MAX;
+
+/// `struct na_reset_key`: resets sent by one owner for one reason
+/// (`reset_reasons`, value: the count).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ResetKey {
+    pub comm: [u8; COMM_LEN],
+    pub cgroup_id: u64,
+    /// The running kernel's `enum sk_rst_reason`, or [`RST_REASON_UNKNOWN`].
+    pub reason: u32,
+    pub _pad: u32,
 }
 
 /// `struct na_listen_key`.
@@ -244,6 +264,8 @@ unsafe impl aya::Pod for Listener {}
 unsafe impl aya::Pod for IfaceKey {}
 unsafe impl aya::Pod for IfaceCounters {}
 unsafe impl aya::Pod for OomKey {}
+unsafe impl aya::Pod for SockState {}
+unsafe impl aya::Pod for ResetKey {}
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -372,6 +394,7 @@ mod tests {
                 syn_ts,
                 open_ts,
                 rtt_ts,
+                data_ts,
                 pid,
                 dport,
                 pending_port,
@@ -384,11 +407,18 @@ mod tests {
                 direction,
                 open,
                 nat_state,
+                closing,
                 _pad,
                 flow_slot,
                 hist_slot,
                 _pad2
             ]
+        );
+        check!(
+            &types,
+            "na_reset_key",
+            ResetKey,
+            [comm, cgroup_id, reason, _pad]
         );
         check!(&types, "na_listen_key", ListenKey, [netns, port, _pad]);
         check!(

@@ -1,6 +1,7 @@
-//! Kernel function prototypes from raw BTF: how many parameters a function
-//! takes. aya's `Btf` finds a function by name but does not expose its
-//! prototype. An fexit program reads the return value in the slot right
+//! Kernel function prototypes and enums from raw BTF: how many parameters
+//! a function takes, the type of a tracepoint's argument, the names of an
+//! enum's values. aya's `Btf` finds a type by name but does not expose
+//! prototypes or enum values. An fexit program reads the return value in the slot right
 //! after the parameters, so it is only loaded where the function has the
 //! parameter count it was written for (a kernel that adds a parameter
 //! would otherwise hand it a parameter as the return value, and the
@@ -21,13 +22,22 @@ const KIND_ENUM64: u32 = 19;
 
 const MAGIC: u16 = 0xeb9f;
 
+const KIND_PTR: u32 = 2;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_TYPE_TAG: u32 = 18;
+
 /// One type record: its kind, name, `size_or_type` and `vlen`; for a
-/// function prototype, the type ids of its parameters.
+/// function prototype, the type ids of its parameters; for an enum, its
+/// values (name offset, value).
 struct Record {
     kind: u32,
     name_off: u32,
     type_id: u32,
     params: Vec<u32>,
+    values: Vec<(u32, i64)>,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -55,11 +65,31 @@ fn records(btf: &[u8]) -> Option<(Vec<Record>, &[u8])> {
         let vlen = (info & 0xffff) as usize;
         at += 12;
         let mut params = Vec::new();
+        let mut values = Vec::new();
         let extra = match kind {
             KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
             KIND_ARRAY => 12,
-            KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
-            KIND_ENUM => 8 * vlen,
+            KIND_STRUCT | KIND_UNION | KIND_DATASEC => 12 * vlen,
+            KIND_ENUM => {
+                // struct btf_enum { name_off, val } (signed when kflag is set;
+                // the values read here are small either way).
+                for i in 0..vlen {
+                    let name = u32_at(types, at + 8 * i)?;
+                    let val = u32_at(types, at + 8 * i + 4)? as i32;
+                    values.push((name, i64::from(val)));
+                }
+                8 * vlen
+            }
+            KIND_ENUM64 => {
+                // struct btf_enum64 { name_off, val_lo32, val_hi32 }
+                for i in 0..vlen {
+                    let name = u32_at(types, at + 12 * i)?;
+                    let lo = u64::from(u32_at(types, at + 12 * i + 4)?);
+                    let hi = u64::from(u32_at(types, at + 12 * i + 8)?);
+                    values.push((name, ((hi << 32) | lo) as i64));
+                }
+                12 * vlen
+            }
             KIND_FUNC_PROTO => {
                 for i in 0..vlen {
                     // struct btf_param { name_off, type }: type 0 = varargs.
@@ -78,6 +108,7 @@ fn records(btf: &[u8]) -> Option<(Vec<Record>, &[u8])> {
             name_off,
             type_id,
             params,
+            values,
         });
     }
     Some((out, strings))
@@ -98,6 +129,79 @@ pub fn param_count(btf: &[u8], func: &str) -> Option<usize> {
     // Type ids start at 1 (0 is void).
     let proto = recs.get((f.type_id as usize).checked_sub(1)?)?;
     (proto.kind == KIND_FUNC_PROTO).then_some(proto.params.len())
+}
+
+/// The record of type `id` (ids start at 1; 0 is void).
+fn by_id(recs: &[Record], id: u32) -> Option<&Record> {
+    recs.get((id as usize).checked_sub(1)?)
+}
+
+/// The type `id` names once typedefs and qualifiers are looked through.
+fn resolve(recs: &[Record], mut id: u32) -> Option<&Record> {
+    for _ in 0..32 {
+        let r = by_id(recs, id)?;
+        match r.kind {
+            KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                id = r.type_id
+            }
+            _ => return Some(r),
+        }
+    }
+    None
+}
+
+/// The type of argument `index` (0 = the first the tracepoint passes) of
+/// BTF-typed tracepoint `event`, as `enum NAME`, `struct NAME *` and so
+/// on — enough to tell prototypes apart. From the typedef
+/// `btf_trace_<event>`, a pointer to a prototype whose first parameter is
+/// the program's context (`void *`). None when the tracepoint or the
+/// argument is not there.
+pub fn tracepoint_arg(btf: &[u8], event: &str, index: usize) -> Option<String> {
+    let (recs, strings) = records(btf)?;
+    let name = format!("btf_trace_{event}");
+    let td = recs
+        .iter()
+        .find(|r| r.kind == KIND_TYPEDEF && name_at(strings, r.name_off) == name.as_bytes())?;
+    let ptr = by_id(&recs, td.type_id).filter(|r| r.kind == KIND_PTR)?;
+    let proto = by_id(&recs, ptr.type_id).filter(|r| r.kind == KIND_FUNC_PROTO)?;
+    let arg = resolve(&recs, *proto.params.get(index + 1)?)?;
+    let named = |what: &str, r: &Record| {
+        format!(
+            "{what} {}",
+            String::from_utf8_lossy(name_at(strings, r.name_off))
+        )
+    };
+    Some(match arg.kind {
+        KIND_ENUM | KIND_ENUM64 => named("enum", arg),
+        KIND_STRUCT => named("struct", arg),
+        KIND_UNION => named("union", arg),
+        KIND_PTR => match resolve(&recs, arg.type_id) {
+            Some(r) if r.kind == KIND_STRUCT => format!("{} *", named("struct", r)),
+            _ => "pointer".to_string(),
+        },
+        _ => String::from_utf8_lossy(name_at(strings, arg.name_off)).into_owned(),
+    })
+}
+
+/// The values of enum `name` (`enum NAME`, or a 64-bit one), each with its
+/// name, in the kernel's order. None when the kernel has no such enum.
+pub fn enum_values(btf: &[u8], name: &str) -> Option<Vec<(String, i64)>> {
+    let (recs, strings) = records(btf)?;
+    let e = recs.iter().find(|r| {
+        (r.kind == KIND_ENUM || r.kind == KIND_ENUM64)
+            && name_at(strings, r.name_off) == name.as_bytes()
+    })?;
+    Some(
+        e.values
+            .iter()
+            .map(|&(off, v)| {
+                (
+                    String::from_utf8_lossy(name_at(strings, off)).into_owned(),
+                    v,
+                )
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -135,6 +239,53 @@ mod tests {
         b
     }
 
+    /// A BTF blob with an enum and a tracepoint `ev` passing (int, enum e):
+    /// the typedef the kernel declares for each BTF-typed tracepoint.
+    fn tracepoint_blob() -> Vec<u8> {
+        let strings = b"\0int\0e\0E_A\0E_B\0btf_trace_ev\0".to_vec();
+        let mut t: Vec<u8> = Vec::new();
+        let mut rec = |name: u32, kind: u32, vlen: u32, ty: u32, extra: &[u32]| {
+            for w in [name, (kind << 24) | vlen, ty].iter().chain(extra) {
+                t.extend(w.to_le_bytes());
+            }
+        };
+        rec(1, KIND_INT, 0, 4, &[32]); // id 1: int
+        rec(5, KIND_ENUM, 2, 4, &[7, 0, 11, 7]); // id 2: enum e { E_A = 0, E_B = 7 }
+        rec(0, KIND_PTR, 0, 0, &[]); // id 3: void *
+        rec(0, KIND_FUNC_PROTO, 3, 0, &[0, 3, 0, 1, 0, 2]); // id 4: void (void *, int, enum e)
+        rec(0, KIND_PTR, 0, 4, &[]); // id 5: pointer to it
+        rec(15, KIND_TYPEDEF, 0, 5, &[]); // id 6: btf_trace_ev
+        let mut b = Vec::new();
+        b.extend(MAGIC.to_le_bytes());
+        b.extend([1u8, 0]);
+        for w in [
+            24u32,
+            0,
+            t.len() as u32,
+            t.len() as u32,
+            strings.len() as u32,
+        ] {
+            b.extend(w.to_le_bytes());
+        }
+        b.extend(t);
+        b.extend(strings);
+        b
+    }
+
+    #[test]
+    fn tracepoint_arguments_and_enum_values() {
+        let b = tracepoint_blob();
+        assert_eq!(tracepoint_arg(&b, "ev", 0).as_deref(), Some("int"));
+        assert_eq!(tracepoint_arg(&b, "ev", 1).as_deref(), Some("enum e"));
+        assert_eq!(tracepoint_arg(&b, "ev", 2), None, "no third argument");
+        assert_eq!(tracepoint_arg(&b, "other", 0), None);
+        assert_eq!(
+            enum_values(&b, "e"),
+            Some(vec![("E_A".to_string(), 0), ("E_B".to_string(), 7)])
+        );
+        assert_eq!(enum_values(&b, "int"), None, "not an enum");
+    }
+
     #[test]
     fn counts_parameters_by_function_name() {
         let b = blob();
@@ -153,5 +304,15 @@ mod tests {
         };
         assert_eq!(param_count(&raw, "inet_sendmsg"), Some(3));
         assert_eq!(param_count(&raw, "inet_recvmsg"), Some(4));
+        assert_eq!(
+            tracepoint_arg(&raw, "tcp_send_reset", 0).as_deref(),
+            Some("struct sock *")
+        );
+        // Linux 6.10+ passes the reset's reason too, and names its values.
+        if let Some(reason) = tracepoint_arg(&raw, "tcp_send_reset", 2) {
+            assert_eq!(reason, "enum sk_rst_reason");
+            let values = enum_values(&raw, "sk_rst_reason").expect("the enum");
+            assert!(values.contains(&("SK_RST_REASON_NOT_SPECIFIED".into(), 0)));
+        }
     }
 }

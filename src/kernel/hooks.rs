@@ -175,6 +175,12 @@ pub enum Attach {
         program: &'static str,
         category: &'static str,
         event: &'static str,
+        /// An argument the program reads that not every kernel's
+        /// tracepoint passes: its index (0 = the first) and type, as
+        /// [`super::btf_funcs::tracepoint_arg`] names it. The verifier
+        /// refuses a read past the arguments, so such a program is only
+        /// used where the running kernel's BTF shows it.
+        arg: Option<(usize, &'static str)>,
     },
     Fexit {
         program: &'static str,
@@ -265,6 +271,24 @@ const fn tp(program: &'static str, category: &'static str, event: &'static str) 
         program,
         category,
         event,
+        arg: None,
+    }
+}
+
+/// A tracepoint program that reads argument `index` of type `ty` (see
+/// [`Attach::Tracepoint`]).
+const fn tp_arg(
+    program: &'static str,
+    category: &'static str,
+    event: &'static str,
+    index: usize,
+    ty: &'static str,
+) -> Attach {
+    Attach::Tracepoint {
+        program,
+        category,
+        event,
+        arg: Some((index, ty)),
     }
 }
 
@@ -306,12 +330,26 @@ pub static FEATURES: &[Feature] = &[
     },
     Feature {
         name: "resets_sent",
-        needed_for: "TCP resets sent",
+        needed_for: "TCP resets sent, by the kernel's reason where it gives one",
         core: false,
-        hooks: &[Hook {
-            kind: HookKind::Tracepoint,
-            programs: &[tp("on_tcp_send_reset", "tcp", "tcp_send_reset")],
-        }],
+        // Linux 6.10+ passes the reset's reason (enum sk_rst_reason);
+        // before, every reset sent is counted with reason="unknown".
+        hooks: &[
+            Hook {
+                kind: HookKind::Tracepoint,
+                programs: &[tp_arg(
+                    "on_tcp_send_reset_reason",
+                    "tcp",
+                    "tcp_send_reset",
+                    2,
+                    "enum sk_rst_reason",
+                )],
+            },
+            Hook {
+                kind: HookKind::Tracepoint,
+                programs: &[tp("on_tcp_send_reset", "tcp", "tcp_send_reset")],
+            },
+        ],
     },
     Feature {
         name: "resets_received",
@@ -447,8 +485,28 @@ pub fn disable_names() -> Vec<String> {
             }
         }
     }
-    out.dedup();
+    // A feature may list one kind of hook twice (two variants of a
+    // tracepoint program): each name once.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|n| seen.insert(n.clone()));
     out
+}
+
+/// What to know about a hook that works, beyond its programs (for
+/// `netagent probe`): the variant a tracepoint program is.
+pub fn note(hook: &Hook) -> Option<String> {
+    hook.programs.iter().find_map(|p| match *p {
+        Attach::Tracepoint {
+            category,
+            event,
+            arg: Some((index, ty)),
+            ..
+        } => Some(format!(
+            "reads argument {} of {category}:{event} ({ty})",
+            index + 1
+        )),
+        _ => None,
+    })
 }
 
 /// The running kernel's BTF: parsed for aya, and the raw bytes for what
@@ -477,7 +535,10 @@ pub fn precheck(hook: &Hook, kbtf: &KernelBtf) -> Option<String> {
     for p in hook.programs {
         match *p {
             Attach::Tracepoint {
-                category, event, ..
+                category,
+                event,
+                arg,
+                ..
             } => {
                 if btf
                     .id_by_type_name_kind(&format!("btf_trace_{event}"), BtfKind::Typedef)
@@ -486,6 +547,17 @@ pub fn precheck(hook: &Hook, kbtf: &KernelBtf) -> Option<String> {
                     return Some(format!(
                         "tracepoint {category}:{event} does not exist on this kernel"
                     ));
+                }
+                if let Some((index, ty)) = arg {
+                    let found = super::btf_funcs::tracepoint_arg(&kbtf.raw, event, index);
+                    if found.as_deref() != Some(ty) {
+                        return Some(format!(
+                            "tracepoint {category}:{event} passes no {ty} as argument {} on \
+                             this kernel ({}); the program reads it",
+                            index + 1,
+                            found.map_or("it has fewer".to_string(), |t| format!("it is {t}"))
+                        ));
+                    }
                 }
             }
             Attach::Fexit { func, args, .. } => {
@@ -599,6 +671,10 @@ mod tests {
         assert!(names.contains(&"tracepoint/sock:sock_send_length".to_string()));
         assert!(names.contains(&"kretprobe/inet6_recvmsg".to_string()));
         assert!(names.contains(&"cgroup/recvmsg4".to_string()));
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "a name twice: {names:?}");
     }
 
     #[test]

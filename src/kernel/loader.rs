@@ -13,6 +13,7 @@ use super::series::{self, SeriesMap};
 use super::abi::{FlowStats, Hist, ListenKey, Listener, COMM_LEN, HIST_BOUNDS, HIST_KINDS};
 use super::attach::attach_hook;
 pub use super::attach::ProbeInfo;
+use super::conns::ConnMaps;
 pub use super::error::KernelError;
 pub use super::hooks::{HookTrial, TrialProbe};
 use super::privileges;
@@ -60,6 +61,8 @@ pub struct KernelMaps {
     pub _slots: Vec<aya::maps::Map>,
     pub listeners: HashMap<MapData, ListenKey, Listener>,
     pub lost: PerCpuArray<MapData, u64>,
+    /// TCP socket state (idle connections) and resets sent by reason.
+    pub conns: ConnMaps,
 }
 
 /// Which hook serves a feature, and why the ones before it were not used.
@@ -187,6 +190,7 @@ pub(super) fn open_object(
         .map_max_entries("hist_counters", opts.max_series)
         .map_max_entries("hist_slots", opts.max_series)
         .map_max_entries("flow_hists", opts.max_series)
+        .map_max_entries("reset_reasons", opts.max_series)
         .map_max_entries("listeners", opts.max_listeners)
         .map_max_entries("tcp_socks", size(!untyped, sockets))
         .map_max_entries("tcp_socks_pre", size(untyped, sockets))
@@ -422,6 +426,18 @@ fn load_with(
             .map_err(|e| KernelError::Object(e.to_string()))?,
         lost: PerCpuArray::try_from(take_map(&mut ebpf, "lost")?)
             .map_err(|e| KernelError::Object(e.to_string()))?,
+        conns: ConnMaps::new(
+            take_map(
+                &mut ebpf,
+                if mode == ObjectMode::Untyped {
+                    "tcp_socks_pre"
+                } else {
+                    "tcp_socks"
+                },
+            )?,
+            take_map(&mut ebpf, "reset_reasons")?,
+            &kbtf.raw,
+        )?,
     };
     let span_events = take_map(&mut ebpf, "span_events")
         .ok()

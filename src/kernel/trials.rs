@@ -99,7 +99,7 @@ pub fn probe_kernel(opts: &LoadOptions) -> Result<Vec<HookTrial>, KernelError> {
                     hook: hook.kind,
                     probes: hook.programs.iter().map(TrialProbe::from).collect(),
                     result,
-                    note: None,
+                    note: hooks::note(hook),
                     state: mode.map(ObjectMode::state),
                     mode,
                 })

@@ -89,10 +89,24 @@ fn absent(section: &str, program: &str, kbtf: &KernelBtf) -> Option<String> {
     let btf = &kbtf.btf;
     let (kind, target) = section.split_once('/').unwrap_or((section, ""));
     match kind {
-        "tp_btf" => btf
-            .id_by_type_name_kind(&format!("btf_trace_{target}"), BtfKind::Typedef)
-            .is_err()
-            .then(|| format!("tracepoint {target} does not exist on this kernel")),
+        "tp_btf" => {
+            // A variant that reads an argument older kernels do not pass
+            // (the hook table's check) is absent there, not refused.
+            let listed = hooks::FEATURES
+                .iter()
+                .flat_map(|f| f.hooks)
+                .find(|h| h.programs.iter().any(|p| p.program() == program));
+            if let Some(h) = listed.filter(|h| {
+                h.programs.iter().any(|p| {
+                    matches!(p, Attach::Tracepoint { arg: Some(_), .. }) && p.program() == program
+                })
+            }) {
+                return hooks::precheck(h, kbtf);
+            }
+            btf.id_by_type_name_kind(&format!("btf_trace_{target}"), BtfKind::Typedef)
+                .is_err()
+                .then(|| format!("tracepoint {target} does not exist on this kernel"))
+        }
         "fexit" | "fentry" | "kprobe" | "kretprobe" => {
             // The hook table's checks (fexit prototypes) where it lists
             // the program, the function's existence otherwise.

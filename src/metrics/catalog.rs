@@ -106,6 +106,21 @@ pub const TCP_CONNECTIONS_ACTIVE: Desc = Desc {
     ],
 };
 
+pub const TCP_CONNECTIONS_IDLE: Desc = Desc {
+    name: "netagent_tcp_connections_idle",
+    kind: Kind::Gauge,
+    unit: "",
+    help: "Established TCP connections that carried no payload either way for at least tcp.idle_after_seconds.",
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "direction",
+    ],
+};
+
 pub const TCP_CONNECTIONS_OPENED: Desc = Desc {
     name: "netagent_tcp_connections_opened",
     kind: Kind::Counter,
@@ -174,7 +189,7 @@ pub const TCP_RESETS: Desc = Desc {
     name: "netagent_tcp_resets",
     kind: Kind::Counter,
     unit: "",
-    help: "TCP resets sent and received on tracked connections.",
+    help: "TCP resets sent and received on tracked connections, by the kernel's reason (unknown where it gives none).",
     labels: &[
         "process",
         "container",
@@ -182,6 +197,7 @@ pub const TCP_RESETS: Desc = Desc {
         "pod",
         "namespace",
         "direction",
+        "reason",
     ],
 };
 
@@ -756,6 +772,7 @@ pub static ALL: &[&Desc] = &[
     &TX_DURATION_SECONDS,
     &TCP_LISTEN_INFO,
     &TCP_CONNECTIONS_ACTIVE,
+    &TCP_CONNECTIONS_IDLE,
     &TCP_CONNECTIONS_OPENED,
     &TCP_CONNECTIONS_CLOSED,
     &TCP_CONNECTIONS_ACCEPTED,

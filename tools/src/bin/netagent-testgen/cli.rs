@@ -35,6 +35,9 @@ pub enum Command {
     Client(ClientArgs),
     /// Paced TCP connection churn against one or more targets.
     Load(LoadArgs),
+    /// Hold TCP connections open and idle; use or close them on command
+    /// (one per stdin line: `exchange`, `unread-close`, `close`).
+    Hold(HoldArgs),
     /// Burn CPU (optionally pinned to one core) for a while: delay accounting tests.
     Spin(SpinArgs),
     /// Synchronous disk I/O (O_DIRECT) on a file for a while: delay accounting tests.
@@ -151,6 +154,23 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=16_000_000))]
     pub spread: u32,
+}
+
+#[derive(Args)]
+pub struct HoldArgs {
+    /// TCP target (an echo server for `exchange` and `unread-close`).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_target)]
+    pub tcp: SocketAddr,
+    /// Connections to open and hold.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub connections: u64,
+    /// Source address (at most one IPv4 and one IPv6 address).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Vec<IpAddr>,
+    /// Exit (status 1) after this many seconds, whatever is going on.
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub max_seconds: u64,
 }
 
 fn parse_comm(s: &str) -> Result<CString, String> {

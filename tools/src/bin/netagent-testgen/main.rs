@@ -13,6 +13,9 @@
 //!   timed request/response exchanges; prints one JSON summary line.
 //! * `load`   – paced TCP connection churn (SO_LINGER 0, so no TIME_WAIT) for
 //!   benchmarks; prints one JSON summary line.
+//! * `hold`   – TCP connections held open and idle, then used (`exchange`) or
+//!   closed (`unread-close` resets them, `close`) one stdin command at a time;
+//!   prints a JSON line when they are established and after each command.
 //! * `spin`, `diskio`, `alloc` – CPU, synchronous disk I/O and memory load for
 //!   the node-signal tests (delay accounting, OOM kills); each prints a JSON
 //!   line when ready and one when done.
@@ -21,12 +24,13 @@
 //! loopback by default), and every loop is bounded by a count and/or a deadline.
 //!
 //! Layout: `cli` (options), `comm` (process name), `server`, `client`
-//! (`tcp`, `udp`), `load`, `node` (spin, diskio, alloc), `output` (the JSON
+//! (`tcp`, `udp`), `load`, `hold`, `node` (spin, diskio, alloc), `output` (the JSON
 //! lines, the interface to tests and benchmarks), `sock` (socket helpers).
 
 mod cli;
 mod client;
 mod comm;
+mod hold;
 mod load;
 mod node;
 mod output;
@@ -59,6 +63,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => server::serve(a),
         Command::Client(a) => client::client(a),
         Command::Load(a) => load::load(a),
+        Command::Hold(a) => hold::hold(a),
         Command::Spin(a) => node::spin(a),
         Command::Diskio(a) => node::diskio(a),
         Command::Alloc(a) => node::alloc(a),
