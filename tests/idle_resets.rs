@@ -135,7 +135,11 @@ fn idle_then_used(agent: &Agent, mut h: Holder) {
         h.held_at.elapsed() < idle_after,
         "too slow to see them fresh"
     );
-    assert_eq!(gauges(&m), [0.0, 0.0, n, n], "fresh connections are not idle");
+    assert_eq!(
+        gauges(&m),
+        [0.0, 0.0, n, n],
+        "fresh connections are not idle"
+    );
 
     sleep_until(h.held_at + idle_after + Duration::from_millis(500));
     let m = agent.metrics();

@@ -8,6 +8,7 @@
 //! prints `netagent probe`, one line per check (expected vs. got) and one
 //! verdict line (see `report.rs`). Every wait is bounded.
 
+mod conns;
 mod counts;
 mod procs;
 mod report;

@@ -11,19 +11,20 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use netagent::collect::bpf_self::objects as bpf_objects;
 
+use crate::conns::{self, IDLE_AFTER_SECONDS};
 use crate::counts::check_counts;
 use crate::procs::{self, Agent, Server};
 use crate::report::{Report, PROBE_BEGIN, PROBE_END};
 use crate::scrape::{self, Metrics};
 
 /// Comm of the traffic the agent tracks, and its label.
-const CLIENT_COMM: &str = "nmx-cli";
+pub(crate) const CLIENT_COMM: &str = "nmx-cli";
 pub(crate) const CLIENT_LABEL: &str = "matrix-cli";
 /// Comm of the servers: not a target, so none of their traffic may appear.
 const SERVER_COMM: &str = "nmx-srv";
 /// Comm of a listener that is a target: its accepted connections and the
 /// bytes it reads are counted.
-const ACCEPT_COMM: &str = "nmx-acc";
+pub(crate) const ACCEPT_COMM: &str = "nmx-acc";
 pub(crate) const ACCEPT_LABEL: &str = "matrix-acc";
 const PORT: u16 = 9102;
 /// Interface counters are collected this often (seconds).
@@ -75,7 +76,8 @@ fn config(extra: Option<&str>, guest: bool) -> String {
         "targets:\n  - name: \"{CLIENT_LABEL}\"\n    match_comm: \"{CLIENT_COMM}\"\n\
          \x20 - name: \"{ACCEPT_LABEL}\"\n    match_comm: \"{ACCEPT_COMM}\"\n\
          interfaces: [\"lo\"]\ninterface_stats:\n  interval_seconds: {IFACE_INTERVAL}\n\
-         export:\n  listen_addr: \"127.0.0.1:{PORT}\"\n"
+         export:\n  listen_addr: \"127.0.0.1:{PORT}\"\n\
+         tcp:\n  idle_after_seconds: {IDLE_AFTER_SECONDS}\n"
     );
     if !guest {
         yaml.push_str("netns: \"self\"\n");
@@ -148,6 +150,11 @@ fn run_agent(setup: &Setup, report: &mut Report) -> Result<()> {
             report.info(format!("scrape {line}"));
         }
         dump_with_bpftool();
+    }
+    // Idle connections and resets by reason, after the exact counts
+    // (their own servers and connections are not in those).
+    if let Err(e) = conns::check(&setup.testgen, addr, report) {
+        report.abort("idle_and_resets", &e);
     }
     for (labels, v) in m.matching("netagent_probe_up", &[]) {
         let name = labels.values().cloned().collect::<Vec<_>>().join(",");
