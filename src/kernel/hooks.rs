@@ -550,13 +550,21 @@ pub fn precheck(hook: &Hook, kbtf: &KernelBtf) -> Option<String> {
                 }
                 if let Some((index, ty)) = arg {
                     let found = super::btf_funcs::tracepoint_arg(&kbtf.raw, event, index);
-                    if found.as_deref() != Some(ty) {
-                        return Some(format!(
-                            "tracepoint {category}:{event} passes no {ty} as argument {} on \
-                             this kernel ({}); the program reads it",
-                            index + 1,
-                            found.map_or("it has fewer".to_string(), |t| format!("it is {t}"))
-                        ));
+                    let n = index + 1;
+                    match found {
+                        Some(t) if t == ty => {}
+                        Some(t) => {
+                            return Some(format!(
+                                "argument {n} of tracepoint {category}:{event} is {t} on this \
+                                 kernel, the program reads {ty}"
+                            ))
+                        }
+                        None => {
+                            return Some(format!(
+                                "tracepoint {category}:{event} has no argument {n} ({ty}) on \
+                                 this kernel"
+                            ))
+                        }
                     }
                 }
             }

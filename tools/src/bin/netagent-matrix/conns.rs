@@ -176,7 +176,15 @@ pub(crate) fn check(testgen: &Path, addr: SocketAddr, report: &mut Report) -> Re
         ],
         STEP,
     )?;
-    if code != Some(0) || out["tcp6"]["resets"] != RESETS {
+    // On a slow (emulated) CPU the reset may come before the client's
+    // connect() returns, which then fails with ECONNRESET: a reset of an
+    // established connection all the same.
+    let seen = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let t = &out["tcp6"];
+    if code.is_none()
+        || seen(&t["resets"]) + seen(&t["connect_errors"]["ECONNRESET"]) != RESETS
+        || seen(&t["connects_ok"]) + seen(&t["connects_failed"]) != RESETS
+    {
         bail!("the aborting server did not reset {RESETS} connections: {out}");
     }
     // What the kernel says for an established connection closed with
