@@ -290,9 +290,9 @@ fn resets_are_counted_by_the_kernels_reason() {
         s
     };
     let mut want = vec![
-        (format!("cli received unknown"), k as f64),
+        ("cli received unknown".to_string(), k as f64),
         (format!("cli sent {unread}"), N as f64),
-        (format!("srv received unknown"), N as f64),
+        ("srv received unknown".to_string(), N as f64),
         (format!("srv sent {linger}"), k as f64),
     ];
     want.sort_by(|a, b| a.0.cmp(&b.0));

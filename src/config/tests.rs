@@ -41,10 +41,7 @@ fn the_example_config_parses() {
     .unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(c.targets.len(), 2);
-    assert_eq!(
-        c.tcp.idle_after(),
-        Some(std::time::Duration::from_secs(60))
-    );
+    assert_eq!(c.tcp.idle_after(), Some(std::time::Duration::from_secs(60)));
 }
 
 #[test]
