@@ -131,12 +131,13 @@ pub fn kernel_prog_name(name: &str) -> &str {
 /// Program names in bpf/netagent.bpf.c (its parts in bpf/netagent/),
 /// bpf/iface.bpf.c and bpf/node.bpf.c (of node.bpf.c only the variant this
 /// kernel loads: on_mark_victim).
-pub const OUR_PROGRAMS: [&str; 30] = [
+pub const OUR_PROGRAMS: [&str; 31] = [
     "on_tc_ingress",
     "on_tc_egress",
     "on_inet_sock_set_state",
     "on_tcp_retransmit_skb",
     "on_tcp_send_reset",
+    "on_tcp_send_reset_reason",
     "on_tcp_receive_reset",
     "on_sock_send_length",
     "on_sock_recv_length",
