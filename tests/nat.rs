@@ -100,6 +100,12 @@ impl Cluster {
         assert_eq!(code, 0, "client {args:?} in {ns}: {out}");
         out
     }
+
+    /// `client <proto> <addr> <count> <n>` in `ns`, e.g. TCP connects
+    /// (`--tcp4`, `--connects`) or UDP sends (`--udp4`, `--sends`).
+    fn traffic(&self, ns: &str, proto: &str, addr: &str, count: &str, n: u32) {
+        self.client(ns, &["client", proto, addr, count, &n.to_string()]);
+    }
 }
 
 fn edge(m: &Metrics, proto: &str, dst: &str, dport: u16, actual: Option<(String, u16)>) -> f64 {
@@ -140,42 +146,18 @@ fn a_pods_connections_to_a_service_show_the_pod_behind_it() {
     let (t4, t6, u4) = (k.srv.port("tcp4"), k.srv.port("tcp6"), k.srv.port("udp4"));
 
     let (n4, n6, x) = (7, 5, 3);
-    k.client(
-        &a,
-        &[
-            "client",
-            "--tcp4",
-            &format!("{VIP}:{VPORT}"),
-            "--connects",
-            &n4.to_string(),
-        ],
-    );
-    k.client(
-        &a,
-        &[
-            "client",
-            "--tcp6",
-            &format!("[{VIP6}]:{VPORT}"),
-            "--connects",
-            &n6.to_string(),
-        ],
-    );
+    k.traffic(&a, "--tcp4", &format!("{VIP}:{VPORT}"), "--connects", n4);
+    k.traffic(&a, "--tcp6", &format!("[{VIP6}]:{VPORT}"), "--connects", n6);
     // Request/response on one unconnected UDP socket: settled at the reply.
-    k.client(
+    k.traffic(
         &a,
-        &[
-            "client",
-            "--udp4",
-            &format!("{VIP}:{VPORT_UDP}"),
-            "--exchanges",
-            &x.to_string(),
-        ],
+        "--udp4",
+        &format!("{VIP}:{VPORT_UDP}"),
+        "--exchanges",
+        x,
     );
     // And a pod talking to the server pod directly: nothing translated.
-    k.client(
-        &a,
-        &["client", "--tcp4", &format!("{c4}:{t4}"), "--connects", "2"],
-    );
+    k.traffic(&a, "--tcp4", &format!("{c4}:{t4}"), "--connects", 2);
 
     let m = agent.metrics();
     let vip = VIP.to_string();
@@ -266,26 +248,8 @@ fn nodes_own_connections(tag: &str, extra_yaml: &str) {
     // Translated in the client's own namespace (output hook): known at the
     // SYN, so connects that fail later would carry it too.
     let (n, s) = (6, 9);
-    k.client(
-        &b,
-        &[
-            "client",
-            "--tcp4",
-            &format!("{VIP}:{VPORT}"),
-            "--connects",
-            &n.to_string(),
-        ],
-    );
-    k.client(
-        &b,
-        &[
-            "client",
-            "--udp4",
-            &format!("{VIP}:{VPORT_UDP}"),
-            "--sends",
-            &s.to_string(),
-        ],
-    );
+    k.traffic(&b, "--tcp4", &format!("{VIP}:{VPORT}"), "--connects", n);
+    k.traffic(&b, "--udp4", &format!("{VIP}:{VPORT_UDP}"), "--sends", s);
     let m = agent.metrics();
     let vip = VIP.to_string();
     assert_eq!(
@@ -328,16 +292,7 @@ fn switched_off_nat_leaves_edges_as_dialled() {
     ));
     let k = Cluster::new("natoff");
     let a = k.net.a.clone();
-    k.client(
-        &a,
-        &[
-            "client",
-            "--tcp4",
-            &format!("{VIP}:{VPORT}"),
-            "--connects",
-            "4",
-        ],
-    );
+    k.traffic(&a, "--tcp4", &format!("{VIP}:{VPORT}"), "--connects", 4);
     let m = agent.metrics();
     assert_eq!(edge(&m, "tcp", &VIP.to_string(), VPORT, None), 4.0);
     assert_eq!(m.series("netagent_edge_total").len(), 1);

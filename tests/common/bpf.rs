@@ -67,18 +67,7 @@ pub fn wait_map_empty(pid: u32, name: &str) {
 /// BPF programs process `pid` holds (through its descriptors' fdinfo):
 /// (id, name as the kernel or bpftool shows it).
 pub fn programs_of(pid: u32) -> Vec<(u64, String)> {
-    let mut ids: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-        .filter_map(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("prog_id:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = fdinfo_ids(pid, "prog_id:");
     let loaded = bpftool_programs();
     ids.into_iter()
         .map(|id| {
@@ -90,6 +79,24 @@ pub fn programs_of(pid: u32) -> Vec<(u64, String)> {
             (id, name)
         })
         .collect()
+}
+
+/// The ids a process holds open for one kind of BPF object: the value of
+/// `key` (`prog_id:` or `map_id:`) in each of its /proc/<pid>/fdinfo files.
+pub fn fdinfo_ids(pid: u32, key: &str) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// The programs `netagent probe --json` (with `config`, if any) says the

@@ -21,6 +21,7 @@
 mod cleanup;
 mod command;
 mod leg;
+mod link;
 mod pair;
 mod servers;
 

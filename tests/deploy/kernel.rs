@@ -5,7 +5,7 @@
 
 use super::pod::RunSpec;
 use super::run;
-use crate::common::{bpftool_maps, bpftool_programs, programs_of};
+use crate::common::{bpftool_maps, bpftool_programs, fdinfo_ids, programs_of};
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -58,23 +58,6 @@ pub(super) fn qdiscs() -> BTreeSet<(String, String, String, String)> {
         .collect()
 }
 
-/// Map ids a process holds (its fds' fdinfo).
-fn maps_of(pid: u32) -> Vec<u64> {
-    let mut ids: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-        .filter_map(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("map_id:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
-
 /// What a running containerized agent holds in the kernel.
 pub(super) struct Held {
     pub(super) progs: Vec<u64>,
@@ -84,7 +67,7 @@ pub(super) struct Held {
 impl Held {
     pub(super) fn of(pid: u32) -> Held {
         let progs: Vec<u64> = programs_of(pid).into_iter().map(|(id, _)| id).collect();
-        let maps = maps_of(pid);
+        let maps = fdinfo_ids(pid, "map_id:");
         assert!(
             !progs.is_empty() && !maps.is_empty(),
             "the containerized agent holds no BPF programs or maps"

@@ -3,6 +3,7 @@
 //! [`NetnsPair::add_leg`]; deleted with the pair.
 
 use super::command::ip_ok;
+use super::link::{self, End};
 use super::pair::{fnv1a, NetnsPair};
 use super::PREFIX;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -44,28 +45,20 @@ impl NetnsPair {
         self.c = Some(leg);
         let leg = self.c.as_ref().expect("just set");
         ip_ok(&["netns", "add", &leg.ns]);
-        ip_ok(&[
-            "link", "add", &leg.dev, "netns", &leg.ns, "type", "veth", "peer", "name", &leg.b_dev,
-            "netns", &self.b,
-        ]);
-        for (ns, dev, v4, v6) in [
-            (&leg.ns, &leg.dev, leg.ip, leg.ip6),
-            (&self.b, &leg.b_dev, leg.b_ip, leg.b_ip6),
-        ] {
-            ip_ok(&["-n", ns, "link", "set", "lo", "up"]);
-            ip_ok(&["-n", ns, "addr", "add", &format!("{v4}/30"), "dev", dev]);
-            ip_ok(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                dev,
-                "nodad",
-            ]);
-            ip_ok(&["-n", ns, "link", "set", dev, "up"]);
-        }
+        link::veth(
+            &End {
+                ns: &leg.ns,
+                dev: &leg.dev,
+                v4: leg.ip,
+                v6: leg.ip6,
+            },
+            &End {
+                ns: &self.b,
+                dev: &leg.b_dev,
+                v4: leg.b_ip,
+                v6: leg.b_ip6,
+            },
+        );
         // a <-> leg through b (host routes: the two addresses are all there is).
         let (a_net, leg_net) = (format!("{}/32", self.a_ip), format!("{}/32", leg.ip));
         let (a_net6, leg_net6) = (format!("{}/128", self.a_ip6), format!("{}/128", leg.ip6));
@@ -120,23 +113,7 @@ impl NetnsPair {
         loop {
             let ok = [(&leg.ns, &leg.dev), (&self.b, &leg.b_dev)]
                 .into_iter()
-                .all(|(ns, dev)| {
-                    let link = super::command::ip(&["-n", ns, "-o", "link", "show", dev]);
-                    let link = String::from_utf8_lossy(&link.stdout).into_owned();
-                    let tentative = super::command::ip(&[
-                        "-n",
-                        ns,
-                        "-o",
-                        "addr",
-                        "show",
-                        "dev",
-                        dev,
-                        "tentative",
-                    ]);
-                    link.contains("LOWER_UP")
-                        && tentative.status.success()
-                        && tentative.stdout.is_empty()
-                });
+                .all(|(ns, dev)| link::not_ready(ns, dev).is_none());
             if ok {
                 return;
             }

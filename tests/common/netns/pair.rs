@@ -4,6 +4,7 @@
 
 use super::cleanup::delete_netns;
 use super::command::{die_with_parent, ip, ip_ok, run_bounded};
+use super::link::{self, End};
 use super::{CMD_TIMEOUT, PREFIX, READY_TIMEOUT};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Child, Command, Output, Stdio};
@@ -71,38 +72,20 @@ impl NetnsPair {
         pair.destroy();
         ip_ok(&["netns", "add", &pair.a]);
         ip_ok(&["netns", "add", &pair.b]);
-        ip_ok(&[
-            "link",
-            "add",
-            &pair.a_dev,
-            "netns",
-            &pair.a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &pair.b_dev,
-            "netns",
-            &pair.b,
-        ]);
-        for (ns, dev, v4, v6) in [
-            (&pair.a, &pair.a_dev, pair.a_ip, pair.a_ip6),
-            (&pair.b, &pair.b_dev, pair.b_ip, pair.b_ip6),
-        ] {
-            ip_ok(&["-n", ns, "link", "set", "lo", "up"]);
-            ip_ok(&["-n", ns, "addr", "add", &format!("{v4}/30"), "dev", dev]);
-            ip_ok(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                dev,
-                "nodad",
-            ]);
-            ip_ok(&["-n", ns, "link", "set", dev, "up"]);
-        }
+        link::veth(
+            &End {
+                ns: &pair.a,
+                dev: &pair.a_dev,
+                v4: pair.a_ip,
+                v6: pair.a_ip6,
+            },
+            &End {
+                ns: &pair.b,
+                dev: &pair.b_dev,
+                v4: pair.b_ip,
+                v6: pair.b_ip6,
+            },
+        );
         pair.wait_ready();
         pair
     }
@@ -118,18 +101,8 @@ impl NetnsPair {
             ]
             .into_iter()
             .find_map(|(ns, dev, peer4, peer6)| {
-                let link =
-                    String::from_utf8_lossy(&ip(&["-n", ns, "-o", "link", "show", dev]).stdout)
-                        .into_owned();
-                if !link.contains("LOWER_UP") || !link.contains("state UP") {
-                    return Some(format!("{ns}: link not up: {link}"));
-                }
-                let tentative = ip(&["-n", ns, "-o", "addr", "show", "dev", dev, "tentative"]);
-                if !tentative.status.success() || !tentative.stdout.is_empty() {
-                    return Some(format!(
-                        "{ns}: tentative addresses: {}",
-                        String::from_utf8_lossy(&tentative.stdout)
-                    ));
+                if let Some(p) = link::not_ready(ns, dev) {
+                    return Some(p);
                 }
                 for peer in [peer4.to_string(), peer6.to_string()] {
                     let route = ip(&["-n", ns, "route", "get", &peer]);
