@@ -35,6 +35,8 @@ pub enum Command {
     Client(ClientArgs),
     /// Paced TCP connection churn against one or more targets.
     Load(LoadArgs),
+    /// Open N TCP connections and hold them; `send BYTES` / `close` on stdin.
+    Hold(HoldArgs),
     /// Burn CPU (optionally pinned to one core) for a while: delay accounting tests.
     Spin(SpinArgs),
     /// Synchronous disk I/O (O_DIRECT) on a file for a while: delay accounting tests.
@@ -151,6 +153,19 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=16_000_000))]
     pub spread: u32,
+}
+
+#[derive(Args)]
+pub struct HoldArgs {
+    /// TCP target.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_target)]
+    pub tcp: SocketAddr,
+    /// Connections to open and hold.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub conns: u64,
+    /// Close everything and exit after this many seconds.
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub max_seconds: u64,
 }
 
 fn parse_comm(s: &str) -> Result<CString, String> {

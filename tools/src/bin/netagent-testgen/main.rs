@@ -11,6 +11,8 @@
 //!   `--sink` discards instead of echoing; `--abort` resets every TCP connection.
 //! * `client` – a known number of TCP connects, UDP datagrams, bulk transfers and
 //!   timed request/response exchanges; prints one JSON summary line.
+//! * `hold`   – opens N TCP connections and keeps them; `send`/`close` commands
+//!   on stdin use and close them (connections older than the agent).
 //! * `load`   – paced TCP connection churn (SO_LINGER 0, so no TIME_WAIT) for
 //!   benchmarks; prints one JSON summary line.
 //! * `spin`, `diskio`, `alloc` – CPU, synchronous disk I/O and memory load for
@@ -27,6 +29,7 @@
 mod cli;
 mod client;
 mod comm;
+mod hold;
 mod load;
 mod node;
 mod output;
@@ -59,6 +62,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => server::serve(a),
         Command::Client(a) => client::client(a),
         Command::Load(a) => load::load(a),
+        Command::Hold(a) => hold::hold(a),
         Command::Spin(a) => node::spin(a),
         Command::Diskio(a) => node::diskio(a),
         Command::Alloc(a) => node::alloc(a),
