@@ -13,6 +13,7 @@
  *     fexit/inet{,6}_sendmsg + inet{,6}_recvmsg      (BTF trampolines)
  *     kprobe+kretprobe on the same functions
  *     tp_btf/sys_enter + sys_exit (read, write, send and recv calls on sockets)
+ *   iter/tcp                    once at start: TCP sockets older than the agent
  *   cgroup/sendmsg4, sendmsg6   peer of an unconnected UDP sendto()
  *   cgroup/recvmsg4, recvmsg6   peer of an unconnected UDP recvfrom()
  *
@@ -55,6 +56,7 @@
  *   netagent/kprobes.c        kprobe + kretprobe on inet{,6}_{send,recv}msg
  *   netagent/syscalls.c       tp_btf/sys_enter + sys_exit (x86-64)
  *   netagent/nat.c            tp_btf/net_dev_queue: where connections really go (DNAT)
+ *   netagent/seed.c           iter/tcp: connections and listeners older than the agent
  * netagent.h holds the ABI shared with the agent (mirrored in
  * src/kernel/abi.rs), vmlinux_min.h the kernel types read (CO-RE).
  */
@@ -84,3 +86,4 @@ char LICENSE[] SEC("license") = "GPL";
 #include "netagent/kprobes.c"
 #include "netagent/syscalls.c"
 #include "netagent/nat.c"
+#include "netagent/seed.c"

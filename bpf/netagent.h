@@ -83,6 +83,7 @@ struct na_flow_stats {
 	__u64 resets_received;
 	__u64 bytes_sent;
 	__u64 bytes_received;
+	__u64 seeded;          /* TCP connections found established when the agent started (seed.c) */
 };
 
 /* Value of `hists`, per CPU. */
@@ -105,7 +106,7 @@ struct na_sock_state {
 	__u64 send_ts;  /* outbound: ktime of the first send since the last recv; 0 = none */
 	__u64 recv_ts;  /* inbound: ktime of the first recv since the last send; 0 = none */
 	__u64 syn_ts;   /* ktime of SYN_SENT; 0 once established or failed */
-	__u64 open_ts;  /* ktime of ESTABLISHED */
+	__u64 open_ts;  /* ktime of ESTABLISHED; 0 = unknown (seeded at start, seed.c) */
 	__u64 rtt_ts;   /* ktime of the last RTT sample */
 	__u64 data_ts;  /* TCP: ktime of the last payload sent or received, or of ESTABLISHED */
 	__u32 pid;        /* owner's process id (tgid) */
@@ -144,6 +145,16 @@ struct na_listener {
 	__u64 cgroup_id;
 	__u32 pid;
 	__u32 _pad;
+};
+
+/* What the seeding iterator (seed.c) did with one socket: one __u32
+ * record each, read by the agent from the iterator's file. */
+enum na_seed_result {
+	NA_SEED_OPEN = 0,     /* an open connection, seeded (counted in `seeded`) */
+	NA_SEED_LISTENER = 1, /* a listener, seeded into `listeners` */
+	NA_SEED_KNOWN = 2,    /* already tracked: the live hooks saw it first */
+	NA_SEED_FAILED = 3,   /* no room in `tcp_socks` (counted as lost) */
+	NA_SEED_RESULTS = 4,
 };
 
 /* `span_events` ring buffer record: one request/response interval. Only

@@ -35,8 +35,11 @@ struct sock_common {
 	struct in6_addr skc_v6_rcv_saddr;
 } __attribute__((preserve_access_index));
 
+struct socket;
+
 struct sock {
 	struct sock_common __sk_common;
+	struct socket *sk_socket; /* NULL until accept() (seed.c) */
 	int sk_err;
 	__u16 sk_type;
 	__u16 sk_protocol;
@@ -63,6 +66,31 @@ struct file {
 struct socket {
 	struct file *file;
 	struct sock *sk;
+} __attribute__((preserve_access_index));
+
+/* A socket's inode, the `socket:[ino]` of /proc/<pid>/fd (seed.c). */
+struct inode {
+	unsigned long i_ino;
+} __attribute__((preserve_access_index));
+
+struct socket_alloc {
+	struct socket socket;
+	struct inode vfs_inode;
+} __attribute__((preserve_access_index));
+
+/* The context of an iter/tcp program (seed.c). */
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+	__u64 session_id;
+	__u64 seq_num;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
+	__u32 uid;
 } __attribute__((preserve_access_index));
 
 struct fdtable {

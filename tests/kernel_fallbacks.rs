@@ -331,6 +331,11 @@ fn probe_command_names_the_hook_of_each_feature() {
         text.contains("messages         syscalls    ok (fallback"),
         "{text}"
     );
+    // The seeding iterator (sockets older than the agent) loads and runs.
+    assert!(
+        text.contains("seed             iter        ok, used"),
+        "{text}"
+    );
     assert!(text.contains("core features: ok"), "{text}");
     // Each hook row is followed by its exact programs: ELF section (which
     // kernel hook) and program name.
@@ -342,6 +347,7 @@ fn probe_command_names_the_hook_of_each_feature() {
         "cgroup/sendmsg4 (on_sendmsg4)",
         "tp_btf/mark_victim (on_mark_victim)",
         "classifier (on_tc_ingress)",
+        "iter/tcp (seed_tcp_sockets)",
     ] {
         assert!(
             text.contains(&format!("{:28} {line}\n", "")),

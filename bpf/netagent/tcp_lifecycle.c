@@ -218,7 +218,8 @@ static __always_inline void count_close(const struct sock *sk, struct na_sock_st
 	fs = flow_stats(st);
 	if (fs)
 		ADD(fs->closed, 1);
-	observe(st, NA_HIST_CONN_DURATION, bpf_ktime_get_ns() - st->open_ts);
+	if (st->open_ts) /* 0: seeded at start, its start is unknown (seed.c) */
+		observe(st, NA_HIST_CONN_DURATION, bpf_ktime_get_ns() - st->open_ts);
 	observe_rtt(sk, st, true);
 }
 

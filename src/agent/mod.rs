@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use crate::collect::containers::CgroupResolver;
 use crate::collect::histograms::bounds_ns;
 use crate::collect::labels::ProcessNames;
-use crate::collect::listeners;
+use crate::collect::preexisting;
 use crate::collect::sockets::Sockets;
 use crate::config::{self, kernel_comm, Config, ConfigError, KeyError};
 use crate::export::otlp::{self, SpanStats, Transport};
@@ -120,7 +120,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         .map(|t| (kernel_comm(&t.match_comm.value), t.name.value.as_str()))
         .collect();
     let opts = load_options(&cfg)?;
-    let probes = Probes::load(&opts)?;
+    let mut probes = Probes::load(&opts)?;
     // Loading parsed the kernel's BTF (several MB, now freed).
     release_freed_memory();
     tracing::info!(
@@ -134,24 +134,15 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         ProcessNames::targets(targets.iter().copied())
     };
     let resolver = cgroup::v2_root().map(|root| CgroupResolver::new(root, &cfg.containers));
+    // Sockets older than the agent: the kernel side only sees new
+    // connects, accepts and listen()s (collect/preexisting.rs).
+    preexisting::seed(
+        &mut probes,
+        opts.netns_only,
+        |comm| names.tracks(comm),
+        |path| resolver.as_ref().and_then(|r| r.id_of_path(path)),
+    );
     let sockets = Arc::new(Sockets::new(probes).idle_after(cfg.tcp.idle_after()));
-    // Listeners older than the agent: the kernel side only sees new listen()s.
-    match sockets.with_maps(|maps| {
-        listeners::seed_existing(
-            maps,
-            |comm| names.tracks(comm),
-            |path| resolver.as_ref().and_then(|r| r.id_of_path(path)),
-        )
-    }) {
-        Ok(n) => tracing::info!(
-            listeners = n,
-            "existing listeners of tracked processes recorded"
-        ),
-        Err(e) => tracing::warn!(
-            error = %format!("{e:#}"),
-            "cannot list existing listeners; only listeners opened from now on are attributed"
-        ),
-    }
     let sources = sources::start(&cfg, &opts, &names, sockets.clone())?;
     if let Some(ifs) = &sources.interfaces {
         // Serve only once interfaces are attached: readiness means counting.

@@ -18,6 +18,7 @@ pub mod listeners;
 pub mod local_listeners;
 pub mod logs;
 pub mod oom;
+pub mod preexisting;
 pub mod process;
 pub mod sockdiag;
 pub mod socket_owners;

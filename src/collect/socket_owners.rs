@@ -1,6 +1,8 @@
-//! Which process holds a socket inode open, from a scan of /proc/*/fd.
+//! Which process holds a socket inode open, from a scan of /proc/*/fd:
+//! the owners of given inodes, or every socket of the tracked processes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 
 use procfs::process::{all_processes, FDTarget, Process};
 
@@ -71,6 +73,60 @@ pub fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, SocketOwner> {
     owners
 }
 
+/// Every socket held by a process `is_target` accepts (by its comm: the
+/// main thread's, as `ps` shows it), with its owner, and the network
+/// namespaces those processes are in.
+#[derive(Debug, Default)]
+pub struct TrackedSockets {
+    /// Socket inode -> its owner (the first tracked process found).
+    pub owners: HashMap<u64, SocketOwner>,
+    /// Network namespace inode -> a tracked process in it.
+    pub namespaces: BTreeMap<u32, u32>,
+    /// Processes whose fds could not be read (capabilities).
+    pub denied: usize,
+}
+
+/// Scans /proc once for the sockets of tracked processes.
+pub fn tracked_sockets(is_target: impl Fn(&str) -> bool) -> TrackedSockets {
+    let mut found = TrackedSockets::default();
+    let processes = match all_processes() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("cannot list /proc: {e}");
+            return found;
+        }
+    };
+    for process in processes.flatten() {
+        // The comm first: most processes are not tracked.
+        if !process.stat().is_ok_and(|st| is_target(&st.comm)) {
+            continue;
+        }
+        let Some(owner) = describe(&process) else {
+            continue;
+        };
+        let fds = match process.fd() {
+            Ok(fds) => fds,
+            Err(procfs::ProcError::PermissionDenied(_)) => {
+                found.denied += 1;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let mut any = false;
+        for fd in fds.flatten() {
+            if let FDTarget::Socket(inode) = fd.target {
+                found.owners.entry(inode).or_insert_with(|| owner.clone());
+                any = true;
+            }
+        }
+        let netns = std::fs::metadata(format!("/proc/{}/ns/net", owner.pid));
+        if let (true, Ok(ns)) = (any, netns) {
+            found.namespaces.entry(ns.ino() as u32).or_insert(owner.pid);
+        }
+    }
+    found
+}
+
 /// Pid, comm and cgroup of a process, or None when it exited meanwhile.
 fn describe(process: &Process) -> Option<SocketOwner> {
     // Read through procfs's handle on the /proc/<pid> directory: a pid reused
@@ -123,6 +179,19 @@ mod tests {
             assert_eq!(owners.get(inode), Some(&expected), "inode {inode}");
         }
         assert_eq!(owners.len(), 2);
+    }
+
+    #[test]
+    fn tracked_sockets_are_found_with_their_namespace() {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let inode = fd_inode(tcp.as_raw_fd());
+        let comm = std::fs::read_to_string("/proc/self/comm").expect("comm");
+        let comm = comm.trim_end_matches('\n').to_string();
+        let found = tracked_sockets(|c| c == comm);
+        assert_eq!(found.owners[&inode].pid, std::process::id());
+        let own = std::fs::metadata("/proc/self/ns/net").unwrap().ino() as u32;
+        assert!(found.namespaces.contains_key(&own), "{found:?}");
+        assert!(tracked_sockets(|_| false).owners.is_empty());
     }
 
     #[test]

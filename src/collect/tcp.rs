@@ -59,6 +59,7 @@ pub fn listen_family(listeners: &[(ListenKey, Listener)], labeler: &mut Labeler)
 pub fn families(r: &Resolved) -> Vec<Family> {
     let mut active = BTreeMap::new();
     let mut opened = BTreeMap::new();
+    let mut seeded = BTreeMap::new();
     let mut closed = BTreeMap::new();
     let mut accepted = BTreeMap::new();
     let mut failed = BTreeMap::new();
@@ -92,15 +93,20 @@ pub fn families(r: &Resolved) -> Vec<Family> {
                     .or_insert(0.0) += *n as f64;
             }
         }
-        if s.opened > 0 || s.retransmits > 0 {
+        if s.opened > 0 || s.seeded > 0 || s.retransmits > 0 {
             *retransmits.entry(peer(l)).or_insert(0.0) += s.retransmits as f64;
         }
-        if s.opened > 0 {
+        if s.opened > 0 || s.seeded > 0 {
             let by_dir = with(owner(l), &[("direction", l.direction)]);
             *opened.entry(by_dir.clone()).or_insert(0.0) += s.opened as f64;
             *closed.entry(by_dir.clone()).or_insert(0.0) += s.closed as f64;
-            *active.entry(by_dir).or_insert(0.0) += s.opened.saturating_sub(s.closed) as f64;
-            if l.direction == "inbound" {
+            if s.seeded > 0 {
+                *seeded.entry(by_dir.clone()).or_insert(0.0) += s.seeded as f64;
+            }
+            // Connections found open at start close like the others.
+            let open = (s.opened + s.seeded).saturating_sub(s.closed);
+            *active.entry(by_dir).or_insert(0.0) += open as f64;
+            if l.direction == "inbound" && s.opened > 0 {
                 // For inbound keys dport is our own (listening) port.
                 *accepted
                     .entry(with(owner(l), &[("port", &l.dport)]))
@@ -129,6 +135,7 @@ pub fn families(r: &Resolved) -> Vec<Family> {
     vec![
         scalar_family(&catalog::TCP_CONNECTIONS_ACTIVE, active),
         scalar_family(&catalog::TCP_CONNECTIONS_OPENED, opened),
+        scalar_family(&catalog::TCP_CONNECTIONS_SEEDED, seeded),
         scalar_family(&catalog::TCP_CONNECTIONS_CLOSED, closed),
         scalar_family(&catalog::TCP_CONNECTIONS_ACCEPTED, accepted),
         scalar_family(&catalog::TCP_CONNECT_FAILED, failed),

@@ -88,6 +88,8 @@ pub struct FlowStats {
     pub resets_received: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// TCP connections found established when the agent started.
+    pub seeded: u64,
 }
 
 /// `struct na_hist`: non-cumulative buckets (last is +Inf) and the sum, in ns.
@@ -209,6 +211,13 @@ pub struct SpanEvent {
     pub direction: u8,
     pub _pad: [u8; 4],
 }
+
+/// `enum na_seed_result`: what the seeding iterator did with one socket
+/// (one `u32` record each in the iterator's output).
+pub const SEED_OPEN: u32 = 0;
+pub const SEED_LISTENER: u32 = 1;
+pub const SEED_KNOWN: u32 = 2;
+pub const SEED_FAILED: u32 = 3;
 
 /// `enum na_iface_direction`.
 pub const IFACE_INGRESS: u32 = 0;
@@ -373,7 +382,8 @@ mod tests {
                 resets_sent,
                 resets_received,
                 bytes_sent,
-                bytes_received
+                bytes_received,
+                seeded
             ]
         );
         check!(&types, "na_hist", Hist, [buckets, sum_ns]);

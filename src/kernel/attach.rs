@@ -4,7 +4,9 @@
 
 use std::fs::File;
 
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, FExit, KProbe, ProgramError};
+use aya::programs::{
+    BtfTracePoint, CgroupAttachMode, CgroupSockAddr, FExit, Iter, KProbe, ProgramError,
+};
 use aya::{Btf, Ebpf};
 
 use super::error::KernelError;
@@ -65,6 +67,10 @@ pub(super) fn attach_hook(
                 func,
                 ..
             } => attach_kprobe(ebpf, name, func),
+            Attach::Iter {
+                program: name,
+                target,
+            } => attach_iter(ebpf, name, target, btf),
             Attach::Cgroup { program: name, .. } => attach_sock_addr(
                 ebpf,
                 name,
@@ -109,6 +115,7 @@ pub(super) fn unload_hook(ebpf: &mut Ebpf, hook: &Hook) {
                 aya::programs::Program::FExit(x) => x.unload(),
                 aya::programs::Program::KProbe(x) => x.unload(),
                 aya::programs::Program::CgroupSockAddr(x) => x.unload(),
+                aya::programs::Program::Iter(x) => x.unload(),
                 _ => Ok(()),
             };
         }
@@ -159,6 +166,29 @@ fn attach_kprobe(ebpf: &mut Ebpf, name: &'static str, func: &str) -> Result<u32,
         KernelError::Attach {
             program: name,
             hook: format!("kprobe {func}"),
+            source,
+        }
+        .chain()
+    })?;
+    Ok(prog.info().map(|i| i.id()).unwrap_or(0))
+}
+
+/// Loads an iterator program and links it. Nothing runs until the link
+/// is opened and read (src/kernel/seed.rs); the link is held so that the
+/// probe reads as attached, like every other one.
+fn attach_iter(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    target: &str,
+    btf: &Btf,
+) -> Result<u32, String> {
+    let prog: &mut Iter = program(ebpf, name).map_err(|e| e.to_string())?;
+    prog.load(target, btf)
+        .map_err(|e| load_error(name, e).to_string())?;
+    prog.attach().map_err(|source| {
+        KernelError::Attach {
+            program: name,
+            hook: format!("iter {target}"),
             source,
         }
         .chain()

@@ -2,6 +2,10 @@
 //! can serve it in order of preference: stable tracepoints first, then BTF
 //! trampolines (fexit), kprobes, and raw syscall hooks. The loader attaches
 //! the first hook of each feature that works on the running kernel.
+//!
+//! Longer than ~600 lines because the feature table ([`FEATURES`]) is one
+//! list kept in one place, next to what checks each kind of hook against
+//! the running kernel's BTF before anything is loaded.
 
 use aya::Btf;
 use aya_obj::btf::BtfKind;
@@ -16,6 +20,8 @@ pub enum HookKind {
     Cgroup,
     /// TC classifiers on interfaces (TCX links or netlink filters).
     Tc,
+    /// BPF iterators: run when the agent reads them, not on an event.
+    Iter,
 }
 
 impl HookKind {
@@ -27,6 +33,7 @@ impl HookKind {
             HookKind::Syscalls => "syscalls",
             HookKind::Cgroup => "cgroup",
             HookKind::Tc => "tc",
+            HookKind::Iter => "iter",
         }
     }
 
@@ -199,6 +206,12 @@ pub enum Attach {
         program: &'static str,
         attach: &'static str,
     },
+    /// BPF iterator over kernel objects of a kind (`tcp`): loaded and
+    /// linked at start, run each time the agent reads it (src/kernel/seed.rs).
+    Iter {
+        program: &'static str,
+        target: &'static str,
+    },
 }
 
 impl Attach {
@@ -207,7 +220,8 @@ impl Attach {
             Attach::Tracepoint { program, .. }
             | Attach::Fexit { program, .. }
             | Attach::Kprobe { program, .. }
-            | Attach::Cgroup { program, .. } => program,
+            | Attach::Cgroup { program, .. }
+            | Attach::Iter { program, .. } => program,
         }
     }
 
@@ -227,6 +241,7 @@ impl Attach {
                 func, ret: true, ..
             } => format!("kretprobe/{func}"),
             Attach::Cgroup { attach, .. } => format!("cgroup/{attach}"),
+            Attach::Iter { target, .. } => format!("iter/{target}"),
         }
     }
 
@@ -245,6 +260,7 @@ impl Attach {
                 func, ret: true, ..
             } => format!("kretprobe/{func}"),
             Attach::Cgroup { attach, .. } => format!("cgroup/{attach}"),
+            Attach::Iter { target, .. } => format!("iter/{target}"),
         }
     }
 }
@@ -429,6 +445,18 @@ pub static FEATURES: &[Feature] = &[
             programs: &[tp("on_net_dev_queue", "net", "net_dev_queue")],
         }],
     },
+    Feature {
+        name: "seed",
+        needed_for: "TCP connections and listeners opened before the agent started, in every network namespace",
+        core: false,
+        hooks: &[Hook {
+            kind: HookKind::Iter,
+            programs: &[Attach::Iter {
+                program: "seed_tcp_sockets",
+                target: "tcp",
+            }],
+        }],
+    },
 ];
 
 /// What trying a hook on this kernel gave, for `netagent probe`.
@@ -583,6 +611,16 @@ pub fn precheck(hook: &Hook, kbtf: &KernelBtf) -> Option<String> {
             Attach::Kprobe { func, .. } => {
                 if btf.id_by_type_name_kind(func, BtfKind::Func).is_err() {
                     return Some(format!("kernel function {func} not found in BTF"));
+                }
+            }
+            Attach::Iter { target, .. } => {
+                if btf
+                    .id_by_type_name_kind(&format!("bpf_iter_{target}"), BtfKind::Func)
+                    .is_err()
+                {
+                    return Some(format!(
+                        "BPF iterator {target} does not exist on this kernel (Linux 5.9+)"
+                    ));
                 }
             }
             Attach::Cgroup { .. } => {}

@@ -84,8 +84,8 @@ pub struct Probes {
     pub probes: Vec<ProbeInfo>,
     /// The hook chosen per feature, for `netagent_probe_info` and `/health`.
     pub features: Vec<FeatureStatus>,
-    /// Owns the programs and their links.
-    _ebpf: Ebpf,
+    /// Owns the programs and their links (and the seeding iterator, seed.rs).
+    pub(super) ebpf: Ebpf,
     pub maps: KernelMaps,
     /// False when unconnected UDP peers cannot be seen (no cgroup v2
     /// hierarchy, or a hook missing): they are then counted without a peer.
@@ -199,6 +199,7 @@ pub(super) fn open_object(
         .map_max_entries("msg_calls", size(untyped, 8192))
         .map_max_entries("nat_flows", opts.nat_max_pending.max(1))
         .map_max_entries("nat_found", opts.nat_max_pending.max(1))
+        .map_max_entries("seed_owners", sockets)
         .load(OBJECT)
         .map_err(|e| KernelError::Object(e.to_string()))
 }
@@ -446,7 +447,7 @@ fn load_with(
         Probes {
             probes,
             features,
-            _ebpf: ebpf,
+            ebpf,
             maps,
             udp_destinations,
             span_events,

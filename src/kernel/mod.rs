@@ -14,6 +14,7 @@ pub mod loader;
 pub mod oom;
 pub mod privileges;
 pub mod report;
+pub mod seed;
 pub mod series;
 mod trials;
 pub mod verify;

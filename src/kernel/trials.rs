@@ -9,7 +9,9 @@
 use aya::Ebpf;
 
 use super::attach::{attach_hook, unload_hook};
-use super::hooks::{self, Feature, Hook, HookTrial, KernelBtf, ObjectMode, SockState, TrialProbe};
+use super::hooks::{
+    self, Feature, Hook, HookKind, HookTrial, KernelBtf, ObjectMode, SockState, TrialProbe,
+};
 use super::loader::{disabled, kernel_btf, open_object, LoadOptions};
 use super::privileges;
 use super::KernelError;
@@ -37,7 +39,7 @@ impl Objects<'_> {
 }
 
 /// Attaches a hook's programs and detaches them again; Ok when every
-/// program attached.
+/// program attached (and an iterator also ran once).
 fn try_hook(
     ebpf: &mut Ebpf,
     feature: &Feature,
@@ -54,6 +56,10 @@ fn try_hook(
         cgroup_root.as_deref(),
         &opts.disabled_probes,
     );
+    let ran = match (&attached, hook.kind) {
+        (Ok(_), HookKind::Iter) => super::seed::dry_run(ebpf),
+        _ => Ok(()),
+    };
     unload_hook(ebpf, hook);
     attached.and_then(|probes| {
         let failed: Vec<&str> = probes
@@ -66,7 +72,8 @@ fn try_hook(
         } else {
             Err(format!("not attached: {}", failed.join(", ")))
         }
-    })
+    })?;
+    ran
 }
 
 /// Tries every hook of every feature on the running kernel (load, attach,

@@ -107,6 +107,10 @@ fn absent(section: &str, program: &str, kbtf: &KernelBtf) -> Option<String> {
                 .is_err()
                 .then(|| format!("tracepoint {target} does not exist on this kernel"))
         }
+        "iter" => btf
+            .id_by_type_name_kind(&format!("bpf_iter_{target}"), BtfKind::Func)
+            .is_err()
+            .then(|| format!("BPF iterator {target} does not exist on this kernel")),
         "fexit" | "fentry" | "kprobe" | "kretprobe" => {
             // The hook table's checks (fexit prototypes) where it lists
             // the program, the function's existence otherwise.
@@ -147,6 +151,7 @@ fn load_one(ebpf: &mut Ebpf, name: &str, section: &str, kbtf: &KernelBtf) -> Res
         Program::CgroupSock(p) => p.load(),
         Program::CgroupSkb(p) => p.load(),
         Program::SchedClassifier(p) => p.load(),
+        Program::Iter(p) => p.load(target, btf),
         other => {
             return Err(format!(
                 "the verifier-only job does not load {:?} programs yet (src/kernel/verify.rs)",

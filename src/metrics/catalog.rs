@@ -95,7 +95,7 @@ pub const TCP_CONNECTIONS_ACTIVE: Desc = Desc {
     name: "netagent_tcp_connections_active",
     kind: Kind::Gauge,
     unit: "",
-    help: "TCP connections currently established (opened while the agent ran, not yet closed).",
+    help: "TCP connections currently established (opened while the agent ran or found open at its start, not yet closed).",
     labels: &[
         "process",
         "container",
@@ -136,11 +136,26 @@ pub const TCP_CONNECTIONS_OPENED: Desc = Desc {
     ],
 };
 
+pub const TCP_CONNECTIONS_SEEDED: Desc = Desc {
+    name: "netagent_tcp_connections_seeded",
+    kind: Kind::Counter,
+    unit: "",
+    help: "TCP connections found already established when the agent started: counted in active and, once they close, in closed, but not in opened; their lifetime is unknown.",
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "direction",
+    ],
+};
+
 pub const TCP_CONNECTIONS_CLOSED: Desc = Desc {
     name: "netagent_tcp_connections_closed",
     kind: Kind::Counter,
     unit: "",
-    help: "Established TCP connections that closed.",
+    help: "Established TCP connections that closed (seeded ones included).",
     labels: &[
         "process",
         "container",
@@ -774,6 +789,7 @@ pub static ALL: &[&Desc] = &[
     &TCP_CONNECTIONS_ACTIVE,
     &TCP_CONNECTIONS_IDLE,
     &TCP_CONNECTIONS_OPENED,
+    &TCP_CONNECTIONS_SEEDED,
     &TCP_CONNECTIONS_CLOSED,
     &TCP_CONNECTIONS_ACCEPTED,
     &TCP_CONNECT_FAILED,

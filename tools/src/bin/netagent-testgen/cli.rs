@@ -36,7 +36,7 @@ pub enum Command {
     /// Paced TCP connection churn against one or more targets.
     Load(LoadArgs),
     /// Hold TCP connections open and idle; use or close them on command
-    /// (one per stdin line: `exchange`, `unread-close`, `close`).
+    /// (one per stdin line: `exchange`, `send BYTES`, `unread-close`, `close`).
     Hold(HoldArgs),
     /// Burn CPU (optionally pinned to one core) for a while: delay accounting tests.
     Spin(SpinArgs),

@@ -7,6 +7,8 @@
 //! when it is done. Commands:
 //! * `exchange` – on every connection, send 32 bytes and read the echo
 //!   (the server must echo: `serve` without `--sink`/`--abort`);
+//! * `send BYTES` – on every connection, write BYTES bytes (nothing is
+//!   read: the server may be a sink); its line adds `"sent"`, the total;
 //! * `unread-close` – on every connection, send 32 bytes, wait until the
 //!   echo has arrived, and close without reading it: the kernel resets
 //!   the connection (unread data is discarded);
@@ -44,6 +46,8 @@ struct Held {
 struct Done<'a> {
     command: &'a str,
     connections: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sent: Option<u64>,
 }
 
 pub fn hold(args: HoldArgs) -> Result<ExitCode> {
@@ -73,25 +77,35 @@ pub fn hold(args: HoldArgs) -> Result<ExitCode> {
             continue;
         }
         let n = conns.len();
-        match command {
-            "exchange" => {
+        let mut sent = None;
+        match command.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["exchange"] => {
                 for s in &mut conns {
                     exchange(s)?;
                 }
             }
-            "unread-close" => {
+            ["send", bytes] => {
+                let bytes: usize = bytes.parse().context("send BYTES")?;
+                let buf = vec![b'x'; bytes];
+                for s in &mut conns {
+                    s.write_all(&buf).context("send")?;
+                }
+                sent = Some((bytes * n) as u64);
+            }
+            ["unread-close"] => {
                 for s in conns.drain(..) {
                     (&s).write_all(PAYLOAD).context("send")?;
                     wait_readable(&s)?;
                     drop(s);
                 }
             }
-            "close" => conns.clear(),
-            other => bail!("hold: unknown command {other:?}"),
+            ["close"] => conns.clear(),
+            _ => bail!("hold: unknown command {command:?}"),
         }
         print_json(&Done {
             command,
             connections: n,
+            sent,
         })?;
     }
     Ok(ExitCode::SUCCESS)
