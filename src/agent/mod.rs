@@ -108,6 +108,10 @@ pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
             .map(std::path::PathBuf::from),
         nat: cfg.nat.enabled,
         nat_max_pending: cfg.nat.max_pending.value,
+        dns: cfg.dns.enabled.then(|| crate::kernel::dns::DnsOptions {
+            ports: cfg.dns.port_list(),
+            ring_bytes: cfg.dns.ring_bytes.value,
+        }),
     })
 }
 

@@ -15,6 +15,7 @@ pub mod bpf_self;
 pub mod cloud;
 pub mod containers;
 pub mod delay_accounting;
+pub mod dns;
 pub mod export;
 pub mod interfaces;
 pub mod kernel;
@@ -37,6 +38,7 @@ pub use bpf_self::BpfSelfConfig;
 pub use cloud::CloudConfig;
 pub use containers::ContainersConfig;
 pub use delay_accounting::DelayAccountingConfig;
+pub use dns::DnsConfig;
 pub use export::Export;
 pub use interfaces::InterfaceStats;
 pub use kernel::{Debug, Kernel};
@@ -102,6 +104,9 @@ pub struct Config {
     /// Where the container runtimes keep their state (names, pods).
     #[serde(default)]
     pub containers: ContainersConfig,
+    /// DNS requests and answers, and destination names (README, "DNS").
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 impl Default for Config {
@@ -124,6 +129,7 @@ impl Default for Config {
             nat: NatConfig::default(),
             logs: LogsConfig::default(),
             containers: ContainersConfig::default(),
+            dns: DnsConfig::default(),
         }
     }
 }
@@ -259,6 +265,7 @@ impl Config {
         self.nat.validate()?;
         self.logs.validate()?;
         self.containers.validate()?;
+        self.dns.validate()?;
         Ok(warnings)
     }
 

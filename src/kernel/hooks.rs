@@ -16,6 +16,9 @@ pub enum HookKind {
     Cgroup,
     /// TC classifiers on interfaces (TCX links or netlink filters).
     Tc,
+    /// cgroup_skb programs on the cgroup v2 root (every packet of every
+    /// socket, egress and ingress).
+    CgroupSkb,
 }
 
 impl HookKind {
@@ -27,6 +30,7 @@ impl HookKind {
             HookKind::Syscalls => "syscalls",
             HookKind::Cgroup => "cgroup",
             HookKind::Tc => "tc",
+            HookKind::CgroupSkb => "cgroup_skb",
         }
     }
 
@@ -193,6 +197,12 @@ pub enum Attach {
         program: &'static str,
         attach: &'static str,
     },
+    /// cgroup_skb program attached to the cgroup v2 root: `egress` or
+    /// `ingress`.
+    CgroupSkb {
+        program: &'static str,
+        attach: &'static str,
+    },
 }
 
 impl Attach {
@@ -201,7 +211,8 @@ impl Attach {
             Attach::Tracepoint { program, .. }
             | Attach::Fexit { program, .. }
             | Attach::Kprobe { program, .. }
-            | Attach::Cgroup { program, .. } => program,
+            | Attach::Cgroup { program, .. }
+            | Attach::CgroupSkb { program, .. } => program,
         }
     }
 
@@ -221,6 +232,7 @@ impl Attach {
                 func, ret: true, ..
             } => format!("kretprobe/{func}"),
             Attach::Cgroup { attach, .. } => format!("cgroup/{attach}"),
+            Attach::CgroupSkb { attach, .. } => format!("cgroup_skb/{attach}"),
         }
     }
 
@@ -239,7 +251,13 @@ impl Attach {
                 func, ret: true, ..
             } => format!("kretprobe/{func}"),
             Attach::Cgroup { attach, .. } => format!("cgroup/{attach}"),
+            Attach::CgroupSkb { attach, .. } => format!("cgroup_skb/{attach}"),
         }
+    }
+
+    /// Attached to a cgroup (which can be detached from outside).
+    pub fn has_target(&self) -> bool {
+        matches!(self, Attach::Cgroup { .. } | Attach::CgroupSkb { .. })
     }
 }
 
@@ -282,6 +300,10 @@ const fn fx(program: &'static str, func: &'static str, args: usize) -> Attach {
 
 const fn cg(program: &'static str, attach: &'static str) -> Attach {
     Attach::Cgroup { program, attach }
+}
+
+const fn skb(program: &'static str, attach: &'static str) -> Attach {
+    Attach::CgroupSkb { program, attach }
 }
 
 /// Every feature, the core one first.
@@ -389,6 +411,20 @@ pub static FEATURES: &[Feature] = &[
         hooks: &[Hook {
             kind: HookKind::Tracepoint,
             programs: &[tp("on_net_dev_queue", "net", "net_dev_queue")],
+        }],
+    },
+    // Sockets are marked as DNS clients by the udp_peers programs
+    // (connect4/6, sendmsg4/6): without them this feature has nothing to see.
+    Feature {
+        name: "dns",
+        needed_for: "DNS requests, their answers and durations, and dst_name",
+        core: false,
+        hooks: &[Hook {
+            kind: HookKind::CgroupSkb,
+            programs: &[
+                skb("on_dns_egress", "egress"),
+                skb("on_dns_ingress", "ingress"),
+            ],
         }],
     },
 ];
@@ -505,7 +541,7 @@ pub fn precheck(hook: &Hook, kbtf: &KernelBtf) -> Option<String> {
                     return Some(format!("kernel function {func} not found in BTF"));
                 }
             }
-            Attach::Cgroup { .. } => {}
+            Attach::Cgroup { .. } | Attach::CgroupSkb { .. } => {}
         }
     }
     None
@@ -599,6 +635,8 @@ mod tests {
         assert!(names.contains(&"tracepoint/sock:sock_send_length".to_string()));
         assert!(names.contains(&"kretprobe/inet6_recvmsg".to_string()));
         assert!(names.contains(&"cgroup/recvmsg4".to_string()));
+        assert!(names.contains(&"cgroup_skb/egress".to_string()));
+        assert!(names.contains(&"dns:cgroup_skb".to_string()));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod attach;
 pub mod batch;
 mod btf_funcs;
 pub mod cgroup;
+pub mod dns;
 pub mod error;
 pub mod hooks;
 pub mod iface;
