@@ -175,6 +175,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         statsd_stats: Arc::new(StatsdStats::default()),
         cloud: sources.cloud,
         targets: targets.len(),
+        dst_names: sources.dns_names,
     }));
     // Cloud detection runs beside everything else and never delays
     // start-up; it starts once the agent can run at all, so a start that

@@ -111,8 +111,9 @@ impl StatsdExporter {
     /// Sends each span's duration as a distribution line (`|d`): metric
     /// `<prefix>.tx_duration_seconds`, value in seconds, tags `process`,
     /// `proto`, `dport` and `dst_ip` (the server end, IPv4-mapped IPv6
-    /// shown as IPv4 like the Prometheus labels) and `side`
-    /// (`client`/`server`). Returns how many lines reached the socket.
+    /// shown as IPv4 like the Prometheus labels), `side`
+    /// (`client`/`server`) and, when the process resolved the server's
+    /// address, `dst_name`. Returns how many lines reached the socket.
     pub fn observe_spans(&mut self, spans: &[FlowSpan]) -> usize {
         let sent_before = self.delivery.sent.load(Ordering::Relaxed);
         for span in spans {
@@ -123,13 +124,16 @@ impl StatsdExporter {
                 SpanSide::Client => "client",
                 SpanSide::Server => "server",
             };
-            let tags: [(Cow<'_, str>, Cow<'_, str>); 5] = [
+            let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = vec![
                 ("process".into(), tag_value(&span.process)),
                 ("proto".into(), tag_value(span.proto)),
                 ("dport".into(), dport.into()),
                 ("dst_ip".into(), dst_ip.into()),
                 ("side".into(), side.into()),
             ];
+            if !span.dst_name.is_empty() {
+                tags.push(("dst_name".into(), tag_value(&span.dst_name)));
+            }
             let line = self
                 .client
                 .distribution_with_tags(SPAN_METRIC, span.duration_seconds());
