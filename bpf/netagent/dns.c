@@ -104,18 +104,20 @@ static __always_inline bool dns_headers(struct __sk_buff *skb, struct dns_pkt *p
 }
 
 /* One message: `len` bytes of it at `off` (the rest is in later segments
- * or beyond the capture), `msg_len` in all. */
+ * or beyond the capture), `msg_len` in all. The record goes out with only
+ * the bytes it has, and wakes the agent only once the ring is a quarter
+ * full: the agent polls every 50 ms anyway, and a wakeup per message (an
+ * interrupt to the consumer's CPU) cost more than everything else here. */
 static __always_inline void dns_emit(struct __sk_buff *skb, const struct na_dns_owner *o,
 				     const struct dns_pkt *p, __u32 off, __u32 len, __u16 msg_len,
 				     __u8 dir)
 {
-	struct na_dns_event *ev = bpf_ringbuf_reserve(&dns_events, sizeof(*ev), 0);
-	__u32 cap = len;
+	__u32 zero = 0, cap = len;
+	struct na_dns_event *ev = bpf_map_lookup_elem(&dns_scratch, &zero);
+	__u64 flags;
 
-	if (!ev) {
-		dns_count_lost(NA_DNS_LOST_RINGBUF_FULL);
+	if (!ev)
 		return;
-	}
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->cgroup_id = o->cgroup_id;
 	ev->sock_cookie = bpf_get_socket_cookie(skb);
@@ -137,17 +139,22 @@ static __always_inline void dns_emit(struct __sk_buff *skb, const struct na_dns_
 	ev->direction = dir;
 	ev->_pad[0] = 0;
 	ev->_pad[1] = 0;
-	ev->cap_len = 0;
 	if (cap > NA_DNS_CAPTURE)
 		cap = NA_DNS_CAPTURE;
 	if (cap > 0) {
 		/* 1..NA_DNS_CAPTURE in a form the verifier can follow (a
 		 * power-of-two capture: the mask leaves the value as it is). */
 		cap = ((cap - 1) & (NA_DNS_CAPTURE - 1)) + 1;
-		if (!bpf_skb_load_bytes(skb, off, ev->data, cap))
-			ev->cap_len = cap;
+		if (bpf_skb_load_bytes(skb, off, ev->data, cap))
+			cap = 0;
 	}
-	bpf_ringbuf_submit(ev, 0);
+	ev->cap_len = cap;
+	flags = bpf_ringbuf_query(&dns_events, BPF_RB_AVAIL_DATA) >=
+			bpf_ringbuf_query(&dns_events, BPF_RB_RING_SIZE) / 4
+		? BPF_RB_FORCE_WAKEUP
+		: BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&dns_events, ev, sizeof(*ev) - NA_DNS_CAPTURE + cap, flags))
+		dns_count_lost(NA_DNS_LOST_RINGBUF_FULL);
 }
 
 /* A TCP segment of a DNS stream: the messages that start in it. */

@@ -42,6 +42,16 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } dns_events SEC(".maps");
 
+/* Where a record is assembled before it is copied to `dns_events` with
+ * only as many message bytes as it has (a ring buffer reservation has a
+ * fixed size: a 40-byte query would take all of NA_DNS_CAPTURE). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct na_dns_event);
+} dns_scratch SEC(".maps");
+
 /* Messages not seen, by enum na_dns_lost_reason. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -131,15 +131,25 @@ pub enum DecodeError {
     Capture(u16),
 }
 
-/// Decodes one record (size and fields checked; never panics).
+/// Bytes of a record before its message bytes.
+pub const HEADER: usize = std::mem::size_of::<DnsEvent>() - CAPTURE;
+
+/// Decodes one record: the header and `cap_len` message bytes (sizes and
+/// fields checked; never panics).
 pub fn decode(bytes: &[u8]) -> Result<DnsEvent, DecodeError> {
-    let want = std::mem::size_of::<DnsEvent>();
-    if bytes.len() != want {
-        return Err(DecodeError::Size(bytes.len(), want));
+    let full = std::mem::size_of::<DnsEvent>();
+    if bytes.len() < HEADER || bytes.len() > full {
+        return Err(DecodeError::Size(bytes.len(), HEADER));
     }
-    // SAFETY: the length is checked above and DnsEvent is plain old data
-    // (every bit pattern is valid); read_unaligned has no alignment demand.
-    let ev: DnsEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    let mut padded = [0u8; std::mem::size_of::<DnsEvent>()];
+    padded[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: `padded` is exactly a DnsEvent's size and DnsEvent is plain
+    // old data (every bit pattern is valid); read_unaligned has no
+    // alignment demand.
+    let ev: DnsEvent = unsafe { std::ptr::read_unaligned(padded.as_ptr().cast()) };
+    if HEADER + ev.cap_len as usize != bytes.len() {
+        return Err(DecodeError::Size(bytes.len(), HEADER + ev.cap_len as usize));
+    }
     if ev.proto != IPPROTO_TCP && ev.proto != IPPROTO_UDP {
         return Err(DecodeError::Proto(ev.proto));
     }
@@ -188,15 +198,18 @@ mod tests {
     #[test]
     fn records_are_checked() {
         let ev = event();
-        let b = bytes_of(&ev);
+        let b = bytes_of(&ev)[..HEADER + 3].to_vec();
         assert_eq!(decode(&b).unwrap().message(), &[7, 7, 7]);
         assert!(matches!(decode(&b[1..]), Err(DecodeError::Size(..))));
+        assert!(matches!(decode(&b[..HEADER - 1]), Err(DecodeError::Size(..))));
+        assert!(decode(&bytes_of(&ev)).is_err(), "cap_len says 3 bytes");
         let mut bad = ev;
         bad.proto = 1;
-        assert!(matches!(decode(&bytes_of(&bad)), Err(DecodeError::Proto(1))));
+        let cut = |e: &DnsEvent| bytes_of(e)[..HEADER + 3].to_vec();
+        assert!(matches!(decode(&cut(&bad)), Err(DecodeError::Proto(1))));
         let mut bad = ev;
         bad.direction = 9;
-        assert!(decode(&bytes_of(&bad)).is_err());
+        assert!(decode(&cut(&bad)).is_err());
         let mut bad = ev;
         bad.cap_len = 600;
         assert!(decode(&bytes_of(&bad)).is_err());

@@ -4,7 +4,7 @@
 //!
 //! The kernel (bpf/netagent/dns.c) sends every DNS message of a DNS client
 //! socket to the `dns_events` ring buffer. A thread of this source drains
-//! it and ends timed-out queries every 100 ms; a scrape, and every
+//! it and ends timed-out queries every 50 ms; a scrape, and every
 //! `dst_name` lookup, drains it first too, so what the kernel saw before
 //! the scrape is in it. Parsing (`message`), matching (`tracker`) and the
 //! name cache (`names`) are plain data, tested without a kernel.
@@ -131,7 +131,8 @@ impl DnsSource {
     }
 }
 
-/// Waits for records (or 100 ms, for timeouts), drains, until stopped.
+/// Waits for records (or 50 ms: the kernel wakes this thread only once its
+/// ring is a quarter full), drains, until stopped.
 fn read_loop(shared: &DnsShared) {
     let fd = shared.lock().maps.events.as_fd().as_raw_fd();
     while !shared.stop.load(Ordering::Relaxed) {
@@ -142,7 +143,7 @@ fn read_loop(shared: &DnsShared) {
         };
         // SAFETY: one valid pollfd; the ring buffer (and its fd) lives in
         // `shared`, which this thread holds.
-        let n = unsafe { libc::poll(&mut pfd, 1, 100) };
+        let n = unsafe { libc::poll(&mut pfd, 1, 50) };
         if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             tracing::warn!("poll on the DNS ring buffer failed; DNS is read at scrapes only");
             return;
