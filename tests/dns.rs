@@ -331,7 +331,11 @@ fn requests_answers_timeouts_durations_and_dst_name_are_exact() {
         ("dnsq", "AAAA", 2.0),
         ("dnsq", "SRV", 1.0),
     ] {
-        assert_eq!(hist(process, qtype, "_count", None), answered, "{process} {qtype}");
+        assert_eq!(
+            hist(process, qtype, "_count", None),
+            answered,
+            "{process} {qtype}"
+        );
         assert_eq!(
             hist(process, qtype, "_bucket", Some("0.025")),
             0.0,

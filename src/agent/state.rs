@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::collect::cloud::CloudState;
-use crate::collect::dns::DnsShared;
 use crate::collect::containers::CgroupResolver;
+use crate::collect::dns::DnsShared;
 use crate::collect::interfaces::InterfaceSource;
 use crate::collect::labels::{DstNames, HostOnly, Labeler, ProcessNames};
 use crate::collect::local_listeners::{self, NetnsAddrs};

@@ -73,12 +73,7 @@ impl DnsConfig {
                 });
             }
         }
-        range(
-            "dns.timeout_seconds",
-            &self.timeout_seconds,
-            0.1,
-            300.0,
-        )?;
+        range("dns.timeout_seconds", &self.timeout_seconds, 0.1, 300.0)?;
         range("dns.max_pending", &self.max_pending, 1, 1 << 20)?;
         range("dns.max_names", &self.max_names, 1, 1 << 20)?;
         range("dns.min_ttl_seconds", &self.min_ttl_seconds, 0, 86400)?;

@@ -201,7 +201,10 @@ mod tests {
         let b = bytes_of(&ev)[..HEADER + 3].to_vec();
         assert_eq!(decode(&b).unwrap().message(), &[7, 7, 7]);
         assert!(matches!(decode(&b[1..]), Err(DecodeError::Size(..))));
-        assert!(matches!(decode(&b[..HEADER - 1]), Err(DecodeError::Size(..))));
+        assert!(matches!(
+            decode(&b[..HEADER - 1]),
+            Err(DecodeError::Size(..))
+        ));
         assert!(decode(&bytes_of(&ev)).is_err(), "cap_len says 3 bytes");
         let mut bad = ev;
         bad.proto = 1;

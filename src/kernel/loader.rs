@@ -176,7 +176,11 @@ pub(super) fn open_object(
     let sockets = opts.max_sockets.max(1);
     let size = |used: bool, n: u32| if used { n } else { 1 };
     let dns_on = u8::from(opts.dns.is_some());
-    let dns_ports = opts.dns.as_ref().map(|d| d.port_slots()).unwrap_or_default();
+    let dns_ports = opts
+        .dns
+        .as_ref()
+        .map(|d| d.port_slots())
+        .unwrap_or_default();
     let dns_ring = opts.dns.as_ref().map_or(4096, |d| d.ring_bytes);
     EbpfLoader::new()
         .btf(Some(&kbtf.btf))
@@ -448,7 +452,10 @@ fn load_with(
     let span_events = take_map(&mut ebpf, "span_events")
         .ok()
         .and_then(|m| aya::maps::RingBuf::try_from(m).ok());
-    let dns = if features.iter().any(|f| f.feature == "dns" && f.hook.is_some()) {
+    let dns = if features
+        .iter()
+        .any(|f| f.feature == "dns" && f.hook.is_some())
+    {
         Some(super::dns::DnsMaps::take(&mut ebpf)?)
     } else {
         None
@@ -506,9 +513,10 @@ fn log_choice(
             // except cgroup hooks on a host without cgroup v2, which is
             // how that host is, not a fault (/health still lists it
             // under `features`).
-            let no_cgroup_v2 =
-                matches!(feature.hooks[0].kind, HookKind::Cgroup | HookKind::CgroupSkb)
-                    && !have_cgroup_v2;
+            let no_cgroup_v2 = matches!(
+                feature.hooks[0].kind,
+                HookKind::Cgroup | HookKind::CgroupSkb
+            ) && !have_cgroup_v2;
             for p in feature.hooks[0].programs.iter().filter(|_| !no_cgroup_v2) {
                 probes.push(ProbeInfo {
                     name: p.probe_name(),

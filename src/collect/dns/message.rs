@@ -29,8 +29,16 @@ pub struct Question {
 /// An answer record that says where a name is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    Addr { name: String, addr: IpAddr, ttl: u32 },
-    Cname { name: String, target: String, ttl: u32 },
+    Addr {
+        name: String,
+        addr: IpAddr,
+        ttl: u32,
+    },
+    Cname {
+        name: String,
+        target: String,
+        ttl: u32,
+    },
 }
 
 /// What could be read of one message.
@@ -214,7 +222,11 @@ mod tests {
             RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7)),
         ));
         let other = Name::from_ascii("unrelated.org.").unwrap();
-        m.add_answer(Record::from_rdata(other, 5, RData::A(A::new(198, 51, 100, 1))));
+        m.add_answer(Record::from_rdata(
+            other,
+            5,
+            RData::A(A::new(198, 51, 100, 1)),
+        ));
         m.to_vec().unwrap()
     }
 

@@ -139,7 +139,10 @@ mod tests {
         n.insert(&curl, 7, addr(2), &name, 30, 0);
         assert_eq!(n.lookup(&curl, 7, false, &addr(2), 31 * S), None);
         // A flow labelled once keeps its name after the TTL.
-        assert_eq!(n.lookup(&curl, 7, false, &addr(1), 10 * S), Some(name.clone()));
+        assert_eq!(
+            n.lookup(&curl, 7, false, &addr(1), 10 * S),
+            Some(name.clone())
+        );
         assert_eq!(n.lookup(&curl, 7, false, &addr(1), 100 * S), Some(name));
     }
 

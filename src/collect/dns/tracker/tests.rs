@@ -42,13 +42,23 @@ fn query(id: u16, name: &str, t: RecordType) -> Vec<u8> {
     m.to_vec().unwrap()
 }
 
-fn answer(id: u16, name: &str, t: RecordType, rcode: ResponseCode, addr: Option<[u8; 4]>) -> Vec<u8> {
+fn answer(
+    id: u16,
+    name: &str,
+    t: RecordType,
+    rcode: ResponseCode,
+    addr: Option<[u8; 4]>,
+) -> Vec<u8> {
     let mut m = Msg::new(id, MessageType::Response, OpCode::Query);
     m.metadata.response_code = rcode;
     let n = Name::from_ascii(name).unwrap();
     m.add_query(Query::query(n.clone(), t));
     if let Some(a) = addr {
-        m.add_answer(Record::from_rdata(n, 300, RData::A(A::from(std::net::Ipv4Addr::from(a)))));
+        m.add_answer(Record::from_rdata(
+            n,
+            300,
+            RData::A(A::from(std::net::Ipv4Addr::from(a))),
+        ));
     }
     m.to_vec().unwrap()
 }
@@ -79,7 +89,13 @@ fn answers_end_their_queries_with_rcode_and_duration() {
     t.on_event(&event(EGRESS, 1, &query(1, "a.test.", RecordType::A), 0));
     t.on_event(&event(EGRESS, 2, &query(2, "b.test.", RecordType::AAAA), 0));
     assert_eq!(t.pending(), 2);
-    let ok = answer(1, "a.test.", RecordType::A, ResponseCode::NoError, Some([192, 0, 2, 1]));
+    let ok = answer(
+        1,
+        "a.test.",
+        RecordType::A,
+        ResponseCode::NoError,
+        Some([192, 0, 2, 1]),
+    );
     t.on_event(&event(INGRESS, 1, &ok, 30 * MS));
     let nx = answer(2, "b.test.", RecordType::AAAA, ResponseCode::NXDomain, None);
     t.on_event(&event(INGRESS, 2, &nx, 31 * MS));
@@ -88,16 +104,25 @@ fn answers_end_their_queries_with_rcode_and_duration() {
     assert_eq!(count(&t, 28, 3), 1);
     let d: Vec<&Durations> = t.durations.values().collect();
     assert_eq!(d.len(), 2);
-    assert!(d.iter().all(|d| d.sum >= 0.030 && d.buckets.iter().sum::<u64>() == 1));
+    assert!(d
+        .iter()
+        .all(|d| d.sum >= 0.030 && d.buckets.iter().sum::<u64>() == 1));
     // The A record names the address for this process.
-    let name = t.names.lookup(&comm_bytes("getent"), 9, false, &mapped([192, 0, 2, 1]), MS);
+    let name = t
+        .names
+        .lookup(&comm_bytes("getent"), 9, false, &mapped([192, 0, 2, 1]), MS);
     assert_eq!(name.as_deref(), Some("a.test"));
 }
 
 #[test]
 fn unanswered_queries_time_out_and_late_answers_are_unmatched() {
     let mut t = tracker(0);
-    t.on_event(&event(EGRESS, 1, &query(1, "never.test.", RecordType::A), 0));
+    t.on_event(&event(
+        EGRESS,
+        1,
+        &query(1, "never.test.", RecordType::A),
+        0,
+    ));
     t.expire(999 * MS);
     assert_eq!(t.pending(), 1);
     t.expire(1000 * MS);
@@ -130,7 +155,12 @@ fn answers_must_match_socket_id_addresses_and_question() {
     let other = answer(1, "b.test.", RecordType::A, ResponseCode::NoError, None);
     t.on_event(&event(INGRESS, 1, &other, MS));
     // Another socket.
-    let mut ev = event(INGRESS, 1, &answer(1, "a.test.", RecordType::A, ResponseCode::NoError, None), MS);
+    let mut ev = event(
+        INGRESS,
+        1,
+        &answer(1, "a.test.", RecordType::A, ResponseCode::NoError, None),
+        MS,
+    );
     ev.sock_cookie = 78;
     t.on_event(&ev);
     // Another server, and TCP instead of UDP.
@@ -159,7 +189,13 @@ fn malformed_messages_are_counted_and_never_counted_as_requests() {
     assert_eq!(t.pending(), 0);
     // A cut answer still ends its query.
     t.on_event(&event(EGRESS, 1, &q, 0));
-    let a = answer(1, "a.test.", RecordType::A, ResponseCode::NoError, Some([192, 0, 2, 1]));
+    let a = answer(
+        1,
+        "a.test.",
+        RecordType::A,
+        ResponseCode::NoError,
+        Some([192, 0, 2, 1]),
+    );
     t.on_event(&event(INGRESS, 1, &a[..a.len() - 3], MS));
     assert_eq!(t.malformed, [1, 1, 1]);
     assert_eq!(count(&t, 1, 0), 1);
@@ -179,7 +215,10 @@ fn the_pending_table_is_bounded() {
 #[test]
 fn domains_are_capped_with_other() {
     let mut t = tracker(2);
-    for (id, name) in ["a.test.", "b.test.", "c.test.", "a.test."].iter().enumerate() {
+    for (id, name) in ["a.test.", "b.test.", "c.test.", "a.test."]
+        .iter()
+        .enumerate()
+    {
         let id = id as u16;
         t.on_event(&event(EGRESS, id, &query(id, name, RecordType::A), 0));
         t.expire(u64::MAX);
@@ -192,6 +231,10 @@ fn domains_are_capped_with_other() {
     domains.sort();
     assert_eq!(
         domains,
-        vec![("a.test".into(), 2), ("b.test".into(), 1), ("~other".into(), 1)]
+        vec![
+            ("a.test".into(), 2),
+            ("b.test".into(), 1),
+            ("~other".into(), 1)
+        ]
     );
 }

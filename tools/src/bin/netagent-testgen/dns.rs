@@ -264,7 +264,9 @@ pub fn dns_query(a: DnsQueryArgs) -> Result<std::process::ExitCode> {
         return Ok(std::process::ExitCode::SUCCESS);
     }
     for i in 0..a.count {
-        let id = (std::process::id() as u16).wrapping_mul(31).wrapping_add(i as u16);
+        let id = (std::process::id() as u16)
+            .wrapping_mul(31)
+            .wrapping_add(i as u16);
         let q = query_bytes(id, &name, qtype)?;
         let started = Instant::now();
         let answer: Option<Vec<u8>> = match tcp.as_mut() {
