@@ -94,7 +94,9 @@ static __always_inline bool dns_headers(struct __sk_buff *skb, struct dns_pkt *p
 			return false;
 		p->sport = bpf_ntohs(tcp.source);
 		p->dport = bpf_ntohs(tcp.dest);
-		p->seq = bpf_ntohl(tcp.seq);
+		/* Data in a SYN (TCP Fast Open) starts after the SYN's own
+		 * sequence number. */
+		p->seq = bpf_ntohl(tcp.seq) + tcp.syn;
 		p->off = l4 + tcp.doff * 4;
 	} else {
 		return false;

@@ -45,8 +45,8 @@ struct Inner {
 }
 
 impl Inner {
-    /// Takes every record the kernel has written, then ends timed-out
-    /// queries.
+    /// Takes every record the kernel has written (cheap when there is
+    /// none: two reads of the ring's positions).
     fn drain(&mut self) {
         while let Some(item) = self.maps.events.next() {
             match decode(&item) {
@@ -55,6 +55,12 @@ impl Inner {
                 Err(e) => tracing::warn!(error = %e, "bad DNS record"),
             }
         }
+    }
+
+    /// Drains, then ends timed-out queries (a walk over every pending
+    /// query: the reader thread's and the scrape's, not every lookup's).
+    fn drain_and_expire(&mut self) {
+        self.drain();
         self.tracker.expire(monotonic_ns());
     }
 }
@@ -148,7 +154,7 @@ fn read_loop(shared: &DnsShared) {
             tracing::warn!("poll on the DNS ring buffer failed; DNS is read at scrapes only");
             return;
         }
-        shared.lock().drain();
+        shared.lock().drain_and_expire();
     }
 }
 
@@ -159,7 +165,7 @@ impl Collector for DnsSource {
 
     fn collect(&self, scrape: &mut Scrape<'_, '_>) -> anyhow::Result<()> {
         let mut inner = self.shared.lock();
-        inner.drain();
+        inner.drain_and_expire();
         let t = &inner.tracker;
         let labeler = &mut *scrape.labeler;
         let mut owners: BTreeMap<([u8; COMM_LEN], u64), Option<Labels>> = BTreeMap::new();

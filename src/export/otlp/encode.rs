@@ -445,4 +445,18 @@ mod tests {
         assert!(host_attrs.iter().all(|(k, _)| !k.starts_with("k8s.")));
         assert!(host_attrs.contains(&("container.id".into(), String::new())));
     }
+
+    #[test]
+    fn a_resolved_server_is_named_in_client_spans_only() {
+        let mut sp = span(Arc::default());
+        let a = attrs(&encode_span(&sp).attributes);
+        assert!(a.contains(&("server.address".into(), "10.0.0.2".into())));
+        assert!(a.iter().all(|(k, _)| k != "dst_name"));
+        sp.dst_name = "api.shop.test".into();
+        let a = attrs(&encode_span(&sp).attributes);
+        assert!(a.contains(&("server.address".into(), "api.shop.test".into())));
+        assert!(a.contains(&("dst_name".into(), "api.shop.test".into())));
+        assert!(a.contains(&("dst_ip".into(), "10.0.0.2".into())));
+        assert!(a.contains(&("network.peer.address".into(), "10.0.0.2".into())));
+    }
 }

@@ -305,9 +305,13 @@ mod tests {
                 "[::ffff:10.0.0.1]:40000",
             ),
             span(SpanSide::Client, "[fd00::1]:40000", "[fd00::2]:443"),
+            FlowSpan {
+                dst_name: "api.test".into(),
+                ..span(SpanSide::Client, "10.0.0.1:40001", "10.0.0.3:80")
+            },
         ];
         let n = exp.observe_spans(&spans);
-        assert_eq!(n, 3);
+        assert_eq!(n, 4);
         let lines = parse_all(&recv_lines(&rx, n));
         let tags: Vec<String> = lines.iter().map(|l| l.tags.join(",")).collect();
         assert_eq!(
@@ -316,6 +320,7 @@ mod tests {
                 "process:my_app,proto:tcp,dport:80,dst_ip:10.0.0.2,side:client,env:prod",
                 "process:my_app,proto:tcp,dport:80,dst_ip:10.0.0.2,side:server,env:prod",
                 "process:my_app,proto:tcp,dport:443,dst_ip:fd00::2,side:client,env:prod",
+                "process:my_app,proto:tcp,dport:80,dst_ip:10.0.0.3,side:client,dst_name:api.test,env:prod",
             ]
         );
         for l in &lines {
