@@ -412,3 +412,57 @@ fn requests_answers_timeouts_durations_and_dst_name_are_exact() {
     let _ = dns_srv.kill();
     let _ = dns_srv.wait();
 }
+
+/// DNS depends on the udp_peers programs that mark its sockets: without one
+/// of them it is reported unavailable with the reason (and everything else
+/// runs); `dns.enabled: false` loads none of its programs; a udp_peers
+/// program DNS does not need leaves it on.
+#[test]
+fn dns_follows_its_marking_programs_and_its_switch() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let dns_feature = |agent: &Agent| -> serde_json::Value {
+        let (_, health) = health(agent.port);
+        health["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["feature"] == "dns")
+            .cloned()
+            .unwrap_or_else(|| panic!("no dns feature: {health}"))
+    };
+    let holds = |agent: &Agent, program: &str| {
+        programs_of(agent.child.id())
+            .iter()
+            .any(|(_, n)| n == kernel_prog_name(program))
+    };
+    let agent = Agent::start_with_yaml("debug:\n  disable_probes: [\"cgroup/sendmsg6\"]\n");
+    let f = dns_feature(&agent);
+    assert_eq!(f["available"], false, "{f}");
+    assert!(
+        f["rejected"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("mark DNS sockets")),
+        "{f}"
+    );
+    assert!(!holds(&agent, "on_dns_egress"));
+    drop(agent);
+    let agent = Agent::start_with_yaml("debug:\n  disable_probes: [\"cgroup/recvmsg4\"]\n");
+    assert_eq!(dns_feature(&agent)["available"], true);
+    assert!(holds(&agent, "on_dns_egress") && holds(&agent, "on_dns_ingress"));
+    drop(agent);
+    let agent = Agent::start_with_yaml("dns:\n  enabled: false\n");
+    let f = dns_feature(&agent);
+    assert_eq!(f["available"], false, "{f}");
+    assert!(
+        f["rejected"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("dns.enabled is false")),
+        "{f}"
+    );
+    assert!(!holds(&agent, "on_dns_egress") && !holds(&agent, "on_dns_ingress"));
+    let m = agent.metrics();
+    assert!(m.series("netagent_dns_requests_total").is_empty());
+}

@@ -16,6 +16,15 @@ pub const MAX_PORTS: usize = 8;
 /// `enum na_dns_lost_reason`, as `netagent_events_lost_total{reason}`.
 pub const LOST_REASONS: [&str; 2] = ["dns_ringbuf_full", "dns_sock_storage_full"];
 
+/// The udp_peers probes that mark DNS sockets (dns_mark in
+/// bpf/netagent/dns.h): without all of them the DNS feature is off.
+pub const MARKING_PROBES: [&str; 4] = [
+    "cgroup/connect4",
+    "cgroup/connect6",
+    "cgroup/sendmsg4",
+    "cgroup/sendmsg6",
+];
+
 /// `enum na_dns_direction`.
 pub const EGRESS: u8 = 0;
 pub const INGRESS: u8 = 1;
@@ -48,10 +57,15 @@ pub struct DnsMaps {
 }
 
 impl DnsMaps {
+    /// Takes the maps out of the loaded object.
     pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, KernelError> {
-        let events = RingBuf::try_from(super::loader::take_map(ebpf, "dns_events")?)
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| KernelError::Object(format!("map {name} not found")))
+        };
+        let events = RingBuf::try_from(take("dns_events")?)
             .map_err(|e| KernelError::Object(format!("dns_events: {e}")))?;
-        let lost = PerCpuArray::try_from(super::loader::take_map(ebpf, "dns_lost")?)
+        let lost = PerCpuArray::try_from(take("dns_lost")?)
             .map_err(|e| KernelError::Object(format!("dns_lost: {e}")))?;
         Ok(Self { events, lost })
     }

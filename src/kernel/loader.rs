@@ -304,6 +304,8 @@ fn load_with(
     let mut probes = Vec::new();
     let mut features = Vec::new();
     let mut udp_destinations = false;
+    // The udp_peers programs that mark DNS sockets are attached.
+    let mut dns_marking = false;
     // The mode the next load needs, if any: a message hook of another mode
     // is next in line, or the cgroup hooks could not load with storage.
     let mut next: Option<ObjectMode> = None;
@@ -335,7 +337,7 @@ fn load_with(
                 reject(why);
                 continue;
             }
-            if feature.name == "dns" && !udp_destinations {
+            if feature.name == "dns" && !dns_marking {
                 reject(
                     "the udp_peers cgroup hooks (connect4/6, sendmsg4/6), which mark DNS \
                      sockets, are not all attached"
@@ -395,6 +397,10 @@ fn load_with(
                     }
                     if hook.kind == HookKind::Cgroup {
                         udp_destinations = attached.iter().all(|a| a.prog_id != 0);
+                        dns_marking = attached
+                            .iter()
+                            .filter(|a| super::dns::MARKING_PROBES.contains(&a.name.as_str()))
+                            .all(|a| a.prog_id != 0);
                     }
                     probes.append(&mut attached);
                     status.hook = Some(hook.kind);
@@ -549,7 +555,7 @@ pub fn probe_names() -> Vec<String> {
 }
 
 /// A second descriptor of a hash map (for batch reads).
-pub(super) fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, KernelError> {
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, KernelError> {
     ebpf.take_map(name)
         .ok_or_else(|| KernelError::Object(format!("map {name} not found")))
 }
