@@ -13,6 +13,7 @@
 
 mod common;
 use common::netns::{cleanup_stale, testgen_in, NetnsPair, NsServer};
+use common::receivers::{AttrValue, OtlpReceiver};
 use common::*;
 use std::path::PathBuf;
 use std::process::Command;
@@ -161,12 +162,15 @@ fn requests_answers_timeouts_durations_and_dst_name_are_exact() {
     };
     let _etc = NetnsEtc::new(&net.a, &srv4);
     let getent = Getent::new();
+    let receiver = OtlpReceiver::grpc();
     let agent = Agent::start_with_yaml(&format!(
         "targets:\n  - name: \"getent\"\n    match_comm: \"{}\"\n  \
          - name: \"dnsq\"\n    match_comm: \"{}\"\n\
-         dns:\n  timeout_seconds: 2\n",
+         dns:\n  timeout_seconds: 2\n\
+         otel:\n  endpoint: \"{}\"\n  protocol: grpc\n",
         getent_comm(),
-        query_comm()
+        query_comm(),
+        receiver.endpoint()
     ));
     // The DNS programs are attached, and their ids for the run-time stats.
     let progs = programs_of(agent.child.id());
@@ -400,6 +404,34 @@ fn requests_answers_timeouts_durations_and_dst_name_are_exact() {
         ],
     );
     assert_eq!(bytes, 1.0, "{edges:#?}");
+    // The client spans of those connections name the server too.
+    let r = receiver.wait_for(Duration::from_secs(15), |r| {
+        r.spans.iter().filter(|s| s.kind == 3).count() >= 2
+    });
+    for (ip, port, name) in [
+        (&web_ip4, &web4, "web.test"),
+        (&web_ip6, &web6, "alias6.test"),
+    ] {
+        let span = r
+            .spans
+            .iter()
+            .find(|s| {
+                s.kind == 3
+                    && s.attributes.get("dst_ip") == Some(&AttrValue::Str(ip.to_string()))
+                    && s.attributes.get("dport") == Some(&AttrValue::Int(port.parse().unwrap()))
+            })
+            .unwrap_or_else(|| panic!("no client span to {ip}:{port}: {r:?}"));
+        assert_eq!(
+            span.attributes.get("dst_name"),
+            Some(&AttrValue::Str(name.into())),
+            "{span:?}"
+        );
+        assert_eq!(
+            span.attributes.get("server.address"),
+            Some(&AttrValue::Str(name.into())),
+            "{span:?}"
+        );
+    }
     // The DNS server's own address was never resolved: no name there.
     assert!(
         m.series("netagent_edge_total")

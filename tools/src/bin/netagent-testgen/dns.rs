@@ -10,8 +10,9 @@
 //!
 //! The client sends queries from one unconnected UDP socket (sendto) or
 //! over one TCP connection, waits for each answer (or its own timeout),
-//! and can then connect to the first address it got: the flow whose edge
-//! the agent should label with the name.
+//! and can then connect to the first address it got and make one
+//! request/response: the flow whose edge and span the agent should label
+//! with the name.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -72,7 +73,8 @@ pub struct DnsQueryArgs {
     #[arg(long, value_name = "N")]
     pub garbage: Option<usize>,
     /// After the answers, connect over TCP to the first address received
-    /// at this port and send one byte.
+    /// at this port, send one byte and read one back (an echo server's:
+    /// one request/response).
     #[arg(long, value_name = "PORT")]
     pub connect_port: Option<u16>,
 }
@@ -328,6 +330,9 @@ pub fn dns_query(a: DnsQueryArgs) -> Result<std::process::ExitCode> {
         let mut s = TcpStream::connect_timeout(&SocketAddr::new(addr, port), timeout)
             .context("connect to the resolved address")?;
         s.write_all(b"x")?;
+        s.set_read_timeout(Some(timeout))?;
+        let mut echo = [0u8; 1];
+        s.read_exact(&mut echo).context("read the echo")?;
         connected = Some(SocketAddr::new(addr, port).to_string());
     }
     print_json(&json!({
