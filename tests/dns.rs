@@ -118,7 +118,7 @@ fn requests_answers_timeouts_durations_and_dst_name_are_exact() {
     let mut net = NetnsPair::new("dns");
     let leg = net.add_leg("dns");
     let (web_ns, web_ip4, web_ip6) = (leg.ns.clone(), leg.ip.to_string(), leg.ip6.to_string());
-    let srv4 = net.b_ip.to_string();
+    let (srv4, srv6) = (net.b_ip.to_string(), net.b_ip6.to_string());
     // A TCP listener where the names point (behind the DNS server's
     // namespace, so the server's own address is never a resolved one),
     // for the connections after a lookup.
@@ -243,6 +243,23 @@ fn requests_answers_timeouts_durations_and_dst_name_are_exact() {
     ]);
     assert_eq!(out["results"][0]["rcode"], "timeout", "{out}");
     q(&["--name", "x", "--garbage", "5"]);
+    // To the server's IPv6 address (sendmsg6 marks the socket).
+    let dns6 = format!("[{srv6}]:53");
+    let (code, out) = testgen_in(
+        &net,
+        &net.a,
+        query_comm(),
+        &[
+            "dns-query",
+            "--server",
+            &dns6,
+            "--name",
+            "web.test",
+            "--qtype",
+            "AAAA",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
     let web4 = web.port("tcp4").to_string();
     let out = q(&[
         "--tcp",
@@ -315,7 +332,17 @@ fn requests_answers_timeouts_durations_and_dst_name_are_exact() {
             "{process} {qtype} {rcode}; all: {all:#?}"
         );
     }
-    assert_eq!(all.len(), expect.len(), "{all:#?}");
+    let v6 = m.get(
+        "netagent_dns_requests_total",
+        &[
+            ("process", "dnsq"),
+            ("server", &srv6),
+            ("qtype", "AAAA"),
+            ("rcode", "NOERROR"),
+        ],
+    );
+    assert_eq!(v6, 1.0, "{all:#?}");
+    assert_eq!(all.len(), expect.len() + 1, "{all:#?}");
 
     // Durations: one per answered request, none below the server's delay.
     let hist = |process: &str, qtype: &str, suffix: &str, le: Option<&str>| {
@@ -332,7 +359,7 @@ fn requests_answers_timeouts_durations_and_dst_name_are_exact() {
         ("getent", "A", 8.0),
         ("getent", "AAAA", 2.0),
         ("dnsq", "A", 4.0),
-        ("dnsq", "AAAA", 2.0),
+        ("dnsq", "AAAA", 3.0),
         ("dnsq", "SRV", 1.0),
     ] {
         assert_eq!(
