@@ -4,8 +4,9 @@
  * on the cgroup v2 root see every packet of every socket on the host,
  * egress in the sender's context and ingress when the packet is queued to
  * its socket, so an answer is attributed through the socket that receives
- * it, never through whatever task softirq interrupted. Sockets that are
- * not DNS clients cost one socket-local storage lookup per packet.
+ * it, never through whatever task softirq interrupted. A connected socket
+ * whose peer port is no DNS port (every TCP connection but DNS ones) costs
+ * a look at that port; any other socket one socket-local storage lookup.
  *
  * Each DNS message becomes one `dns_events` record: the owner, the socket
  * cookie, both ends, the direction, a timestamp and the message's first
@@ -210,6 +211,11 @@ static __always_inline void dns_packet(struct __sk_buff *skb, __u8 dir)
 	struct dns_pkt p;
 
 	if (!sk)
+		return;
+	/* A connected socket (every TCP one that carries data) names its
+	 * peer: a peer port that is no DNS port ends it here, before any
+	 * helper. Unconnected UDP sockets (port 0) go on to the lookup. */
+	if (sk->dst_port && !dns_port(bpf_ntohs(sk->dst_port)))
 		return;
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
