@@ -16,6 +16,7 @@
  *   iter/tcp                    once at start: TCP sockets older than the agent
  *   cgroup/sendmsg4, sendmsg6   peer of an unconnected UDP sendto()
  *   cgroup/recvmsg4, recvmsg6   peer of an unconnected UDP recvfrom()
+ *   cgroup_skb/egress, ingress  DNS messages of sockets that sendmsg/connect marked
  *
  * Per-socket state: TCP sockets of tracked processes live in `tcp_socks`,
  * keyed by the socket's address from connect / accept / listen to close
@@ -49,6 +50,7 @@
  *   netagent/hist.h           histograms
  *   netagent/nat.h            translations found in another namespace, taken by the socket
  *   netagent/messages.h       what one message counts, for every message hook
+ *   netagent/dns.h            DNS client sockets and their owners, DNS maps (marked from udp_peers.c)
  *   netagent/tcp_lifecycle.c  tp_btf/inet_sock_set_state
  *   netagent/tcp_health.c     tp_btf/tcp_retransmit_skb, tcp_send_reset, tcp_receive_reset
  *   netagent/udp_peers.c      cgroup/sendmsg4|6, recvmsg4|6, connect4|6
@@ -57,6 +59,7 @@
  *   netagent/syscalls.c       tp_btf/sys_enter + sys_exit (x86-64)
  *   netagent/nat.c            tp_btf/net_dev_queue: where connections really go (DNAT)
  *   netagent/seed.c           iter/tcp: connections and listeners older than the agent
+ *   netagent/dns.c            cgroup_skb/egress, ingress: DNS messages of marked sockets
  * netagent.h holds the ABI shared with the agent (mirrored in
  * src/kernel/abi.rs), vmlinux_min.h the kernel types read (CO-RE).
  */
@@ -76,6 +79,7 @@ char LICENSE[] SEC("license") = "GPL";
 #include "netagent/hist.h"
 #include "netagent/nat.h"
 #include "netagent/messages.h"
+#include "netagent/dns.h"
 
 /* Programs, one family per file; this order is the order of their
  * sections in the object. */
@@ -87,3 +91,4 @@ char LICENSE[] SEC("license") = "GPL";
 #include "netagent/syscalls.c"
 #include "netagent/nat.c"
 #include "netagent/seed.c"
+#include "netagent/dns.c"

@@ -235,4 +235,58 @@ struct na_oom_proc {
 	__u64 start_ns; /* the group leader's start_time: pids are reused, this pair is not */
 };
 
+/* ---- DNS (netagent/dns.h, dns.c) ---- */
+
+/* Bytes of a DNS message copied to the agent (header, question and the
+ * first answers); the message's own length is sent too. */
+#define NA_DNS_CAPTURE 512
+/* Server ports that make a socket a DNS client (load-time `dns_ports`). */
+#define NA_DNS_PORTS 8
+
+/* Reasons a DNS message was not seen (index into the `dns_lost` per-CPU
+ * array), exported as netagent_events_lost_total{reason="dns_..."}. */
+enum na_dns_lost_reason {
+	NA_DNS_LOST_RINGBUF_FULL = 0, /* `dns_events` full: a message was not sent to the agent */
+	NA_DNS_LOST_STORAGE = 1,      /* a DNS socket could not be marked (no memory) */
+	NA_DNS_LOST_REASONS = 2,
+};
+
+/* Which way a DNS message went, seen from the socket. */
+enum na_dns_direction {
+	NA_DNS_EGRESS = 0,  /* sent by the socket's owner (a query) */
+	NA_DNS_INGRESS = 1, /* received (an answer) */
+};
+
+/* `dns_socks` value (socket-local storage): a socket that connected or
+ * sent to a DNS port, its owner at that moment (process context), and
+ * where the next DNS message starts in each direction of a TCP stream. */
+struct na_dns_owner {
+	__u8 comm[NA_COMM_LEN];
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 tcp_next[2];   /* by enum na_dns_direction: sequence number of the next message */
+	__u16 tcp_body[2];   /* non-zero: the message at tcp_next has this length, its prefix was seen */
+	__u8 tcp_synced[2];  /* tcp_next is valid */
+	__u8 _pad[6];
+};
+
+/* `dns_events` ring buffer record: one DNS message of a marked socket. */
+struct na_dns_event {
+	__u64 ts_ns;       /* bpf_ktime_get_ns (CLOCK_MONOTONIC) when the packet passed */
+	__u64 cgroup_id;   /* the socket owner's */
+	__u64 sock_cookie; /* kernel socket cookie */
+	__u8 comm[NA_COMM_LEN];
+	__u8 laddr[16];    /* the socket's end (IPv4 mapped into IPv6) */
+	__u8 raddr[16];    /* the DNS server's */
+	__u32 pid;
+	__u16 lport;
+	__u16 rport;
+	__u16 msg_len;     /* the DNS message's length: UDP payload, or TCP length prefix */
+	__u16 cap_len;     /* bytes of it in data (at most NA_DNS_CAPTURE) */
+	__u8 proto;        /* IPPROTO_UDP or IPPROTO_TCP */
+	__u8 direction;    /* enum na_dns_direction */
+	__u8 _pad[2];
+	__u8 data[NA_DNS_CAPTURE];
+};
+
 #endif /* NETAGENT_H */

@@ -144,6 +144,7 @@ fn one_hundred_thousand_destinations_stay_within_the_series_cap() {
             ("dst_ip", "~other"),
             ("actual_dst_ip", "~other"),
             ("actual_dport", "~other"),
+            ("dst_name", "~other"),
         ],
     );
     assert_eq!(other, (n as usize - cap) as f64);

@@ -61,13 +61,15 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 /// The alerts of deploy/prometheus/netagent.rules.yml.
-const ALERTS: [&str; 6] = [
+const ALERTS: [&str; 8] = [
     "NetagentDown",
     "NetagentEventsLost",
     "NetagentConnectFailuresSpike",
     "NetagentHighRetransmitRatio",
     "NetagentSeriesCapHit",
     "NetagentProbeDown",
+    "NetagentDnsFailures",
+    "NetagentDnsSlow",
 ];
 
 /// The capabilities every deployment grants (systemd unit, Dockerfile,

@@ -2,8 +2,9 @@
 /*
  * UDP peers: the cgroup sock_addr hooks that see the address of an
  * unconnected UDP send or receive, which the socket does not hold, and
- * leave it for the message hook that follows (messages.h). Part of
- * netagent.bpf.c.
+ * leave it for the message hook that follows (messages.h); and, for DNS,
+ * mark sockets that connect or send to a DNS port (dns_mark, dns.h). Part
+ * of netagent.bpf.c.
  */
 #include <linux/types.h>
 #include <linux/in.h>
@@ -14,6 +15,7 @@
 #include "maps.h"
 #include "addr.h"
 #include "sock.h"
+#include "dns.h"
 
 /* cgroup sock_addr hooks run just before the send / just after the receive
  * of an unconnected UDP socket, in the same task as the tracepoint that
@@ -88,6 +90,7 @@ static __always_inline void remember_connect(struct bpf_sock_addr *ctx)
 SEC("cgroup/sendmsg4")
 int on_sendmsg4(struct bpf_sock_addr *ctx)
 {
+	dns_mark(ctx);
 	remember_peer4(ctx, NA_DIR_OUTBOUND);
 	return 1;
 }
@@ -95,6 +98,7 @@ int on_sendmsg4(struct bpf_sock_addr *ctx)
 SEC("cgroup/sendmsg6")
 int on_sendmsg6(struct bpf_sock_addr *ctx)
 {
+	dns_mark(ctx);
 	remember_peer6(ctx, NA_DIR_OUTBOUND);
 	return 1;
 }
@@ -116,6 +120,7 @@ int on_recvmsg6(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int on_connect4(struct bpf_sock_addr *ctx)
 {
+	dns_mark(ctx);
 	remember_connect(ctx);
 	return 1;
 }
@@ -123,6 +128,7 @@ int on_connect4(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int on_connect6(struct bpf_sock_addr *ctx)
 {
+	dns_mark(ctx);
 	remember_connect(ctx);
 	return 1;
 }

@@ -108,6 +108,10 @@ pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
             .map(std::path::PathBuf::from),
         nat: cfg.nat.enabled,
         nat_max_pending: cfg.nat.max_pending.value,
+        dns: cfg.dns.enabled.then(|| crate::kernel::dns::DnsOptions {
+            ports: cfg.dns.port_list(),
+            ring_bytes: cfg.dns.ring_bytes.value,
+        }),
     })
 }
 
@@ -162,6 +166,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         statsd_stats: Arc::new(StatsdStats::default()),
         cloud: sources.cloud,
         targets: targets.len(),
+        dst_names: sources.dns_names,
     }));
     // Cloud detection runs beside everything else and never delays
     // start-up; it starts once the agent can run at all, so a start that

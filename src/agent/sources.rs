@@ -10,6 +10,7 @@ use anyhow::Context;
 use crate::collect::bpf_self::BpfSelfCollector;
 use crate::collect::cloud::{self, CloudState, Detector};
 use crate::collect::delayacct::DelayAccounting;
+use crate::collect::dns::{DnsShared, DnsSource};
 use crate::collect::interfaces::{InterfaceFilter, InterfaceSource, InterfaceWatcher};
 use crate::collect::labels::ProcessNames;
 use crate::collect::logs::LogCollector;
@@ -31,6 +32,8 @@ pub struct Sources {
     pub cloud: Arc<CloudState>,
     /// The background cloud detection; dropping it stops it.
     pub cloud_detector: Option<Detector>,
+    /// The names processes resolved (`dst_name`), when DNS runs.
+    pub dns_names: Option<Arc<DnsShared>>,
 }
 
 /// Starts the sources the config enables. A source whose kernel hook is
@@ -41,7 +44,20 @@ pub fn start(
     names: &ProcessNames,
     sockets: Arc<Sockets>,
 ) -> anyhow::Result<Sources> {
+    // Taken before `sockets` moves into the list.
+    let dns_maps = sockets.take_dns();
     let mut collectors: Vec<Arc<dyn Collector>> = vec![sockets];
+    let mut dns_names = None;
+    if let Some(maps) = dns_maps {
+        let dns = DnsSource::start(
+            maps,
+            &cfg.dns,
+            cfg.limits.max_series,
+            cfg.limits.max_series_per_metric,
+        );
+        dns_names = Some(dns.names());
+        collectors.push(Arc::new(dns));
+    }
     collectors.push(Arc::new(OomKills::start(
         &cfg.oom_kills,
         &opts.disabled_probes,
@@ -85,5 +101,6 @@ pub fn start(
         interfaces,
         cloud,
         cloud_detector,
+        dns_names,
     })
 }

@@ -10,8 +10,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::collect::cloud::CloudState;
 use crate::collect::containers::CgroupResolver;
+use crate::collect::dns::DnsShared;
 use crate::collect::interfaces::InterfaceSource;
-use crate::collect::labels::{HostOnly, Labeler, ProcessNames};
+use crate::collect::labels::{DstNames, HostOnly, Labeler, ProcessNames};
 use crate::collect::local_listeners::{self, NetnsAddrs};
 use crate::collect::sockets::Sockets;
 use crate::collect::{connections, Collector, ProbeStatus, Scrape};
@@ -47,6 +48,8 @@ pub struct Agent {
     started: Instant,
     last_scrape: Mutex<Option<SystemTime>>,
     targets: usize,
+    /// Names processes resolved, for `dst_name` (None without DNS).
+    dst_names: Option<Arc<DnsShared>>,
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -70,6 +73,7 @@ pub struct Parts {
     pub statsd_stats: Arc<StatsdStats>,
     pub cloud: Arc<CloudState>,
     pub targets: usize,
+    pub dst_names: Option<Arc<DnsShared>>,
 }
 
 impl Agent {
@@ -89,6 +93,7 @@ impl Agent {
             started: Instant::now(),
             last_scrape: Mutex::new(None),
             targets: p.targets,
+            dst_names: p.dst_names,
         }
     }
 
@@ -96,12 +101,13 @@ impl Agent {
     /// (pruned of removed cgroups when it is time).
     pub fn with_labeler<R>(&self, f: impl FnOnce(&mut Labeler) -> R) -> R {
         let mut containers = lock(&self.containers);
+        let dst_names = self.dst_names.as_deref().map(|d| d as &dyn DstNames);
         match containers.as_mut() {
             Some(resolver) => {
                 resolver.maybe_prune();
-                f(&mut Labeler::new(&self.names, resolver))
+                f(&mut Labeler::new(&self.names, resolver).with_dst_names(dst_names))
             }
-            None => f(&mut Labeler::new(&self.names, &mut HostOnly)),
+            None => f(&mut Labeler::new(&self.names, &mut HostOnly).with_dst_names(dst_names)),
         }
     }
 

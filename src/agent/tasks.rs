@@ -67,7 +67,11 @@ pub async fn read_spans(
                 .filter_map(|ev| {
                     let process = labeler.process(&ev.comm)?;
                     let identity = labeler.identity(ev.cgroup_id);
-                    Some(decoder.span(ev, process, identity))
+                    let mut span = decoder.span(ev, process, identity);
+                    if ev.direction == crate::kernel::abi::DIR_OUTBOUND {
+                        span.dst_name = labeler.dst_name(&ev.comm, ev.cgroup_id, &ev.raddr);
+                    }
+                    Some(span)
                 })
                 .collect()
         });

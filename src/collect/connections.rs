@@ -40,6 +40,7 @@ fn edge_labels(l: &KeyLabels) -> Labels {
         ("dst_ip", l.dst_ip.clone()),
         ("actual_dst_ip", l.actual_dst_ip.clone()),
         ("actual_dport", l.actual_dport.clone()),
+        ("dst_name", l.dst_name.clone()),
     ]
 }
 

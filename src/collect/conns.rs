@@ -208,6 +208,7 @@ mod tests {
                 actual_dst_ip: String::new(),
                 actual_dport: String::new(),
                 direction: "inbound",
+                dst_name: String::new(),
             },
             FlowStats {
                 resets_sent: sent,

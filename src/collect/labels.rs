@@ -91,6 +91,23 @@ pub struct KeyLabels {
     pub actual_dst_ip: String,
     pub actual_dport: String,
     pub direction: &'static str,
+    /// The name the owner resolved to `dst_ip` (outbound only; empty when
+    /// unknown): see [`DstNames`].
+    pub dst_name: String,
+}
+
+/// Names that processes resolved, for `dst_name` (the DNS source keeps
+/// them, src/collect/dns/).
+pub trait DstNames: Send + Sync {
+    /// The name that the process `comm` of `cgroup_id` (or, in a
+    /// container, any process of that container) resolved to `addr`.
+    fn dst_name(
+        &self,
+        comm: &[u8; COMM_LEN],
+        cgroup_id: u64,
+        in_container: bool,
+        addr: &[u8; 16],
+    ) -> Option<Arc<str>>;
 }
 
 /// Where a labeler gets identities from: the agent's cgroup cache, or
@@ -153,6 +170,7 @@ pub struct Labeler<'a> {
     names: &'a ProcessNames,
     identities: &'a mut dyn Identities,
     by_cgroup: HashMap<u64, Arc<Identity>>,
+    dst_names: Option<&'a dyn DstNames>,
 }
 
 impl<'a> Labeler<'a> {
@@ -161,7 +179,26 @@ impl<'a> Labeler<'a> {
             names,
             identities,
             by_cgroup: HashMap::new(),
+            dst_names: None,
         }
+    }
+
+    /// Labels outbound peers with the names their owners resolved.
+    pub fn with_dst_names(mut self, names: Option<&'a dyn DstNames>) -> Self {
+        self.dst_names = names;
+        self
+    }
+
+    /// The name `comm` of `cgroup_id` resolved to `addr`; empty when none.
+    pub fn dst_name(&mut self, comm: &[u8; COMM_LEN], cgroup_id: u64, addr: &[u8; 16]) -> String {
+        let Some(names) = self.dst_names else {
+            return String::new();
+        };
+        let in_container = !self.identity(cgroup_id).id.is_empty();
+        names
+            .dst_name(comm, cgroup_id, in_container, addr)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     }
 
     /// The owner of a cgroup; the host for cgroup 0 (unknown).
@@ -216,6 +253,11 @@ impl<'a> Labeler<'a> {
                 k.nat_dport.to_string()
             },
             direction: direction_name(k.direction),
+            dst_name: if k.direction == DIR_INBOUND {
+                String::new()
+            } else {
+                self.dst_name(&k.comm, k.cgroup_id, &k.daddr)
+            },
         })
     }
 }

@@ -299,6 +299,7 @@ mod tests {
             actual_dst_ip: String::new(),
             actual_dport: String::new(),
             direction: "outbound",
+            dst_name: String::new(),
         }
     }
 

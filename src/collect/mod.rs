@@ -11,6 +11,7 @@ pub mod connections;
 pub mod conns;
 pub mod containers;
 pub mod delayacct;
+pub mod dns;
 pub mod histograms;
 pub mod interfaces;
 pub mod labels;

@@ -79,6 +79,11 @@ impl Sockets {
         self.lock().udp_destinations
     }
 
+    /// The DNS maps, once (for the DNS source), when DNS is attached.
+    pub fn take_dns(&self) -> Option<crate::kernel::dns::DnsMaps> {
+        self.lock().dns.take()
+    }
+
     /// The span ring buffer, once (for the span reader).
     pub fn take_span_ring(&self) -> Option<RingBuf<MapData>> {
         self.lock().span_events.take()

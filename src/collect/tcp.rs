@@ -78,6 +78,7 @@ pub fn families(r: &Resolved) -> Vec<Family> {
                     ("actual_dst_ip", &l.actual_dst_ip),
                     ("actual_dport", &l.actual_dport),
                     ("direction", l.direction),
+                    ("dst_name", &l.dst_name),
                 ],
             );
             *bytes_sent.entry(labels.clone()).or_insert(0.0) += s.bytes_sent as f64;

@@ -15,6 +15,7 @@ pub mod bpf_self;
 pub mod cloud;
 pub mod containers;
 pub mod delay_accounting;
+pub mod dns;
 pub mod export;
 pub mod interfaces;
 pub mod kernel;
@@ -38,6 +39,7 @@ pub use bpf_self::BpfSelfConfig;
 pub use cloud::CloudConfig;
 pub use containers::ContainersConfig;
 pub use delay_accounting::DelayAccountingConfig;
+pub use dns::DnsConfig;
 pub use export::Export;
 pub use interfaces::InterfaceStats;
 pub use kernel::{Debug, Kernel};
@@ -107,6 +109,9 @@ pub struct Config {
     /// TCP connection metrics: the idle threshold (README, "Idle connections").
     #[serde(default)]
     pub tcp: TcpConfig,
+    /// DNS requests and answers, and destination names (README, "DNS").
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 impl Default for Config {
@@ -130,6 +135,7 @@ impl Default for Config {
             logs: LogsConfig::default(),
             containers: ContainersConfig::default(),
             tcp: TcpConfig::default(),
+            dns: DnsConfig::default(),
         }
     }
 }
@@ -266,6 +272,7 @@ impl Config {
         self.logs.validate()?;
         self.containers.validate()?;
         self.tcp.validate()?;
+        self.dns.validate()?;
         Ok(warnings)
     }
 

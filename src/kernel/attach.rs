@@ -1,11 +1,12 @@
 //! Attaching one hook's programs, per kind of hook (BTF tracepoint,
-//! fexit, kprobe, cgroup sock_addr), and detaching them again; load
+//! fexit, kprobe, cgroup sock_addr, cgroup_skb), and detaching them again; load
 //! failures become one message with the verifier's last lines.
 
 use std::fs::File;
 
 use aya::programs::{
-    BtfTracePoint, CgroupAttachMode, CgroupSockAddr, FExit, Iter, KProbe, ProgramError,
+    BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, FExit, Iter,
+    KProbe, ProgramError,
 };
 use aya::{Btf, Ebpf};
 
@@ -37,11 +38,13 @@ pub(super) fn attach_hook(
     disabled: &[String],
 ) -> Result<Vec<ProbeInfo>, String> {
     let dir = match (hook.kind, cgroup_root) {
-        (HookKind::Cgroup, Some(root)) => Some(
+        (HookKind::Cgroup | HookKind::CgroupSkb, Some(root)) => Some(
             File::open(root)
                 .map_err(|e| format!("cannot open cgroup v2 root {}: {e}", root.display()))?,
         ),
-        (HookKind::Cgroup, None) => return Err("no cgroup v2 hierarchy mounted".into()),
+        (HookKind::Cgroup | HookKind::CgroupSkb, None) => {
+            return Err("no cgroup v2 hierarchy mounted".into())
+        }
         _ => None,
     };
     let mut out = Vec::new();
@@ -77,13 +80,23 @@ pub(super) fn attach_hook(
                 dir.as_ref().expect("cgroup dir"),
                 cgroup_root.expect("cgroup root"),
             ),
+            Attach::CgroupSkb {
+                program: name,
+                attach,
+            } => attach_cgroup_skb(
+                ebpf,
+                name,
+                attach,
+                dir.as_ref().expect("cgroup dir"),
+                cgroup_root.expect("cgroup root"),
+            ),
         };
         match attached {
             Ok(prog_id) => out.push(ProbeInfo {
                 name: p.probe_name(),
                 feature,
                 prog_id,
-                has_target: hook.kind == HookKind::Cgroup,
+                has_target: p.has_target(),
             }),
             Err(e) if hook.kind == HookKind::Cgroup => {
                 tracing::debug!("{e}");
@@ -116,6 +129,7 @@ pub(super) fn unload_hook(ebpf: &mut Ebpf, hook: &Hook) {
                 aya::programs::Program::KProbe(x) => x.unload(),
                 aya::programs::Program::CgroupSockAddr(x) => x.unload(),
                 aya::programs::Program::Iter(x) => x.unload(),
+                aya::programs::Program::CgroupSkb(x) => x.unload(),
                 _ => Ok(()),
             };
         }
@@ -213,6 +227,35 @@ fn attach_sock_addr(
             KernelError::Attach {
                 program: name,
                 hook: format!("cgroup {}", root.display()),
+                source,
+            }
+            .to_string()
+        })?;
+    Ok(prog.info().map(|i| i.id()).unwrap_or(0))
+}
+
+/// Loads and attaches one cgroup_skb program (`egress` or `ingress`).
+fn attach_cgroup_skb(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    attach: &str,
+    dir: &File,
+    root: &std::path::Path,
+) -> Result<u32, String> {
+    let kind = match attach {
+        "egress" => CgroupSkbAttachType::Egress,
+        "ingress" => CgroupSkbAttachType::Ingress,
+        other => return Err(format!("{name}: unknown cgroup_skb attach point {other}")),
+    };
+    let prog: &mut CgroupSkb = program(ebpf, name).map_err(|e| e.to_string())?;
+    prog.load().map_err(|e| load_error(name, e).to_string())?;
+    // A kernel link, as for the sock_addr programs: it coexists with any
+    // other program on the cgroup without flags (see attach_sock_addr).
+    prog.attach(dir, kind, CgroupAttachMode::Single)
+        .map_err(|source| {
+            KernelError::Attach {
+                program: name,
+                hook: format!("cgroup_skb/{attach} {}", root.display()),
                 source,
             }
             .to_string()

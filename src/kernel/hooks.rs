@@ -22,6 +22,9 @@ pub enum HookKind {
     Tc,
     /// BPF iterators: run when the agent reads them, not on an event.
     Iter,
+    /// cgroup_skb programs on the cgroup v2 root (every packet of every
+    /// socket, egress and ingress).
+    CgroupSkb,
 }
 
 impl HookKind {
@@ -34,6 +37,7 @@ impl HookKind {
             HookKind::Cgroup => "cgroup",
             HookKind::Tc => "tc",
             HookKind::Iter => "iter",
+            HookKind::CgroupSkb => "cgroup_skb",
         }
     }
 
@@ -212,6 +216,12 @@ pub enum Attach {
         program: &'static str,
         target: &'static str,
     },
+    /// cgroup_skb program attached to the cgroup v2 root: `egress` or
+    /// `ingress`.
+    CgroupSkb {
+        program: &'static str,
+        attach: &'static str,
+    },
 }
 
 impl Attach {
@@ -222,6 +232,7 @@ impl Attach {
             | Attach::Kprobe { program, .. }
             | Attach::Cgroup { program, .. }
             | Attach::Iter { program, .. } => program,
+            Attach::CgroupSkb { program, .. } => program,
         }
     }
 
@@ -242,6 +253,7 @@ impl Attach {
             } => format!("kretprobe/{func}"),
             Attach::Cgroup { attach, .. } => format!("cgroup/{attach}"),
             Attach::Iter { target, .. } => format!("iter/{target}"),
+            Attach::CgroupSkb { attach, .. } => format!("cgroup_skb/{attach}"),
         }
     }
 
@@ -261,7 +273,13 @@ impl Attach {
             } => format!("kretprobe/{func}"),
             Attach::Cgroup { attach, .. } => format!("cgroup/{attach}"),
             Attach::Iter { target, .. } => format!("iter/{target}"),
+            Attach::CgroupSkb { attach, .. } => format!("cgroup_skb/{attach}"),
         }
+    }
+
+    /// Attached to a cgroup (which can be detached from outside).
+    pub fn has_target(&self) -> bool {
+        matches!(self, Attach::Cgroup { .. } | Attach::CgroupSkb { .. })
     }
 }
 
@@ -322,6 +340,10 @@ const fn fx(program: &'static str, func: &'static str, args: usize) -> Attach {
 
 const fn cg(program: &'static str, attach: &'static str) -> Attach {
     Attach::Cgroup { program, attach }
+}
+
+const fn skb(program: &'static str, attach: &'static str) -> Attach {
+    Attach::CgroupSkb { program, attach }
 }
 
 /// Every feature, the core one first.
@@ -455,6 +477,20 @@ pub static FEATURES: &[Feature] = &[
                 program: "seed_tcp_sockets",
                 target: "tcp",
             }],
+        }],
+    },
+    // Sockets are marked as DNS clients by the udp_peers programs
+    // (connect4/6, sendmsg4/6): without them this feature has nothing to see.
+    Feature {
+        name: "dns",
+        needed_for: "DNS requests, their answers and durations, and dst_name",
+        core: false,
+        hooks: &[Hook {
+            kind: HookKind::CgroupSkb,
+            programs: &[
+                skb("on_dns_egress", "egress"),
+                skb("on_dns_ingress", "ingress"),
+            ],
         }],
     },
 ];
@@ -623,7 +659,7 @@ pub fn precheck(hook: &Hook, kbtf: &KernelBtf) -> Option<String> {
                     ));
                 }
             }
-            Attach::Cgroup { .. } => {}
+            Attach::Cgroup { .. } | Attach::CgroupSkb { .. } => {}
         }
     }
     None
@@ -721,6 +757,8 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "a name twice: {names:?}");
+        assert!(names.contains(&"cgroup_skb/egress".to_string()));
+        assert!(names.contains(&"dns:cgroup_skb".to_string()));
     }
 
     #[test]

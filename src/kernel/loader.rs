@@ -6,7 +6,7 @@ use aya::maps::{HashMap, MapData, PerCpuArray};
 use aya::{Ebpf, EbpfLoader};
 
 use super::hooks::{
-    self, Attach, Feature, Hook, HookKind, KernelBtf, ObjectMode, SockState, STATE_FEATURES,
+    self, Feature, Hook, HookKind, KernelBtf, ObjectMode, SockState, STATE_FEATURES,
 };
 use super::series::{self, SeriesMap};
 
@@ -51,6 +51,8 @@ pub struct LoadOptions {
     /// may wait for an answer at once (`nat.max_pending`).
     pub nat: bool,
     pub nat_max_pending: u32,
+    /// DNS (`dns.enabled`): its ports and ring buffer; None = off.
+    pub dns: Option<super::dns::DnsOptions>,
 }
 
 /// The maps the collector reads (and, for `listeners`, seeds).
@@ -92,6 +94,8 @@ pub struct Probes {
     pub udp_destinations: bool,
     /// Span records, taken by the span reader when spans are exported.
     pub span_events: Option<aya::maps::RingBuf<MapData>>,
+    /// DNS messages and their lost counts, when the DNS feature is attached.
+    pub dns: Option<super::dns::DnsMaps>,
 }
 
 /// Kernel BTF: the configured file, or the running kernel's.
@@ -174,6 +178,13 @@ pub(super) fn open_object(
     let tcp_prealloc = u8::from(untyped);
     let sockets = opts.max_sockets.max(1);
     let size = |used: bool, n: u32| if used { n } else { 1 };
+    let dns_on = u8::from(opts.dns.is_some());
+    let dns_ports = opts
+        .dns
+        .as_ref()
+        .map(|d| d.port_slots())
+        .unwrap_or_default();
+    let dns_ring = opts.dns.as_ref().map_or(4096, |d| d.ring_bytes);
     EbpfLoader::new()
         .btf(Some(&kbtf.btf))
         .override_global("track_all", &track_all, true)
@@ -182,6 +193,9 @@ pub(super) fn open_object(
         .override_global("netns_only", &opts.netns_only, true)
         .override_global("msg_index", &msg_index, true)
         .override_global("tcp_prealloc", &tcp_prealloc, true)
+        .override_global("dns_on", &dns_on, true)
+        .override_global("dns_ports", &dns_ports, true)
+        .map_max_entries("dns_events", dns_ring)
         .map_max_entries("span_events", opts.span_ring_bytes)
         .map_max_entries("flows", opts.max_series)
         .map_max_entries("flow_counters", opts.max_series)
@@ -209,6 +223,9 @@ pub(super) fn disabled(opts: &LoadOptions, feature: &Feature, hook: &Hook) -> Op
     let id = hooks::hook_id(feature, hook);
     if feature.name == "nat" && !opts.nat {
         return Some("nat.enabled is false".into());
+    }
+    if feature.name == "dns" && opts.dns.is_none() {
+        return Some("dns.enabled is false".into());
     }
     if opts.disabled_probes.contains(&id) {
         return Some(format!("{id} disabled by debug.disable_probes"));
@@ -292,6 +309,8 @@ fn load_with(
     let mut probes = Vec::new();
     let mut features = Vec::new();
     let mut udp_destinations = false;
+    // The udp_peers programs that mark DNS sockets are attached.
+    let mut dns_marking = false;
     // The mode the next load needs, if any: a message hook of another mode
     // is next in line, or the cgroup hooks could not load with storage.
     let mut next: Option<ObjectMode> = None;
@@ -323,7 +342,16 @@ fn load_with(
                 reject(why);
                 continue;
             }
-            if hook.kind == HookKind::Cgroup && cgroup_root.is_none() {
+            if feature.name == "dns" && !dns_marking {
+                reject(
+                    "the udp_peers cgroup hooks (connect4/6, sendmsg4/6), which mark DNS \
+                     sockets, are not all attached"
+                        .into(),
+                );
+                continue;
+            }
+            if matches!(hook.kind, HookKind::Cgroup | HookKind::CgroupSkb) && cgroup_root.is_none()
+            {
                 reject(
                     "no cgroup v2 hierarchy mounted (unconnected UDP peers are counted as \
                      dst_ip=\"::\"; TCP and connected UDP are unaffected)"
@@ -374,6 +402,10 @@ fn load_with(
                     }
                     if hook.kind == HookKind::Cgroup {
                         udp_destinations = attached.iter().all(|a| a.prog_id != 0);
+                        dns_marking = attached
+                            .iter()
+                            .filter(|a| super::dns::MARKING_PROBES.contains(&a.name.as_str()))
+                            .all(|a| a.prog_id != 0);
                     }
                     probes.append(&mut attached);
                     status.hook = Some(hook.kind);
@@ -443,6 +475,14 @@ fn load_with(
     let span_events = take_map(&mut ebpf, "span_events")
         .ok()
         .and_then(|m| aya::maps::RingBuf::try_from(m).ok());
+    let dns = if features
+        .iter()
+        .any(|f| f.feature == "dns" && f.hook.is_some())
+    {
+        Some(super::dns::DnsMaps::take(&mut ebpf)?)
+    } else {
+        None
+    };
     Ok((
         Probes {
             probes,
@@ -451,6 +491,7 @@ fn load_with(
             maps,
             udp_destinations,
             span_events,
+            dns,
         },
         next.map(|m| (m, found)),
     ))
@@ -495,13 +536,16 @@ fn log_choice(
             // except cgroup hooks on a host without cgroup v2, which is
             // how that host is, not a fault (/health still lists it
             // under `features`).
-            let no_cgroup_v2 = feature.hooks[0].kind == HookKind::Cgroup && !have_cgroup_v2;
+            let no_cgroup_v2 = matches!(
+                feature.hooks[0].kind,
+                HookKind::Cgroup | HookKind::CgroupSkb
+            ) && !have_cgroup_v2;
             for p in feature.hooks[0].programs.iter().filter(|_| !no_cgroup_v2) {
                 probes.push(ProbeInfo {
                     name: p.probe_name(),
                     feature: feature.name,
                     prog_id: 0,
-                    has_target: matches!(p, Attach::Cgroup { .. }),
+                    has_target: p.has_target(),
                 });
             }
         }

@@ -6,6 +6,7 @@ pub mod batch;
 mod btf_funcs;
 pub mod cgroup;
 pub mod conns;
+pub mod dns;
 pub mod error;
 pub mod hooks;
 pub mod iface;

@@ -207,7 +207,7 @@ pub fn load_all(opts: &LoadOptions) -> Result<Vec<LoadResult>, String> {
     };
     let mut out = Vec::new();
     // The socket object: in each mode, without and with
-    // what only some configs turn on (spans, the netns filter) — the
+    // what only some configs turn on (spans, the netns filter, DNS) — the
     // verifier walks only the branches the load-time globals leave.
     for mode in [
         ObjectMode::Storage,
@@ -219,6 +219,11 @@ pub fn load_all(opts: &LoadOptions) -> Result<Vec<LoadResult>, String> {
                 emit_spans: extras,
                 netns_only: if extras { 1 } else { 0 },
                 track_all: !extras,
+                // DNS marking in the sock_addr programs is walked only when on.
+                dns: extras.then(|| super::dns::DnsOptions {
+                    ports: vec![53],
+                    ring_bytes: 4096,
+                }),
                 ..small.clone()
             };
             let variant = format!("{}{}", mode.name(), if extras { "+spans" } else { "" });

@@ -54,7 +54,7 @@ pub const EDGE: Desc = Desc {
     kind: Kind::Counter,
     unit: "",
     help:
-        "TCP connect attempts and UDP datagrams sent, per process and destination address and port.",
+        "TCP connect attempts and UDP datagrams sent, per process and destination address and port; dst_name is the name the process resolved to dst_ip.",
     labels: &[
         "process",
         "proto",
@@ -62,6 +62,7 @@ pub const EDGE: Desc = Desc {
         "dst_ip",
         "actual_dst_ip",
         "actual_dport",
+        "dst_name",
     ],
 };
 
@@ -70,7 +71,15 @@ pub const TX_DURATION_SECONDS: Desc = Desc {
     kind: Kind::Histogram,
     unit: "seconds",
     help: "Time on one socket from a send to the first receive after it (request to response), for sockets the process opened.",
-    labels: &["process", "proto", "dport", "dst_ip", "actual_dst_ip", "actual_dport"],
+    labels: &[
+        "process",
+        "proto",
+        "dport",
+        "dst_ip",
+        "actual_dst_ip",
+        "actual_dport",
+        "dst_name",
+    ],
 };
 
 // ---- Connection lifecycle and TCP health
@@ -298,6 +307,7 @@ pub const BYTES_SENT: Desc = Desc {
         "actual_dst_ip",
         "actual_dport",
         "direction",
+        "dst_name",
     ],
 };
 
@@ -318,7 +328,68 @@ pub const BYTES_RECEIVED: Desc = Desc {
         "actual_dst_ip",
         "actual_dport",
         "direction",
+        "dst_name",
     ],
+};
+
+// ---- DNS
+
+pub const DNS_REQUESTS: Desc = Desc {
+    name: "netagent_dns_requests",
+    kind: Kind::Counter,
+    unit: "",
+    help: "DNS queries sent, by process, container, server, query type and the answer's rcode (NOERROR, NXDOMAIN, SERVFAIL, ...), or timeout when no answer came within dns.timeout_seconds; domain is the queried name with dns.domain_label, else empty.",
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "server",
+        "qtype",
+        "rcode",
+        "domain",
+    ],
+};
+
+pub const DNS_REQUEST_DURATION_SECONDS: Desc = Desc {
+    name: "netagent_dns_request_duration_seconds",
+    kind: Kind::Histogram,
+    unit: "seconds",
+    help: "Time from a DNS query leaving its socket to its answer reaching it (kernel timestamps); timeouts are not observed.",
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "qtype",
+        "domain",
+    ],
+};
+
+pub const DNS_MALFORMED: Desc = Desc {
+    name: "netagent_dns_malformed",
+    kind: Kind::Counter,
+    unit: "",
+    help: "DNS messages that could not be read, by reason: short (no complete header), question (the question does not parse), answers (an answer does not parse, or lies beyond the bytes the kernel copies).",
+    labels: &["reason"],
+};
+
+pub const DNS_UNMATCHED_ANSWERS: Desc = Desc {
+    name: "netagent_dns_unmatched_answers",
+    kind: Kind::Counter,
+    unit: "",
+    help: "DNS answers with no waiting query of the same id, addresses, socket and question (late after a timeout, duplicated, or not an answer to this socket).",
+    labels: &[],
+};
+
+pub const DNS_TABLE_FULL: Desc = Desc {
+    name: "netagent_dns_table_full",
+    kind: Kind::Counter,
+    unit: "",
+    help: "DNS entries not kept because their table was full: pending (queries waiting for an answer, dns.max_pending), names (dst_name entries, dns.max_names), series (request and duration series, limits.max_series).",
+    labels: &["table"],
 };
 
 // ---- Interfaces
@@ -800,6 +871,11 @@ pub static ALL: &[&Desc] = &[
     &CONNECTION_DURATION_SECONDS,
     &BYTES_SENT,
     &BYTES_RECEIVED,
+    &DNS_REQUESTS,
+    &DNS_REQUEST_DURATION_SECONDS,
+    &DNS_MALFORMED,
+    &DNS_UNMATCHED_ANSWERS,
+    &DNS_TABLE_FULL,
     &INTERFACE_PACKETS,
     &INTERFACE_BYTES,
     &INTERFACE_PACKETS_PER_SECOND,

@@ -400,6 +400,7 @@ mod tests {
             actual_dst_ip: String::new(),
             actual_dport: String::new(),
             direction: dir,
+            dst_name: String::new(),
         }
     }
 

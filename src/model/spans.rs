@@ -50,6 +50,9 @@ pub struct FlowSpan {
     pub actual_peer: Option<SocketAddr>,
     /// Opaque per-socket id (a hash, never a kernel pointer).
     pub socket_id: u64,
+    /// The name the process resolved to the server's address (client
+    /// spans; empty when unknown).
+    pub dst_name: String,
 }
 
 impl FlowSpan {
@@ -252,6 +255,7 @@ impl SpanDecoder {
             actual_peer: (ev.nat_rport != 0)
                 .then(|| SocketAddr::new(addr(ev.nat_raddr), ev.nat_rport)),
             socket_id: h.finish(),
+            dst_name: String::new(),
         }
     }
 }
@@ -274,6 +278,7 @@ mod tests {
             peer: peer.parse().unwrap(),
             actual_peer: None,
             socket_id: 7,
+            dst_name: String::new(),
         }
     }
 

@@ -292,6 +292,8 @@ fn the_dashboard_is_well_formed() {
         "netagent_series_dropped_total",
         "netagent_log_messages_total",
         "netagent_log_pattern_info",
+        "netagent_dns_requests_total",
+        "netagent_dns_request_duration_seconds_bucket",
     ] {
         assert!(all.contains(needed), "no panel shows {needed}");
     }

@@ -135,11 +135,71 @@ fn log_round(path: &std::path::Path) {
     }
 }
 
+/// A DNS server on loopback (a free port, which the agent's `dns.ports`
+/// lists): a name that resolves and one that does not; killed on drop.
+struct DnsServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl DnsServer {
+    fn start() -> DnsServer {
+        let mut child = Command::new(testgen_exe())
+            .args(["--comm", DASH_SERVER, "dns-serve", "--bind", "127.0.0.1"])
+            .args(["--port", "0", "--delay-ms", "5", "--max-seconds", "120"])
+            .args([
+                "--zone",
+                "ok.test=A:127.0.0.1",
+                "--zone",
+                "nx.test=NXDOMAIN",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start testgen dns-serve");
+        let mut line = String::new();
+        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        let port = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|v| v["udp"].as_u64());
+        let Some(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("dns-serve said {line:?}");
+        };
+        DnsServer {
+            child,
+            port: port as u16,
+        }
+    }
+}
+
 /// One round of traffic from DASH_CLIENT: TCP connects, UDP datagrams and
 /// request/response exchanges on loopback, connections reset by an aborting
-/// server, refused connects to a closed port, and a bulk transfer over the
-/// lossy veth.
-fn traffic_round(echo: &Server, abort: &Server, lossy: &LossyHost, closed: u16) {
+/// server, refused connects to a closed port, a bulk transfer over the
+/// lossy veth, and DNS queries answered NOERROR and NXDOMAIN.
+fn traffic_round(echo: &Server, abort: &Server, lossy: &LossyHost, closed: u16, dns: &DnsServer) {
+    let server = format!("127.0.0.1:{}", dns.port);
+    for (name, count) in [("ok.test", "5"), ("nx.test", "2")] {
+        testgen(
+            DASH_CLIENT,
+            &[
+                "dns-query",
+                "--server",
+                &server,
+                "--name",
+                name,
+                "--count",
+                count,
+            ],
+        );
+    }
     testgen(
         DASH_CLIENT,
         &[
@@ -216,14 +276,17 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     // read from its beginning) and written in each round.
     let logs = TempDir::new("dash-logs");
     let log = logs.0.join("app.log");
+    let dns = DnsServer::start();
     let agent = Agent::start_with_yaml(&format!(
         "targets:\n  - name: \"dashcli\"\n    match_comm: \"{DASH_CLIENT}\"\n  \
          - name: \"dashsrv\"\n    match_comm: \"{DASH_SERVER}\"\n\
          interfaces: [\"{}\"]\ninterface_stats:\n  interval_seconds: 0.5\n\
          logs:\n  enabled: true\n  journald: false\n  paths: [\"{}\"]\n  state_file: \"\"\n  \
-         poll_interval_seconds: 0.05\n  rescan_interval_seconds: 0.2\n",
+         poll_interval_seconds: 0.05\n  rescan_interval_seconds: 0.2\n\
+         dns:\n  ports: [53, {}]\n",
         lossy.link.host_if,
-        log.display()
+        log.display(),
+        dns.port
     ));
     let prom = start_with_shipped_config(agent.port);
     prom.wait_for("up{job=\"netagent\"} == 1", Duration::from_secs(30), |r| {
@@ -238,10 +301,10 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let abort = Server::start(DASH_SERVER, &["--tcp4", "0", "--abort"]);
     let closed = free_port();
     // Two rounds a few scrapes apart, so that rate() sees the counters grow.
-    traffic_round(&echo, &abort, &lossy, closed);
+    traffic_round(&echo, &abort, &lossy, closed, &dns);
     log_round(&log);
     std::thread::sleep(Duration::from_secs(3));
-    traffic_round(&echo, &abort, &lossy, closed);
+    traffic_round(&echo, &abort, &lossy, closed, &dns);
     log_round(&log);
     std::thread::sleep(Duration::from_secs(2));
 
@@ -336,6 +399,15 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         "{:?}",
         find("Interface traffic")
     );
+
+    // 2 of every 7 lookups are NXDOMAIN; every answer waited 5 ms.
+    for panel in ["DNS error ratio", "DNS latency p99"] {
+        assert!(
+            positive(find(panel), "process", "dashcli"),
+            "{panel}: {:?}",
+            find(panel)
+        );
+    }
 
     // The node graph: nodes have an id and a title, every edge joins two nodes.
     let nodes = &results[&(

@@ -160,6 +160,7 @@ fn check_statsd(case: &StatsdCase) -> Result<(), TestCaseError> {
             peer: "[fd00::2]:443".parse().unwrap(),
             actual_peer: None,
             socket_id: 7,
+            dst_name: String::new(),
         })
         .collect();
     let errors_before = exporter.errors();

@@ -74,11 +74,17 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
     if span_id == [0; 8] {
         span_id[7] = 1; // all-zero ids are invalid in OTLP
     }
+    // OTel's server.address is the server's name when the client knows
+    // it (the name it resolved), its address otherwise.
+    let server_address = match (sp.side, sp.dst_name.is_empty()) {
+        (SpanSide::Client, false) => sp.dst_name.clone(),
+        _ => server.ip().to_string(),
+    };
     let mut attributes = vec![
         kv("network.transport", s(sp.proto)),
         kv("network.peer.address", s(peer.ip().to_string())),
         kv("network.peer.port", i(peer.port() as i64)),
-        kv("server.address", s(server.ip().to_string())),
+        kv("server.address", s(server_address)),
         kv("server.port", i(server.port() as i64)),
         kv("client.address", s(client.ip().to_string())),
         kv("client.port", i(client.port() as i64)),
@@ -94,6 +100,9 @@ pub fn encode_span(sp: &FlowSpan) -> Span {
         kv("src_ip", s(client.ip().to_string())),
         kv("sport", i(client.port() as i64)),
     ];
+    if !sp.dst_name.is_empty() {
+        attributes.push(kv("dst_name", s(sp.dst_name.clone())));
+    }
     if let (SpanSide::Client, Some(actual)) = (sp.side, sp.actual_peer) {
         attributes.push(kv("actual_dst_ip", s(actual.ip().to_string())));
         attributes.push(kv("actual_dport", i(actual.port() as i64)));
@@ -377,6 +386,7 @@ mod tests {
             peer: "10.0.0.2:80".parse().unwrap(),
             actual_peer: None,
             socket_id: 1,
+            dst_name: String::new(),
         }
     }
 
@@ -434,5 +444,19 @@ mod tests {
         let host_attrs = attrs(&host.scope_spans[0].spans[0].attributes);
         assert!(host_attrs.iter().all(|(k, _)| !k.starts_with("k8s.")));
         assert!(host_attrs.contains(&("container.id".into(), String::new())));
+    }
+
+    #[test]
+    fn a_resolved_server_is_named_in_client_spans_only() {
+        let mut sp = span(Arc::default());
+        let a = attrs(&encode_span(&sp).attributes);
+        assert!(a.contains(&("server.address".into(), "10.0.0.2".into())));
+        assert!(a.iter().all(|(k, _)| k != "dst_name"));
+        sp.dst_name = "api.shop.test".into();
+        let a = attrs(&encode_span(&sp).attributes);
+        assert!(a.contains(&("server.address".into(), "api.shop.test".into())));
+        assert!(a.contains(&("dst_name".into(), "api.shop.test".into())));
+        assert!(a.contains(&("dst_ip".into(), "10.0.0.2".into())));
+        assert!(a.contains(&("network.peer.address".into(), "10.0.0.2".into())));
     }
 }

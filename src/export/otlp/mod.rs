@@ -47,6 +47,7 @@ pub async fn check(cfg: &OtelConfig) -> anyhow::Result<()> {
         peer: "127.0.0.1:4317".parse().expect("literal"),
         actual_peer: None,
         socket_id: 0,
+        dst_name: String::new(),
     };
     transport
         .export_traces(trace_request(&resource(cfg), &[span]))

@@ -111,8 +111,9 @@ impl StatsdExporter {
     /// Sends each span's duration as a distribution line (`|d`): metric
     /// `<prefix>.tx_duration_seconds`, value in seconds, tags `process`,
     /// `proto`, `dport` and `dst_ip` (the server end, IPv4-mapped IPv6
-    /// shown as IPv4 like the Prometheus labels) and `side`
-    /// (`client`/`server`). Returns how many lines reached the socket.
+    /// shown as IPv4 like the Prometheus labels), `side`
+    /// (`client`/`server`) and, when the process resolved the server's
+    /// address, `dst_name`. Returns how many lines reached the socket.
     pub fn observe_spans(&mut self, spans: &[FlowSpan]) -> usize {
         let sent_before = self.delivery.sent.load(Ordering::Relaxed);
         for span in spans {
@@ -123,13 +124,16 @@ impl StatsdExporter {
                 SpanSide::Client => "client",
                 SpanSide::Server => "server",
             };
-            let tags: [(Cow<'_, str>, Cow<'_, str>); 5] = [
+            let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = vec![
                 ("process".into(), tag_value(&span.process)),
                 ("proto".into(), tag_value(span.proto)),
                 ("dport".into(), dport.into()),
                 ("dst_ip".into(), dst_ip.into()),
                 ("side".into(), side.into()),
             ];
+            if !span.dst_name.is_empty() {
+                tags.push(("dst_name".into(), tag_value(&span.dst_name)));
+            }
             let line = self
                 .client
                 .distribution_with_tags(SPAN_METRIC, span.duration_seconds());
@@ -301,9 +305,13 @@ mod tests {
                 "[::ffff:10.0.0.1]:40000",
             ),
             span(SpanSide::Client, "[fd00::1]:40000", "[fd00::2]:443"),
+            FlowSpan {
+                dst_name: "api.test".into(),
+                ..span(SpanSide::Client, "10.0.0.1:40001", "10.0.0.3:80")
+            },
         ];
         let n = exp.observe_spans(&spans);
-        assert_eq!(n, 3);
+        assert_eq!(n, 4);
         let lines = parse_all(&recv_lines(&rx, n));
         let tags: Vec<String> = lines.iter().map(|l| l.tags.join(",")).collect();
         assert_eq!(
@@ -312,6 +320,7 @@ mod tests {
                 "process:my_app,proto:tcp,dport:80,dst_ip:10.0.0.2,side:client,env:prod",
                 "process:my_app,proto:tcp,dport:80,dst_ip:10.0.0.2,side:server,env:prod",
                 "process:my_app,proto:tcp,dport:443,dst_ip:fd00::2,side:client,env:prod",
+                "process:my_app,proto:tcp,dport:80,dst_ip:10.0.0.3,side:client,dst_name:api.test,env:prod",
             ]
         );
         for l in &lines {

@@ -156,6 +156,7 @@ pub(super) fn span(side: SpanSide, local: &str, peer: &str) -> FlowSpan {
         peer: peer.parse().expect("addr"),
         actual_peer: None,
         socket_id: 7,
+        dst_name: String::new(),
     }
 }
 

@@ -44,6 +44,10 @@ pub enum Command {
     Diskio(DiskioArgs),
     /// Allocate and touch memory, then hold it: OOM tests.
     Alloc(AllocArgs),
+    /// A DNS server with a zone from the command line and a fixed delay (UDP and TCP).
+    DnsServe(crate::dns::DnsServeArgs),
+    /// DNS queries over UDP (sendto) or TCP; optionally connect to the answer.
+    DnsQuery(crate::dns::DnsQueryArgs),
 }
 
 #[derive(Args)]

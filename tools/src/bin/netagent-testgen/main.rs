@@ -19,6 +19,8 @@
 //! * `spin`, `diskio`, `alloc` – CPU, synchronous disk I/O and memory load for
 //!   the node-signal tests (delay accounting, OOM kills); each prints a JSON
 //!   line when ready and one when done.
+//! * `dns-serve`, `dns-query` – a DNS server answering from a zone given on
+//!   the command line after a fixed delay, and a UDP/TCP DNS client (`dns`).
 //!
 //! Traffic only goes to addresses given on the command line (servers bind to
 //! loopback by default), and every loop is bounded by a count and/or a deadline.
@@ -30,6 +32,7 @@
 mod cli;
 mod client;
 mod comm;
+mod dns;
 mod hold;
 mod load;
 mod node;
@@ -67,5 +70,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Spin(a) => node::spin(a),
         Command::Diskio(a) => node::diskio(a),
         Command::Alloc(a) => node::alloc(a),
+        Command::DnsServe(a) => dns::dns_serve(a),
+        Command::DnsQuery(a) => dns::dns_query(a),
     }
 }
