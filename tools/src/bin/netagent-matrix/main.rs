@@ -10,6 +10,7 @@
 
 mod conns;
 mod counts;
+mod dns;
 mod procs;
 mod report;
 mod scenario;

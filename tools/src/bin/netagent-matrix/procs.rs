@@ -184,8 +184,19 @@ pub struct Server {
 
 impl Server {
     pub fn start(testgen: &Path, comm: &str, args: &[&str], timeout: Duration) -> Result<Server> {
+        Self::start_as(testgen, comm, "serve", args, timeout)
+    }
+
+    /// The same with another testgen server command (`dns-serve`).
+    pub fn start_as(
+        testgen: &Path,
+        comm: &str,
+        command: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<Server> {
         let mut child = dies_with_parent(&mut Command::new(testgen))
-            .args(["--comm", comm, "serve"])
+            .args(["--comm", comm, command])
             .args(args)
             .args(["--max-seconds", "900"])
             .stdin(Stdio::null())

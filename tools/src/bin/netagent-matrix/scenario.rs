@@ -13,6 +13,7 @@ use netagent::collect::bpf_self::objects as bpf_objects;
 
 use crate::conns::{self, IDLE_AFTER_SECONDS};
 use crate::counts::check_counts;
+use crate::dns;
 use crate::procs::{self, Agent, Server};
 use crate::report::{Report, PROBE_BEGIN, PROBE_END};
 use crate::scrape::{self, Metrics};
@@ -21,7 +22,7 @@ use crate::scrape::{self, Metrics};
 pub(crate) const CLIENT_COMM: &str = "nmx-cli";
 pub(crate) const CLIENT_LABEL: &str = "matrix-cli";
 /// Comm of the servers: not a target, so none of their traffic may appear.
-const SERVER_COMM: &str = "nmx-srv";
+pub(crate) const SERVER_COMM: &str = "nmx-srv";
 /// Comm of a listener that is a target: its accepted connections and the
 /// bytes it reads are counted.
 pub(crate) const ACCEPT_COMM: &str = "nmx-acc";
@@ -155,6 +156,9 @@ fn run_agent(setup: &Setup, report: &mut Report) -> Result<()> {
     // (their own servers and connections are not in those).
     if let Err(e) = conns::check(&setup.testgen, addr, report) {
         report.abort("idle_and_resets", &e);
+    }
+    if let Err(e) = dns::check(&setup.testgen, addr, report) {
+        report.abort("dns", &e);
     }
     for (labels, v) in m.matching("netagent_probe_up", &[]) {
         let name = labels.values().cloned().collect::<Vec<_>>().join(",");
