@@ -15,6 +15,7 @@
  *     tp_btf/sys_enter + sys_exit (read, write, send and recv calls on sockets)
  *   cgroup/sendmsg4, sendmsg6   peer of an unconnected UDP sendto()
  *   cgroup/recvmsg4, recvmsg6   peer of an unconnected UDP recvfrom()
+ *   tp_btf/kfree_skb            packet drops with the kernel's reason, by socket owner
  *
  * Per-socket state: TCP sockets of tracked processes live in `tcp_socks`,
  * keyed by the socket's address from connect / accept / listen to close
@@ -55,6 +56,7 @@
  *   netagent/kprobes.c        kprobe + kretprobe on inet{,6}_{send,recv}msg
  *   netagent/syscalls.c       tp_btf/sys_enter + sys_exit (x86-64)
  *   netagent/nat.c            tp_btf/net_dev_queue: where connections really go (DNAT)
+ *   netagent/drops.c          tp_btf/kfree_skb: packet drops (its maps are its own)
  * netagent.h holds the ABI shared with the agent (mirrored in
  * src/kernel/abi.rs), vmlinux_min.h the kernel types read (CO-RE).
  */
@@ -84,3 +86,4 @@ char LICENSE[] SEC("license") = "GPL";
 #include "netagent/kprobes.c"
 #include "netagent/syscalls.c"
 #include "netagent/nat.c"
+#include "netagent/drops.c"

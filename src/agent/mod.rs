@@ -108,6 +108,9 @@ pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
             .map(std::path::PathBuf::from),
         nat: cfg.nat.enabled,
         nat_max_pending: cfg.nat.max_pending.value,
+        drops: cfg.drops.enabled,
+        drops_max_series: cfg.drops.max_series.value,
+        drops_ignore: cfg.drops.ignored(),
     })
 }
 

@@ -10,6 +10,7 @@ use anyhow::Context;
 use crate::collect::bpf_self::BpfSelfCollector;
 use crate::collect::cloud::{self, CloudState, Detector};
 use crate::collect::delayacct::DelayAccounting;
+use crate::collect::drops::PacketDrops;
 use crate::collect::interfaces::{InterfaceFilter, InterfaceSource, InterfaceWatcher};
 use crate::collect::labels::ProcessNames;
 use crate::collect::logs::LogCollector;
@@ -41,11 +42,14 @@ pub fn start(
     names: &ProcessNames,
     sockets: Arc<Sockets>,
 ) -> anyhow::Result<Sources> {
-    let mut collectors: Vec<Arc<dyn Collector>> = vec![sockets];
+    let mut collectors: Vec<Arc<dyn Collector>> = vec![sockets.clone()];
     collectors.push(Arc::new(OomKills::start(
         &cfg.oom_kills,
         &opts.disabled_probes,
     )));
+    if cfg.drops.enabled {
+        collectors.push(Arc::new(PacketDrops::start(sockets, opts)));
+    }
     let mut interfaces = None;
     if cfg.interface_stats.enabled {
         let patterns: Vec<String> = cfg.interfaces.iter().map(|p| p.value.clone()).collect();

@@ -10,6 +10,7 @@ pub mod cloud;
 pub mod connections;
 pub mod containers;
 pub mod delayacct;
+pub mod drops;
 pub mod histograms;
 pub mod interfaces;
 pub mod labels;

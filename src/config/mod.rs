@@ -15,6 +15,7 @@ pub mod bpf_self;
 pub mod cloud;
 pub mod containers;
 pub mod delay_accounting;
+pub mod drops;
 pub mod export;
 pub mod interfaces;
 pub mod kernel;
@@ -37,6 +38,7 @@ pub use bpf_self::BpfSelfConfig;
 pub use cloud::CloudConfig;
 pub use containers::ContainersConfig;
 pub use delay_accounting::DelayAccountingConfig;
+pub use drops::DropsConfig;
 pub use export::Export;
 pub use interfaces::InterfaceStats;
 pub use kernel::{Debug, Kernel};
@@ -96,6 +98,9 @@ pub struct Config {
     /// Destinations after this host's NAT (README, "NAT").
     #[serde(default)]
     pub nat: NatConfig,
+    /// Packet drops by the kernel's reason (README, "Packet drops").
+    #[serde(default)]
+    pub drops: DropsConfig,
     /// Log pattern extraction (off by default).
     #[serde(default)]
     pub logs: LogsConfig,
@@ -122,6 +127,7 @@ impl Default for Config {
             delay_accounting: DelayAccountingConfig::default(),
             oom_kills: OomConfig::default(),
             nat: NatConfig::default(),
+            drops: DropsConfig::default(),
             logs: LogsConfig::default(),
             containers: ContainersConfig::default(),
         }
@@ -257,6 +263,7 @@ impl Config {
         self.delay_accounting.validate()?;
         self.oom_kills.validate()?;
         self.nat.validate()?;
+        self.drops.validate()?;
         self.logs.validate()?;
         self.containers.validate()?;
         Ok(warnings)

@@ -50,6 +50,12 @@ pub struct LoadOptions {
     /// may wait for an answer at once (`nat.max_pending`).
     pub nat: bool,
     pub nat_max_pending: u32,
+    /// Count packet drops (`drops.enabled`), with room for this many keys
+    /// (`drops.max_series`).
+    pub drops: bool,
+    pub drops_max_series: u32,
+    /// Drop reasons not to count (`drops.ignore_reasons`), by name.
+    pub drops_ignore: Vec<String>,
 }
 
 /// The maps the collector reads (and, for `listeners`, seeds).
@@ -60,6 +66,7 @@ pub struct KernelMaps {
     pub _slots: Vec<aya::maps::Map>,
     pub listeners: HashMap<MapData, ListenKey, Listener>,
     pub lost: PerCpuArray<MapData, u64>,
+    pub drops: super::drops::DropMaps,
 }
 
 /// Which hook serves a feature, and why the ones before it were not used.
@@ -179,6 +186,11 @@ pub(super) fn open_object(
         .override_global("netns_only", &opts.netns_only, true)
         .override_global("msg_index", &msg_index, true)
         .override_global("tcp_prealloc", &tcp_prealloc, true)
+        .override_global(
+            "drop_ignore",
+            &super::drops::ignore_values(&kbtf.raw, &opts.drops_ignore),
+            true,
+        )
         .map_max_entries("span_events", opts.span_ring_bytes)
         .map_max_entries("flows", opts.max_series)
         .map_max_entries("flow_counters", opts.max_series)
@@ -195,15 +207,27 @@ pub(super) fn open_object(
         .map_max_entries("msg_calls", size(untyped, 8192))
         .map_max_entries("nat_flows", opts.nat_max_pending.max(1))
         .map_max_entries("nat_found", opts.nat_max_pending.max(1))
+        .map_max_entries("drops", size(opts.drops, opts.drops_max_series.max(1)))
         .load(OBJECT)
         .map_err(|e| KernelError::Object(e.to_string()))
 }
 
-/// Why `debug.disable_probes` switches this hook off, if it does.
+/// The config switch that turns a whole feature off, when it is off. Such
+/// a feature is not down: its probes are not reported (as with
+/// `oom_kills.enabled`), only its reason in `/health`'s `features`.
+fn switched_off(opts: &LoadOptions, feature: &Feature) -> Option<&'static str> {
+    match feature.name {
+        "nat" if !opts.nat => Some("nat.enabled is false"),
+        "drops" if !opts.drops => Some("drops.enabled is false"),
+        _ => None,
+    }
+}
+
+/// Why the config or `debug.disable_probes` switches this hook off, if it does.
 pub(super) fn disabled(opts: &LoadOptions, feature: &Feature, hook: &Hook) -> Option<String> {
     let id = hooks::hook_id(feature, hook);
-    if feature.name == "nat" && !opts.nat {
-        return Some("nat.enabled is false".into());
+    if let Some(why) = switched_off(opts, feature) {
+        return Some(why.into());
     }
     if opts.disabled_probes.contains(&id) {
         return Some(format!("{id} disabled by debug.disable_probes"));
@@ -397,14 +421,15 @@ fn load_with(
             found.rejected.push((feature.name, status.rejected.clone()));
         }
         if feature.core && status.hook.is_none() {
-            log_choice(feature, &status, true, &mut probes)?;
+            log_choice(feature, &status, true, false, &mut probes)?;
         }
         features.push(status);
     }
     // A load that is followed by another logs nothing: the last decides.
     if next.is_none() {
         for (feature, status) in hooks::FEATURES.iter().zip(&features) {
-            log_choice(feature, status, cgroup_root.is_some(), &mut probes)?;
+            let off = switched_off(opts, feature).is_some();
+            log_choice(feature, status, cgroup_root.is_some(), off, &mut probes)?;
         }
     }
 
@@ -422,6 +447,10 @@ fn load_with(
             .map_err(|e| KernelError::Object(e.to_string()))?,
         lost: PerCpuArray::try_from(take_map(&mut ebpf, "lost")?)
             .map_err(|e| KernelError::Object(e.to_string()))?,
+        drops: super::drops::DropMaps::new(
+            take_map(&mut ebpf, "drops")?,
+            take_map(&mut ebpf, "drop_lost")?,
+        )?,
     };
     let span_events = take_map(&mut ebpf, "span_events")
         .ok()
@@ -440,11 +469,13 @@ fn load_with(
 }
 
 /// Logs a feature's hook choice; a core feature without one is an error,
-/// another one is listed as down under its preferred hook's probe names.
+/// another one is listed as down under its preferred hook's probe names,
+/// unless the config switched it off (`off`).
 fn log_choice(
     feature: &Feature,
     status: &FeatureStatus,
     have_cgroup_v2: bool,
+    off: bool,
     probes: &mut Vec<ProbeInfo>,
 ) -> Result<(), KernelError> {
     match status.hook {
@@ -467,6 +498,13 @@ fn log_choice(
                 feature.needed_for,
                 rejected_text(&status.rejected)
             )))
+        }
+        None if off => {
+            tracing::info!(
+                "{} switched off ({})",
+                feature.needed_for,
+                rejected_text(&status.rejected)
+            );
         }
         None => {
             tracing::warn!(

@@ -131,7 +131,7 @@ pub fn kernel_prog_name(name: &str) -> &str {
 /// Program names in bpf/netagent.bpf.c (its parts in bpf/netagent/),
 /// bpf/iface.bpf.c and bpf/node.bpf.c (of node.bpf.c only the variant this
 /// kernel loads: on_mark_victim).
-pub const OUR_PROGRAMS: [&str; 30] = [
+pub const OUR_PROGRAMS: [&str; 31] = [
     "on_tc_ingress",
     "on_tc_egress",
     "on_inet_sock_set_state",
@@ -147,6 +147,7 @@ pub const OUR_PROGRAMS: [&str; 30] = [
     "on_connect4",
     "on_connect6",
     "on_net_dev_queue",
+    "on_kfree_skb",
     "on_mark_victim",
     // Fallback message hooks (src/kernel/hooks.rs).
     "fx_inet_sendmsg",
