@@ -17,6 +17,7 @@
  *   cgroup/sendmsg4, sendmsg6   peer of an unconnected UDP sendto()
  *   cgroup/recvmsg4, recvmsg6   peer of an unconnected UDP recvfrom()
  *   cgroup_skb/egress, ingress  DNS messages of sockets that sendmsg/connect marked
+ *   tp_btf/kfree_skb            packet drops with the kernel's reason, by socket owner
  *
  * Per-socket state: TCP sockets of tracked processes live in `tcp_socks`,
  * keyed by the socket's address from connect / accept / listen to close
@@ -60,6 +61,7 @@
  *   netagent/nat.c            tp_btf/net_dev_queue: where connections really go (DNAT)
  *   netagent/seed.c           iter/tcp: connections and listeners older than the agent
  *   netagent/dns.c            cgroup_skb/egress, ingress: DNS messages of marked sockets
+ *   netagent/drops.c          tp_btf/kfree_skb: packet drops (its maps are its own)
  * netagent.h holds the ABI shared with the agent (mirrored in
  * src/kernel/abi.rs), vmlinux_min.h the kernel types read (CO-RE).
  */
@@ -92,3 +94,4 @@ char LICENSE[] SEC("license") = "GPL";
 #include "netagent/nat.c"
 #include "netagent/seed.c"
 #include "netagent/dns.c"
+#include "netagent/drops.c"

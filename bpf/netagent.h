@@ -193,6 +193,35 @@ struct na_reset_key {
 	__u32 _pad;
 };
 
+/* ---- packet drops (netagent/drops.c) ---- */
+
+/* Drops that could not be counted (index into `drop_lost`). */
+enum na_drop_lost_reason {
+	NA_DROP_LOST_MAP_FULL = 0, /* `drops` full: a new key did not fit */
+	NA_DROP_LOST_REASONS = 1,
+};
+
+/* `reason` of a drop on a kernel whose skb:kfree_skb has no reason
+ * (before 5.17): no value of enum skb_drop_reason is this. */
+#define NA_DROP_REASON_UNKNOWN 0xffffffffu
+
+/* Reasons the agent leaves out (`drop_ignore`, drops.ignore_reasons), at
+ * most this many; unused slots hold NA_DROP_REASON_UNKNOWN. */
+#define NA_DROP_IGNORE_MAX 8
+
+/* `drops` key: 48 bytes, no implicit padding (hash keys are compared
+ * bytewise). The owner is that of the socket the packet belonged to, never
+ * the task that happened to free it; all zero when there is none or its
+ * owner is not known. */
+struct na_drop_key {
+	__u8 comm[NA_COMM_LEN];
+	__u8 ifname[16]; /* the device's name (IFNAMSIZ), read in the kernel: ifindexes are per network namespace */
+	__u64 cgroup_id;
+	__u32 reason;    /* the running kernel's enum skb_drop_reason value, or NA_DROP_REASON_UNKNOWN */
+	__u8 proto;      /* IP protocol number; 0 when not known */
+	__u8 _pad[3];
+};
+
 /* ---- per-interface traffic (iface.bpf.c) ---- */
 
 enum na_iface_direction {

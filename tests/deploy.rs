@@ -61,11 +61,12 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 /// The alerts of deploy/prometheus/netagent.rules.yml.
-const ALERTS: [&str; 8] = [
+const ALERTS: [&str; 9] = [
     "NetagentDown",
     "NetagentEventsLost",
     "NetagentConnectFailuresSpike",
     "NetagentHighRetransmitRatio",
+    "NetagentPacketDropsOverload",
     "NetagentSeriesCapHit",
     "NetagentProbeDown",
     "NetagentDnsFailures",

@@ -156,6 +156,12 @@ const REFUSED_5_10: &[Refusal] = &[
         why: "NAT reads UDP state; tracing programs may use socket-local storage since 5.11",
     },
     Refusal {
+        variant: "socket_storage",
+        program: "on_kfree_skb",
+        reason: "bpf_sk_storage_get",
+        why: "drops read UDP owners; tracing programs may use socket-local storage since 5.11",
+    },
+    Refusal {
         variant: "socket_storage+spans",
         program: "fx_",
         reason: "bpf_get_socket_cookie",

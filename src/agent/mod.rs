@@ -112,6 +112,9 @@ pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
             ports: cfg.dns.port_list(),
             ring_bytes: cfg.dns.ring_bytes.value,
         }),
+        drops: cfg.drops.enabled,
+        drops_max_series: cfg.drops.max_series.value,
+        drops_ignore: cfg.drops.ignored(),
     })
 }
 

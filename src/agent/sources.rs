@@ -11,6 +11,7 @@ use crate::collect::bpf_self::BpfSelfCollector;
 use crate::collect::cloud::{self, CloudState, Detector};
 use crate::collect::delayacct::DelayAccounting;
 use crate::collect::dns::{DnsShared, DnsSource};
+use crate::collect::drops::PacketDrops;
 use crate::collect::interfaces::{InterfaceFilter, InterfaceSource, InterfaceWatcher};
 use crate::collect::labels::ProcessNames;
 use crate::collect::logs::LogCollector;
@@ -46,7 +47,7 @@ pub fn start(
 ) -> anyhow::Result<Sources> {
     // Taken before `sockets` moves into the list.
     let dns_maps = sockets.take_dns();
-    let mut collectors: Vec<Arc<dyn Collector>> = vec![sockets];
+    let mut collectors: Vec<Arc<dyn Collector>> = vec![sockets.clone()];
     let mut dns_names = None;
     if let Some(maps) = dns_maps {
         let dns = DnsSource::start(
@@ -62,6 +63,9 @@ pub fn start(
         &cfg.oom_kills,
         &opts.disabled_probes,
     )));
+    if cfg.drops.enabled {
+        collectors.push(Arc::new(PacketDrops::start(sockets, opts)));
+    }
     let mut interfaces = None;
     if cfg.interface_stats.enabled {
         let patterns: Vec<String> = cfg.interfaces.iter().map(|p| p.value.clone()).collect();

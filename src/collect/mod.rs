@@ -12,6 +12,7 @@ pub mod conns;
 pub mod containers;
 pub mod delayacct;
 pub mod dns;
+pub mod drops;
 pub mod histograms;
 pub mod interfaces;
 pub mod labels;

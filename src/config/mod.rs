@@ -16,6 +16,7 @@ pub mod cloud;
 pub mod containers;
 pub mod delay_accounting;
 pub mod dns;
+pub mod drops;
 pub mod export;
 pub mod interfaces;
 pub mod kernel;
@@ -40,6 +41,7 @@ pub use cloud::CloudConfig;
 pub use containers::ContainersConfig;
 pub use delay_accounting::DelayAccountingConfig;
 pub use dns::DnsConfig;
+pub use drops::DropsConfig;
 pub use export::Export;
 pub use interfaces::InterfaceStats;
 pub use kernel::{Debug, Kernel};
@@ -100,6 +102,9 @@ pub struct Config {
     /// Destinations after this host's NAT (README, "NAT").
     #[serde(default)]
     pub nat: NatConfig,
+    /// Packet drops by the kernel's reason (README, "Packet drops").
+    #[serde(default)]
+    pub drops: DropsConfig,
     /// Log pattern extraction (off by default).
     #[serde(default)]
     pub logs: LogsConfig,
@@ -132,6 +137,7 @@ impl Default for Config {
             delay_accounting: DelayAccountingConfig::default(),
             oom_kills: OomConfig::default(),
             nat: NatConfig::default(),
+            drops: DropsConfig::default(),
             logs: LogsConfig::default(),
             containers: ContainersConfig::default(),
             tcp: TcpConfig::default(),
@@ -269,6 +275,7 @@ impl Config {
         self.delay_accounting.validate()?;
         self.oom_kills.validate()?;
         self.nat.validate()?;
+        self.drops.validate()?;
         self.logs.validate()?;
         self.containers.validate()?;
         self.tcp.validate()?;

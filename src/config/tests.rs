@@ -192,6 +192,39 @@ fn nat_section_defaults_and_errors_name_key_and_line() {
 }
 
 #[test]
+fn drops_section_defaults_and_errors_name_key_and_line() {
+    let d = parse("").unwrap();
+    assert!(d.drops.enabled);
+    assert_eq!(d.drops.max_series.value, 4096);
+    let c = parse("drops:\n  enabled: false\n  max_series: 10\n").unwrap();
+    assert!(!c.drops.enabled);
+    assert_eq!(c.drops.max_series.value, 10);
+    let err = parse("drops:\n  enabled: true\n\n  max_series: 0\n").unwrap_err();
+    assert!(err.contains("drops.max_series (line 4)"), "{err}");
+    let err = parse("drops:\n  max_series: 300000\n").unwrap_err();
+    assert!(err.contains("drops.max_series (line 2)"), "{err}");
+    let err = parse("drops:\n  enable: true\n").unwrap_err();
+    assert!(err.contains("enable") && err.contains("line 2"), "{err}");
+    let err = parse("drops:\n  enabled: sometimes\n").unwrap_err();
+    assert!(err.contains("line 2"), "{err}");
+    assert_eq!(d.drops.ignored(), ["not_specified", "queue_purge"]);
+    let c = parse("drops:\n  ignore_reasons: []\n").unwrap();
+    assert!(c.drops.ignored().is_empty());
+    let c = parse("drops:\n  ignore_reasons: [no_socket, tcp_old_data]\n").unwrap();
+    assert_eq!(c.drops.ignored(), ["no_socket", "tcp_old_data"]);
+    let err = parse("drops:\n  ignore_reasons:\n    - no_socket\n    - NO_SOCKET\n").unwrap_err();
+    assert!(err.contains("drops.ignore_reasons[1] (line 4)"), "{err}");
+    let err = parse("drops:\n  ignore_reasons: [unknown]\n").unwrap_err();
+    assert!(err.contains("drops.ignore_reasons[0] (line 2)"), "{err}");
+    let nine = (0..9)
+        .map(|i| format!("r{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let err = parse(&format!("drops:\n  ignore_reasons: [{nine}]\n")).unwrap_err();
+    assert!(err.contains("drops.ignore_reasons[8] (line 2)"), "{err}");
+}
+
+#[test]
 fn wrong_type_is_reported() {
     let err = parse("targets: 5\n").unwrap_err();
     assert!(err.contains("line 1"), "{err}");

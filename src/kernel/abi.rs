@@ -218,6 +218,34 @@ pub const SEED_OPEN: u32 = 0;
 pub const SEED_LISTENER: u32 = 1;
 pub const SEED_KNOWN: u32 = 2;
 pub const SEED_FAILED: u32 = 3;
+/// `enum na_drop_lost_reason`: drops not counted, with the label value
+/// exported in `netagent_events_lost_total{reason}`.
+pub const DROP_LOST_REASONS: [&str; 1] = ["drop_map_full"];
+
+/// `NA_DROP_REASON_UNKNOWN`: the reason of a drop on a kernel whose
+/// kfree_skb tracepoint has none.
+pub const DROP_REASON_UNKNOWN: u32 = u32::MAX;
+
+/// `NA_DROP_IGNORE_MAX`: slots of the `drop_ignore` global.
+pub const DROP_IGNORE_MAX: usize = 8;
+
+/// `struct na_drop_key`: the key of the `drops` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DropKey {
+    /// Owner of the packet's socket; all zero when none is known.
+    pub comm: [u8; COMM_LEN],
+    /// The device's name (NUL-terminated); all zero when none.
+    pub ifname: [u8; 16],
+    /// The owner's cgroup v2 id; 0 when none.
+    pub cgroup_id: u64,
+    /// The running kernel's `enum skb_drop_reason` value, or
+    /// [`DROP_REASON_UNKNOWN`].
+    pub reason: u32,
+    /// IP protocol number; 0 when not known.
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
 
 /// `enum na_iface_direction`.
 pub const IFACE_INGRESS: u32 = 0;
@@ -275,6 +303,7 @@ unsafe impl aya::Pod for IfaceCounters {}
 unsafe impl aya::Pod for OomKey {}
 unsafe impl aya::Pod for SockState {}
 unsafe impl aya::Pod for ResetKey {}
+unsafe impl aya::Pod for DropKey {}
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -458,6 +487,12 @@ mod tests {
                 direction,
                 _pad
             ]
+        );
+        check!(
+            &types,
+            "na_drop_key",
+            DropKey,
+            [comm, ifname, cgroup_id, reason, proto, _pad]
         );
         let iface = object_btf_types(crate::kernel::iface::OBJECT).unwrap();
         check!(&iface, "na_iface_key", IfaceKey, [ifindex, direction]);

@@ -169,8 +169,9 @@ fn helper_hint(why: &str) -> Option<&'static str> {
 
 /// Features whose programs keep UDP socket state, so they come in both
 /// [`SockState`] variants; every other feature's programs are the same in
-/// both. NAT reads the UDP state of the datagrams it sees.
-pub const STATE_FEATURES: &[&str] = &["messages", "udp_peers", "nat"];
+/// both. NAT reads the UDP state of the datagrams it sees, drops that of
+/// the socket a dropped packet belonged to.
+pub const STATE_FEATURES: &[&str] = &["messages", "udp_peers", "nat", "drops"];
 
 /// Was a program of the storage variant refused for a helper tracing
 /// programs lack on this kernel (so the address variant is worth a try)?
@@ -491,6 +492,15 @@ pub static FEATURES: &[Feature] = &[
                 skb("on_dns_egress", "egress"),
                 skb("on_dns_ingress", "ingress"),
             ],
+        }],
+    },
+    Feature {
+        name: "drops",
+        needed_for: "packet drops with the kernel's reason (netagent_packet_drops_total)",
+        core: false,
+        hooks: &[Hook {
+            kind: HookKind::Tracepoint,
+            programs: &[tp("on_kfree_skb", "skb", "kfree_skb")],
         }],
     },
 ];

@@ -53,6 +53,12 @@ pub struct LoadOptions {
     pub nat_max_pending: u32,
     /// DNS (`dns.enabled`): its ports and ring buffer; None = off.
     pub dns: Option<super::dns::DnsOptions>,
+    /// Count packet drops (`drops.enabled`), with room for this many keys
+    /// (`drops.max_series`).
+    pub drops: bool,
+    pub drops_max_series: u32,
+    /// Drop reasons not to count (`drops.ignore_reasons`), by name.
+    pub drops_ignore: Vec<String>,
 }
 
 /// The maps the collector reads (and, for `listeners`, seeds).
@@ -65,6 +71,7 @@ pub struct KernelMaps {
     pub lost: PerCpuArray<MapData, u64>,
     /// TCP socket state (idle connections) and resets sent by reason.
     pub conns: ConnMaps,
+    pub drops: super::drops::DropMaps,
 }
 
 /// Which hook serves a feature, and why the ones before it were not used.
@@ -196,6 +203,11 @@ pub(super) fn open_object(
         .override_global("dns_on", &dns_on, true)
         .override_global("dns_ports", &dns_ports, true)
         .map_max_entries("dns_events", dns_ring)
+        .override_global(
+            "drop_ignore",
+            &super::drops::ignore_values(&kbtf.raw, &opts.drops_ignore),
+            true,
+        )
         .map_max_entries("span_events", opts.span_ring_bytes)
         .map_max_entries("flows", opts.max_series)
         .map_max_entries("flow_counters", opts.max_series)
@@ -214,15 +226,27 @@ pub(super) fn open_object(
         .map_max_entries("nat_flows", opts.nat_max_pending.max(1))
         .map_max_entries("nat_found", opts.nat_max_pending.max(1))
         .map_max_entries("seed_owners", sockets)
+        .map_max_entries("drops", size(opts.drops, opts.drops_max_series.max(1)))
         .load(OBJECT)
         .map_err(|e| KernelError::Object(e.to_string()))
 }
 
-/// Why `debug.disable_probes` switches this hook off, if it does.
+/// The config switch that turns a whole feature off, when it is off. Such
+/// a feature is not down: its probes are not reported (as with
+/// `oom_kills.enabled`), only its reason in `/health`'s `features`.
+fn switched_off(opts: &LoadOptions, feature: &Feature) -> Option<&'static str> {
+    match feature.name {
+        "nat" if !opts.nat => Some("nat.enabled is false"),
+        "drops" if !opts.drops => Some("drops.enabled is false"),
+        _ => None,
+    }
+}
+
+/// Why the config or `debug.disable_probes` switches this hook off, if it does.
 pub(super) fn disabled(opts: &LoadOptions, feature: &Feature, hook: &Hook) -> Option<String> {
     let id = hooks::hook_id(feature, hook);
-    if feature.name == "nat" && !opts.nat {
-        return Some("nat.enabled is false".into());
+    if let Some(why) = switched_off(opts, feature) {
+        return Some(why.into());
     }
     if feature.name == "dns" && opts.dns.is_none() {
         return Some("dns.enabled is false".into());
@@ -434,14 +458,15 @@ fn load_with(
             found.rejected.push((feature.name, status.rejected.clone()));
         }
         if feature.core && status.hook.is_none() {
-            log_choice(feature, &status, true, &mut probes)?;
+            log_choice(feature, &status, true, false, &mut probes)?;
         }
         features.push(status);
     }
     // A load that is followed by another logs nothing: the last decides.
     if next.is_none() {
         for (feature, status) in hooks::FEATURES.iter().zip(&features) {
-            log_choice(feature, status, cgroup_root.is_some(), &mut probes)?;
+            let off = switched_off(opts, feature).is_some();
+            log_choice(feature, status, cgroup_root.is_some(), off, &mut probes)?;
         }
     }
 
@@ -471,6 +496,10 @@ fn load_with(
             take_map(&mut ebpf, "reset_reasons")?,
             &kbtf.raw,
         )?,
+        drops: super::drops::DropMaps::new(
+            take_map(&mut ebpf, "drops")?,
+            take_map(&mut ebpf, "drop_lost")?,
+        )?,
     };
     let span_events = take_map(&mut ebpf, "span_events")
         .ok()
@@ -498,11 +527,13 @@ fn load_with(
 }
 
 /// Logs a feature's hook choice; a core feature without one is an error,
-/// another one is listed as down under its preferred hook's probe names.
+/// another one is listed as down under its preferred hook's probe names,
+/// unless the config switched it off (`off`).
 fn log_choice(
     feature: &Feature,
     status: &FeatureStatus,
     have_cgroup_v2: bool,
+    off: bool,
     probes: &mut Vec<ProbeInfo>,
 ) -> Result<(), KernelError> {
     match status.hook {
@@ -525,6 +556,13 @@ fn log_choice(
                 feature.needed_for,
                 rejected_text(&status.rejected)
             )))
+        }
+        None if off => {
+            tracing::info!(
+                "{} switched off ({})",
+                feature.needed_for,
+                rejected_text(&status.rejected)
+            );
         }
         None => {
             tracing::warn!(

@@ -158,5 +158,6 @@ pub fn probe_kernel(opts: &LoadOptions) -> Result<Vec<HookTrial>, KernelError> {
                 .unwrap_or(ObjectMode::Storage);
         }
     }
+    super::drops::annotate(&mut out, &kbtf.raw);
     Ok(out)
 }

@@ -203,6 +203,7 @@ pub fn load_all(opts: &LoadOptions) -> Result<Vec<LoadResult>, String> {
         max_listeners: 64,
         max_sockets: 64,
         span_ring_bytes: 4096,
+        drops_max_series: 64,
         ..opts.clone()
     };
     let mut out = Vec::new();

@@ -576,6 +576,25 @@ pub const OOM_KILLS: Desc = Desc {
     labels: &["process", "container", "container_id", "pod", "namespace"],
 };
 
+// ---- Packet drops
+
+pub const PACKET_DROPS: Desc = Desc {
+    name: "netagent_packet_drops",
+    kind: Kind::Counter,
+    unit: "",
+    help: "Packets the kernel dropped, by its drop reason (enum skb_drop_reason, lower case), the process and container owning the packet's socket (empty when none), interface and protocol.",
+    labels: &[
+        "process",
+        "container",
+        "container_id",
+        "pod",
+        "namespace",
+        "interface",
+        "proto",
+        "reason",
+    ],
+};
+
 // ---- Containers
 
 pub const CONTAINER_INFO: Desc = Desc {
@@ -897,6 +916,7 @@ pub static ALL: &[&Desc] = &[
     &DELAY_ACCOUNTING_PROCESSES,
     &DELAY_ACCOUNTING_SKIPPED,
     &OOM_KILLS,
+    &PACKET_DROPS,
     &CONTAINER_INFO,
     &CONTAINER_CACHE_ENTRIES,
     &CONTAINER_METADATA_READS,

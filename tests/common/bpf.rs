@@ -138,7 +138,7 @@ pub fn kernel_prog_name(name: &str) -> &str {
 /// Program names in bpf/netagent.bpf.c (its parts in bpf/netagent/),
 /// bpf/iface.bpf.c and bpf/node.bpf.c (of node.bpf.c only the variant this
 /// kernel loads: on_mark_victim).
-pub const OUR_PROGRAMS: [&str; 34] = [
+pub const OUR_PROGRAMS: [&str; 35] = [
     "on_tc_ingress",
     "on_tc_egress",
     "on_inet_sock_set_state",
@@ -158,6 +158,7 @@ pub const OUR_PROGRAMS: [&str; 34] = [
     "seed_tcp_sockets",
     "on_dns_egress",
     "on_dns_ingress",
+    "on_kfree_skb",
     "on_mark_victim",
     // Fallback message hooks (src/kernel/hooks.rs).
     "fx_inet_sendmsg",

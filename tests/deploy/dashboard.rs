@@ -284,6 +284,7 @@ fn the_dashboard_is_well_formed() {
         "netagent_bytes_sent_total",
         "netagent_bytes_received_total",
         "netagent_interface_bytes_total",
+        "netagent_packet_drops_total",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
         "netagent_bpf_programs_memory_bytes",

@@ -394,6 +394,12 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             find("Loudest log patterns")
         );
     }
+    // The lossy host's firewall drops packets: the kernel says so.
+    assert!(
+        positive(find("Packet drops by reason"), "reason", "netfilter_drop"),
+        "{:?}",
+        find("Packet drops by reason")
+    );
     assert!(
         positive(find("Interface traffic"), "interface", &lossy.link.host_if),
         "{:?}",
