@@ -24,7 +24,14 @@ const TOOLS: [&str; 9] = [
     "ip",
     "python3",
 ];
-const WORKLOADS: [&str; 5] = ["churn", "keepalive", "udp_rr", "bulk", "churn_netns"];
+const WORKLOADS: [&str; 6] = [
+    "churn",
+    "keepalive",
+    "udp_rr",
+    "bulk",
+    "churn_netns",
+    "udp_drop",
+];
 const CONFIGS: [&str; 5] = [
     "none",
     "netagent-default",

@@ -14,9 +14,10 @@ TITLES = {
     "udp_rr": "(c) UDP request/response, loopback (sockperf ping-pong)",
     "bulk": "(d) bulk TCP, loopback (iperf3)",
     "churn_netns": "(a′) HTTP `Connection: close` between two netns hosts over veth (wrk → nginx-light)",
+    "udp_drop": "(e) UDP datagrams to a closed loopback port, every one a kernel drop (Python sendto loop)",
 }
 UNITS = {"churn": "req/s", "keepalive": "req/s", "udp_rr": "msg/s", "bulk": "Gbit/s",
-         "churn_netns": "req/s"}
+         "churn_netns": "req/s", "udp_drop": "msg/s"}
 MIN_RUNS_FOR_CPU = 10_000
 # Cost per event "does not grow": ns/run at the largest point / at the
 # smallest, with room for this machine's run-to-run noise.

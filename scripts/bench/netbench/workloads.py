@@ -6,11 +6,13 @@ clients run once per (round, configuration).
 (c) udp_rr    UDP request/response (ping-pong): sockperf
 (d) bulk      bulk TCP transfer: iperf3
 (a') churn_netns  (a) between two network-namespace hosts over veth
+(e) udp_drop  UDP datagrams to a closed loopback port: every one a kernel drop
 """
 import json
 import os
 import re
 import socket
+import sys
 
 from .procs import BenchError, Proc, free_port, run, wait_until
 
@@ -121,6 +123,32 @@ def sockperf(port, seconds):
     return {"rate": recv / t, "ops": recv, "errors": sent - recv}
 
 
+# Datagrams to a loopback port nobody listens on, for `seconds`: every one
+# is freed by the kernel as a drop (`no_socket`), so the drops program runs
+# once per datagram. One unconnected socket: the ICMP errors the kernel
+# sends back (rate-limited) are not reported to it.
+UDP_DROP_SENDER = """
+import socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dst, payload, n = ("127.0.0.1", port), b"x" * 64, 0
+start = time.monotonic()
+end = start + seconds
+while time.monotonic() < end:
+    for _ in range(1000):
+        s.sendto(payload, dst)
+    n += 1000
+print(n, time.monotonic() - start)
+"""
+
+
+def udp_drop(port, seconds):
+    out = run([sys.executable, "-c", UDP_DROP_SENDER, str(port), str(seconds)],
+              timeout=seconds + 60)
+    n, t = out.stdout.split()
+    return {"rate": int(n) / float(t), "ops": int(n), "errors": 0}
+
+
 def iperf3(port, seconds):
     out = run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"],
               timeout=seconds + 60, check=False)
@@ -164,7 +192,7 @@ class NetnsPair:
 class Workloads:
     """Starts every server once; `run(name, seconds)` runs one client."""
 
-    NAMES = ("churn", "keepalive", "udp_rr", "bulk", "churn_netns")
+    NAMES = ("churn", "keepalive", "udp_rr", "bulk", "churn_netns", "udp_drop")
 
     def __init__(self, tmp, log, tag, stack):
         self.nginx = Nginx(tmp, "127.0.0.1", free_port(), log)
@@ -176,6 +204,8 @@ class Workloads:
         self.ns = NetnsPair(tag)
         stack.callback(self.ns.stop)
         self.nginx_ns = Nginx(tmp, NETNS_SERVER, 80, log, netns=self.ns.b)
+        # Free now and bound by nothing later (nothing else here binds it).
+        self.closed_port = free_port()
         stack.callback(self.nginx_ns.stop)
 
     def run(self, name, seconds):
@@ -187,6 +217,8 @@ class Workloads:
             return sockperf(self.sockperf.port, seconds)
         if name == "bulk":
             return iperf3(self.iperf3.port, seconds)
+        if name == "udp_drop":
+            return udp_drop(self.closed_port, seconds)
         if name == "churn_netns":
             return wrk(self.nginx_ns.url, seconds, close=True, netns=self.ns.a)
         raise BenchError(f"unknown workload {name}")
