@@ -135,11 +135,16 @@ impl Apt {
         Ok(Some(Apt { options, lists }))
     }
 
-    /// True once `apt-get update` has filled the private lists.
+    /// True once `apt-get update` has filled the private lists. The index
+    /// may be stored compressed (`…_Packages.lz4` where apt is configured
+    /// so, as here): taking only `…_Packages` for it made every 5.10 row
+    /// run `apt-get update` again, under the suite's network guard.
     fn has_lists(&self) -> bool {
         std::fs::read_dir(&self.lists).is_ok_and(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+            d.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.ends_with("_Packages") || name.contains("_Packages.")
+            })
         })
     }
 
