@@ -262,8 +262,8 @@ fn a_full_map_counts_the_rest_as_lost() {
 /// TCP connections that lose nothing count no drop with the default
 /// `drops.ignore_reasons`, though the kernel frees some of their packets
 /// with a drop reason (NOT_SPECIFIED, QUEUE_PURGE: README, "Packet
-/// drops"); with `ignore_reasons: []` those frees show. The one real drop,
-/// a SYN to a closed port, is counted either way.
+/// drops"); with `ignore_reasons: []` those frees show. The one drop the
+/// test makes, a SYN to a closed port, is counted exactly either way.
 #[test]
 fn a_healthy_connections_frees_are_no_drops_by_default() {
     let _g = serial();
@@ -340,7 +340,17 @@ fn a_healthy_connections_frees_are_no_drops_by_default() {
         1.0,
         "{series:#?}"
     );
-    assert_eq!(sum(&m, &[]), 1.0, "only the refused SYN: {series:#?}");
+    // The frees the default leaves out are not counted. (Other reasons are
+    // real drops the kernel reports and stay counted: under load a
+    // teardown can meet `tcp_close`, a segment for a socket already
+    // closed — seen once in a full suite run — so the total is not fixed.)
+    for ignored in ["not_specified", "queue_purge"] {
+        assert_eq!(
+            sum(&m, &[("reason", ignored)]),
+            0.0,
+            "{ignored} counted by default: {series:#?}"
+        );
+    }
     drop(agent);
 
     let agent = Agent::start_with_yaml(&yaml("drops:\n  ignore_reasons: []\n"));
