@@ -448,7 +448,7 @@ fn probe_names_the_program_and_the_reason_it_gets() {
     assert_eq!(hook["probes"][0]["name"], "tracepoint/skb:kfree_skb");
     // The running kernel's record of the tracepoint says which note is right.
     let btf = std::fs::read("/sys/kernel/btf/vmlinux").unwrap();
-    let fields = netagent::kernel::btf_types::struct_members(&btf, "trace_event_raw_kfree_skb")
+    let fields = netagent::kernel::btf_raw::struct_members(&btf, "trace_event_raw_kfree_skb")
         .expect("kfree_skb's record in BTF");
     let note = hook["note"].as_str().unwrap_or_default();
     if fields.iter().any(|f| f == "reason") {

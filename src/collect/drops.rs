@@ -16,7 +16,7 @@ use super::sockets::Sockets;
 use super::{Collector, Scrape};
 use crate::config::DropsConfig;
 use crate::kernel::abi::{comm_str, DropKey, DROP_LOST_REASONS};
-use crate::kernel::drops::{kernel_btf, DropSnapshot, ReasonNames, Tracepoint};
+use crate::kernel::drops::{DropSnapshot, ReasonNames};
 use crate::kernel::LoadOptions;
 use crate::metrics::{catalog, scalar_family, Labels};
 
@@ -27,17 +27,16 @@ pub struct PacketDrops {
 }
 
 impl PacketDrops {
-    /// Reads the reason names once from the kernel's BTF (the file the
-    /// object was loaded against) and says what this kernel's tracepoint
-    /// passes.
+    /// Takes the reason names the loader read from the kernel's BTF and
+    /// says what this kernel's tracepoint passes.
     pub fn start(sockets: Arc<Sockets>, opts: &LoadOptions) -> Self {
-        let btf = kernel_btf(opts.btf_path.as_deref());
-        let reasons = ReasonNames::from_btf(&btf);
+        let (reasons, tracepoint) =
+            sockets.with_maps(|m| (m.drops.reasons.clone(), m.drops.tracepoint));
         let working = sockets
             .features()
             .iter()
             .any(|f| f.feature == crate::kernel::drops::FEATURE && f.hook.is_some());
-        if let (true, Some(tp)) = (working, Tracepoint::of(&btf)) {
+        if let (true, Some(tp)) = (working, tracepoint) {
             if tp.reason {
                 tracing::debug!(reasons = reasons.len(), "packet drops: {}", tp.describe());
                 // A configured name this kernel does not have ignores

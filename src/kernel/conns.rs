@@ -84,7 +84,7 @@ impl ConnMaps {
 /// is `no_socket`. The `…_MAX` end marker is not a reason. Empty where the
 /// kernel has no such enum.
 pub fn reason_names(kernel_btf: &[u8]) -> StdHashMap<u32, String> {
-    super::btf_funcs::enum_values(kernel_btf, RST_ENUM)
+    super::btf_raw::enum_values(kernel_btf, RST_ENUM)
         .unwrap_or_default()
         .into_iter()
         .filter_map(|(name, value)| {
@@ -118,7 +118,7 @@ mod tests {
             return;
         };
         let names = reason_names(&raw);
-        if super::super::btf_funcs::enum_values(&raw, RST_ENUM).is_none() {
+        if super::super::btf_raw::enum_values(&raw, RST_ENUM).is_none() {
             assert!(names.is_empty());
             return;
         }

@@ -9,7 +9,7 @@
 use aya::maps::{Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
 
 use super::abi::{DropKey, DROP_IGNORE_MAX, DROP_LOST_REASONS, DROP_REASON_UNKNOWN};
-use super::btf_types;
+use super::btf_raw;
 use super::hooks::HookTrial;
 use super::KernelError;
 
@@ -24,10 +24,15 @@ pub const UNKNOWN: &str = "unknown";
 /// reasons, named in those modules' BTF, not in vmlinux's.
 const SUBSYS_SHIFT: u32 = 16;
 
-/// The two maps of the drops program, read at scrape time.
+/// The two maps of the drops program, read at scrape time, and what the
+/// kernel BTF the object was loaded against says of its reasons.
 pub struct DropMaps {
     counts: PerCpuHashMap<MapData, DropKey, u64>,
     lost: PerCpuArray<MapData, u64>,
+    /// The running kernel's drop reason names.
+    pub reasons: ReasonNames,
+    /// What its kfree_skb tracepoint passes; None when BTF does not say.
+    pub tracepoint: Option<Tracepoint>,
 }
 
 /// Totals read from the kernel at one moment.
@@ -40,11 +45,15 @@ pub struct DropSnapshot {
 }
 
 impl DropMaps {
-    pub fn new(counts: Map, lost: Map) -> Result<Self, KernelError> {
+    /// `kernel_btf`: the raw BTF the object was loaded against, read once
+    /// by the loader (the reset reasons are named from it the same way).
+    pub fn new(counts: Map, lost: Map, kernel_btf: &[u8]) -> Result<Self, KernelError> {
         let obj = |e: MapError| KernelError::Object(e.to_string());
         Ok(Self {
             counts: PerCpuHashMap::try_from(counts).map_err(obj)?,
             lost: PerCpuArray::try_from(lost).map_err(obj)?,
+            reasons: ReasonNames::from_btf(kernel_btf),
+            tracepoint: Tracepoint::of(kernel_btf),
         })
     }
 
@@ -80,7 +89,7 @@ pub struct Tracepoint {
 
 impl Tracepoint {
     pub fn of(btf: &[u8]) -> Option<Self> {
-        let fields = btf_types::struct_members(btf, "trace_event_raw_kfree_skb")?;
+        let fields = btf_raw::struct_members(btf, "trace_event_raw_kfree_skb")?;
         let has = |f: &str| fields.iter().any(|m| m == f);
         Some(Self {
             reason: has("reason"),
@@ -120,12 +129,12 @@ impl ReasonNames {
     /// the kernel has no `enum skb_drop_reason` (before 5.17: the program
     /// then only counts "unknown").
     pub fn from_btf(btf: &[u8]) -> Self {
-        let names = btf_types::enum_values(btf, "skb_drop_reason")
+        let names = btf_raw::enum_values(btf, "skb_drop_reason")
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(name, value)| Some((u32::try_from(value).ok()?, reason_label(&name)?)))
             .collect();
-        let subsystems = btf_types::enum_values(btf, "skb_drop_reason_subsys")
+        let subsystems = btf_raw::enum_values(btf, "skb_drop_reason_subsys")
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(name, value)| {
@@ -207,14 +216,6 @@ fn reason_label(name: &str) -> Option<String> {
     Some(short.to_ascii_lowercase())
 }
 
-/// The kernel BTF the agent loads against: `kernel.btf_path` or
-/// /sys/kernel/btf/vmlinux. Empty when unreadable (the loader has already
-/// said why, or will).
-pub fn kernel_btf(btf_path: Option<&std::path::Path>) -> Vec<u8> {
-    let path = btf_path.unwrap_or(std::path::Path::new("/sys/kernel/btf/vmlinux"));
-    std::fs::read(path).unwrap_or_default()
-}
-
 /// `netagent probe`: the drops rows say what this kernel's tracepoint
 /// passes (a working hook's note).
 pub fn annotate(trials: &mut [HookTrial], btf: &[u8]) {
@@ -270,10 +271,9 @@ mod tests {
     /// passes.
     #[test]
     fn the_running_kernels_reasons_and_tracepoint() {
-        let raw = kernel_btf(None);
-        if raw.is_empty() {
+        let Ok(raw) = std::fs::read("/sys/kernel/btf/vmlinux") else {
             return;
-        }
+        };
         let Some(tp) = Tracepoint::of(&raw) else {
             return;
         };

@@ -189,7 +189,7 @@ pub enum Attach {
         event: &'static str,
         /// An argument the program reads that not every kernel's
         /// tracepoint passes: its index (0 = the first) and type, as
-        /// [`super::btf_funcs::tracepoint_arg`] names it. The verifier
+        /// [`super::btf_raw::tracepoint_arg`] names it. The verifier
         /// refuses a read past the arguments, so such a program is only
         /// used where the running kernel's BTF shows it.
         arg: Option<(usize, &'static str)>,
@@ -623,7 +623,7 @@ pub fn precheck(hook: &Hook, kbtf: &KernelBtf) -> Option<String> {
                     ));
                 }
                 if let Some((index, ty)) = arg {
-                    let found = super::btf_funcs::tracepoint_arg(&kbtf.raw, event, index);
+                    let found = super::btf_raw::tracepoint_arg(&kbtf.raw, event, index);
                     let n = index + 1;
                     match found {
                         Some(t) if t == ty => {}
@@ -643,7 +643,7 @@ pub fn precheck(hook: &Hook, kbtf: &KernelBtf) -> Option<String> {
                 }
             }
             Attach::Fexit { func, args, .. } => {
-                match super::btf_funcs::param_count(&kbtf.raw, func) {
+                match super::btf_raw::param_count(&kbtf.raw, func) {
                     None => return Some(format!("kernel function {func} not found in BTF")),
                     Some(n) if n != args => {
                         return Some(format!(

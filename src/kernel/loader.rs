@@ -499,6 +499,7 @@ fn load_with(
         drops: super::drops::DropMaps::new(
             take_map(&mut ebpf, "drops")?,
             take_map(&mut ebpf, "drop_lost")?,
+            &kbtf.raw,
         )?,
     };
     let span_events = take_map(&mut ebpf, "span_events")

@@ -3,8 +3,7 @@
 pub mod abi;
 mod attach;
 pub mod batch;
-mod btf_funcs;
-pub mod btf_types;
+pub mod btf_raw;
 pub mod cgroup;
 pub mod conns;
 pub mod dns;

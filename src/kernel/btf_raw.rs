@@ -1,8 +1,10 @@
-//! Kernel function prototypes and enums from raw BTF: how many parameters
-//! a function takes, the type of a tracepoint's argument, the names of an
-//! enum's values. aya's `Btf` finds a type by name but does not expose
-//! prototypes or enum values. An fexit program reads the return value in the slot right
-//! after the parameters, so it is only loaded where the function has the
+//! What aya's `Btf` finds by name but does not expose, read from the
+//! running kernel's raw BTF (one little-endian vmlinux blob; anything
+//! unreadable is `None`, never a panic): how many parameters a function
+//! takes, the type of a tracepoint's argument, the values of an enum (reset
+//! and drop reasons) and the members of a struct (the kfree_skb record).
+//! An fexit program reads the return value in the slot right after the
+//! parameters, so it is only loaded where the function has the
 //! parameter count it was written for (a kernel that adds a parameter
 //! would otherwise hand it a parameter as the return value, and the
 //! verifier cannot tell when both are integers).
@@ -31,13 +33,14 @@ const KIND_TYPE_TAG: u32 = 18;
 
 /// One type record: its kind, name, `size_or_type` and `vlen`; for a
 /// function prototype, the type ids of its parameters; for an enum, its
-/// values (name offset, value).
+/// values (name offset, value); for a struct, its members' name offsets.
 struct Record {
     kind: u32,
     name_off: u32,
     type_id: u32,
     params: Vec<u32>,
     values: Vec<(u32, i64)>,
+    members: Vec<u32>,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -66,17 +69,30 @@ fn records(btf: &[u8]) -> Option<(Vec<Record>, &[u8])> {
         at += 12;
         let mut params = Vec::new();
         let mut values = Vec::new();
+        let mut members = Vec::new();
         let extra = match kind {
             KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
             KIND_ARRAY => 12,
-            KIND_STRUCT | KIND_UNION | KIND_DATASEC => 12 * vlen,
+            KIND_STRUCT => {
+                // struct btf_member { name_off, type, offset }
+                for i in 0..vlen {
+                    members.push(u32_at(types, at + 12 * i)?);
+                }
+                12 * vlen
+            }
+            KIND_UNION | KIND_DATASEC => 12 * vlen,
             KIND_ENUM => {
-                // struct btf_enum { name_off, val } (signed when kflag is set;
-                // the values read here are small either way).
+                // struct btf_enum { name_off, val }: signed when kflag is set.
+                let signed = info & (1 << 31) != 0;
                 for i in 0..vlen {
                     let name = u32_at(types, at + 8 * i)?;
-                    let val = u32_at(types, at + 8 * i + 4)? as i32;
-                    values.push((name, i64::from(val)));
+                    let raw = u32_at(types, at + 8 * i + 4)?;
+                    let val = if signed {
+                        i64::from(raw as i32)
+                    } else {
+                        i64::from(raw)
+                    };
+                    values.push((name, val));
                 }
                 8 * vlen
             }
@@ -109,6 +125,7 @@ fn records(btf: &[u8]) -> Option<(Vec<Record>, &[u8])> {
             type_id,
             params,
             values,
+            members,
         });
     }
     Some((out, strings))
@@ -200,6 +217,21 @@ pub fn enum_values(btf: &[u8], name: &str) -> Option<Vec<(String, i64)>> {
                     v,
                 )
             })
+            .collect(),
+    )
+}
+
+/// The member names of `struct name`, in order (nested anonymous members
+/// appear as ""); None when there is no such struct.
+pub fn struct_members(btf: &[u8], name: &str) -> Option<Vec<String>> {
+    let (recs, strings) = records(btf)?;
+    let s = recs
+        .iter()
+        .find(|r| r.kind == KIND_STRUCT && name_at(strings, r.name_off) == name.as_bytes())?;
+    Some(
+        s.members
+            .iter()
+            .map(|&off| String::from_utf8_lossy(name_at(strings, off)).into_owned())
             .collect(),
     )
 }
@@ -314,5 +346,97 @@ mod tests {
             let values = enum_values(&raw, "sk_rst_reason").expect("the enum");
             assert!(values.contains(&("SK_RST_REASON_NOT_SPECIFIED".into(), 0)));
         }
+    }
+
+    /// A BTF blob with `int` (id 1), `struct rec { int a; int b; }` (id 2),
+    /// `enum e { E_ZERO = 0, E_BIG = 0xffff0000 }` (unsigned, id 3),
+    /// `enum s { S_NEG = -1 }` (signed, id 4), an enum64 `w { W = 1 << 40 }`.
+    fn typed_blob() -> Vec<u8> {
+        let strings = b"\0int\0rec\0a\0b\0e\0E_ZERO\0E_BIG\0s\0S_NEG\0w\0W\0".to_vec();
+        let at = |s: &str| {
+            let needle = format!("\0{s}\0");
+            (strings
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .unwrap()
+                + 1) as u32
+        };
+        let mut t: Vec<u8> = Vec::new();
+        let mut rec = |name: u32, info: u32, ty: u32, extra: &[u32]| {
+            for w in [name, info, ty].iter().chain(extra) {
+                t.extend(w.to_le_bytes());
+            }
+        };
+        rec(at("int"), KIND_INT << 24, 4, &[32]);
+        rec(
+            at("rec"),
+            KIND_STRUCT << 24 | 2,
+            8,
+            &[at("a"), 1, 0, at("b"), 1, 32],
+        );
+        rec(
+            at("e"),
+            KIND_ENUM << 24 | 2,
+            4,
+            &[at("E_ZERO"), 0, at("E_BIG"), 0xffff_0000],
+        );
+        rec(
+            at("s"),
+            1 << 31 | KIND_ENUM << 24 | 1,
+            4,
+            &[at("S_NEG"), u32::MAX],
+        );
+        rec(at("w"), KIND_ENUM64 << 24 | 1, 8, &[at("W"), 0, 1 << 8]);
+        let mut b = Vec::new();
+        b.extend(MAGIC.to_le_bytes());
+        b.extend([1u8, 0]);
+        for w in [
+            24u32,
+            0,
+            t.len() as u32,
+            t.len() as u32,
+            strings.len() as u32,
+        ] {
+            b.extend(w.to_le_bytes());
+        }
+        b.extend(t);
+        b.extend(strings);
+        b
+    }
+
+    #[test]
+    fn reads_enums_and_structs_by_name() {
+        let b = typed_blob();
+        assert_eq!(
+            enum_values(&b, "e").unwrap(),
+            [
+                ("E_ZERO".to_string(), 0),
+                ("E_BIG".to_string(), 0xffff_0000)
+            ]
+        );
+        assert_eq!(enum_values(&b, "s").unwrap(), [("S_NEG".to_string(), -1)]);
+        assert_eq!(enum_values(&b, "w").unwrap(), [("W".to_string(), 1 << 40)]);
+        assert_eq!(struct_members(&b, "rec").unwrap(), ["a", "b"]);
+        assert_eq!(enum_values(&b, "rec"), None, "a struct, not an enum");
+        assert_eq!(struct_members(&b, "missing"), None);
+        assert_eq!(enum_values(b"not btf", "e"), None);
+        assert_eq!(enum_values(&b[..30], "e"), None, "truncated");
+    }
+
+    /// On the running kernel (where it has BTF): the drop reasons and the
+    /// kfree_skb record, as the drops feature reads them.
+    #[test]
+    fn reads_the_running_kernels_drop_reasons() {
+        let Ok(raw) = std::fs::read("/sys/kernel/btf/vmlinux") else {
+            return;
+        };
+        let Some(reasons) = enum_values(&raw, "skb_drop_reason") else {
+            return; // before 5.17
+        };
+        assert!(reasons
+            .iter()
+            .any(|(n, _)| n == "SKB_DROP_REASON_NO_SOCKET"));
+        let fields = struct_members(&raw, "trace_event_raw_kfree_skb").unwrap();
+        assert!(fields.iter().any(|f| f == "reason"), "{fields:?}");
     }
 }
