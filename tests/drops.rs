@@ -60,17 +60,9 @@ fn send(pair: &NetnsPair, targets: &[(&str, String)]) -> (i32, serde_json::Value
     testgen_in(pair, &pair.a, sender(), &args)
 }
 
-/// The sum of the series with these label values (others any).
+/// The sum of the drop series with these label values (others any).
 fn sum(m: &Metrics, labels: &[(&str, &str)]) -> f64 {
-    m.series(DROPS)
-        .into_iter()
-        .filter(|(l, _)| {
-            labels
-                .iter()
-                .all(|(k, v)| l.get(*k).map_or("", String::as_str) == *v)
-        })
-        .map(|(_, v)| v)
-        .sum()
+    m.sum(DROPS, labels)
 }
 
 #[test]

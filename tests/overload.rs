@@ -21,17 +21,9 @@ use common::{
     testgen_exe, Agent, Metrics, Server,
 };
 
-/// Sum of the series of `name` whose labels include `labels`.
+/// Sum of the series of `name` whose labels include all of `labels`.
 fn sum(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
-    m.series(name)
-        .into_iter()
-        .filter(|(l, _)| {
-            labels
-                .iter()
-                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, v)| v)
-        .sum()
+    m.sum(name, labels)
 }
 
 /// Scrapes until `f` holds, at most `secs` seconds.

@@ -79,17 +79,9 @@ impl Holder {
     }
 }
 
-/// The sum of `name` over the series that carry these labels.
+/// Sum of the series of `name` whose labels include all of `labels`.
 fn sum(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
-    m.series(name)
-        .iter()
-        .filter(|(l, _)| {
-            labels
-                .iter()
-                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, v)| v)
-        .sum()
+    m.sum(name, labels)
 }
 
 fn conns(m: &Metrics, what: &str, process: &str, direction: &str) -> f64 {

@@ -273,17 +273,9 @@ fn get(port: u16, path: &str) -> Result<(u16, String), String> {
     Ok((status, body.to_string()))
 }
 
-/// Sum of the series of `name` whose labels include `labels`.
+/// Sum of the series of `name` whose labels include all of `labels`.
 fn sum(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
-    m.series(name)
-        .into_iter()
-        .filter(|(l, _)| {
-            labels
-                .iter()
-                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, v)| v)
-        .sum()
+    m.sum(name, labels)
 }
 
 /// Polls the agent until `f` holds (counters are read at scrape time, but

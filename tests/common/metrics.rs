@@ -65,6 +65,21 @@ impl Metrics {
         found.unwrap_or(0.0)
     }
 
+    /// Sum over the series of `name` whose labels include all of `labels`
+    /// (others any; as in Prometheus, an absent label reads as ""). 0 when
+    /// none match.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.series(name)
+            .into_iter()
+            .filter(|(l, _)| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map_or("", String::as_str) == *v)
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     /// Every series of a metric name.
     pub fn series(&self, name: &str) -> Vec<(&BTreeMap<String, String>, f64)> {
         self.0

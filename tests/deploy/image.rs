@@ -56,15 +56,7 @@ fn base_tar() -> PathBuf {
 
 /// Sum of the series of `name` whose labels include all of `labels`.
 pub(super) fn sum(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
-    m.series(name)
-        .iter()
-        .filter(|(l, _)| {
-            labels
-                .iter()
-                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, v)| v)
-        .sum()
+    m.sum(name, labels)
 }
 
 /// Imports the base and builds the Dockerfile with the DaemonSet's image
