@@ -60,6 +60,27 @@ fn send(pair: &NetnsPair, targets: &[(&str, String)]) -> (i32, serde_json::Value
     testgen_in(pair, &pair.a, sender(), &args)
 }
 
+/// A pair whose namespaces carry only the test's packets: no IPv6 (router
+/// solicitations, MLD reports) whose drops could count too.
+fn quiet_pair(tag: &str) -> NetnsPair {
+    let pair = NetnsPair::new(tag);
+    for ns in [&pair.a, &pair.b] {
+        pair.sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1");
+    }
+    pair
+}
+
+/// The agent config: the sender as the one target, only `a`'s network
+/// namespace watched, then `extra`.
+fn config_for_a(pair: &NetnsPair, extra: &str) -> String {
+    format!(
+        "targets:\n  - name: \"dropper\"\n    match_comm: \"{}\"\n\
+         netns: \"/run/netns/{}\"\n{extra}",
+        sender(),
+        pair.a
+    )
+}
+
 /// The sum of the drop series with these label values (others any).
 fn sum(m: &Metrics, labels: &[(&str, &str)]) -> f64 {
     m.sum(DROPS, labels)
@@ -208,20 +229,11 @@ fn a_full_map_counts_the_rest_as_lost() {
         return;
     }
     cleanup_stale();
-    let pair = NetnsPair::new("dropfull");
-    // Only the test's packets in `a`: no IPv6 (router solicitations, MLD
-    // reports) whose drops could take the map's one key first.
-    for ns in [&pair.a, &pair.b] {
-        pair.sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1");
-    }
+    // Only the test's packets in `a`: none may take the map's one key first.
+    let pair = quiet_pair("dropfull");
     drop_rule(&pair);
     // One key, and only `a`'s network namespace.
-    let agent = Agent::start_with_yaml(&format!(
-        "targets:\n  - name: \"dropper\"\n    match_comm: \"{}\"\n\
-         netns: \"/run/netns/{}\"\ndrops:\n  max_series: 1\n",
-        sender(),
-        pair.a
-    ));
+    let agent = Agent::start_with_yaml(&config_for_a(&pair, "drops:\n  max_series: 1\n"));
     let (code, out) = send(
         &pair,
         &[("--udp4", format!("{}:{DROPPED_PORT}", pair.b_ip))],
@@ -263,10 +275,7 @@ fn a_healthy_connections_frees_are_no_drops_by_default() {
         return;
     }
     cleanup_stale();
-    let pair = NetnsPair::new("dropnorm");
-    for ns in [&pair.a, &pair.b] {
-        pair.sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1");
-    }
+    let pair = quiet_pair("dropnorm");
     let server = common::netns::NsServer::start(
         &pair,
         &pair.a,
@@ -308,14 +317,7 @@ fn a_healthy_connections_frees_are_no_drops_by_default() {
         ];
         agent.metrics_when(|m| sum(m, &refused) >= 1.0)
     };
-    let yaml = |extra: &str| {
-        format!(
-            "targets:\n  - name: \"dropper\"\n    match_comm: \"{}\"\n\
-             netns: \"/run/netns/{}\"\n{extra}",
-            sender(),
-            pair.a
-        )
-    };
+    let yaml = |extra: &str| config_for_a(&pair, extra);
 
     let agent = Agent::start_with_yaml(&yaml(""));
     let m = round(&agent);
