@@ -584,7 +584,7 @@ pub fn note(hook: &Hook) -> Option<String> {
 }
 
 /// The running kernel's BTF: parsed for aya, and the raw bytes for what
-/// aya does not expose (function prototypes, [`super::btf_funcs`]).
+/// aya does not expose (function prototypes, [`super::btf_raw`]).
 pub struct KernelBtf {
     pub btf: Btf,
     pub raw: Vec<u8>,
