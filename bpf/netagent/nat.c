@@ -15,6 +15,9 @@
  *   destination, the translation waits in `nat_found` for the socket
  *   (nat.h). A translation that also rewrites the source (masquerade) is
  *   not matched; one delivered locally after DNAT never leaves a device.
+ *   Unchanged and leaving by loopback: delivered in this namespace, so
+ *   settled as untranslated at once (most local traffic: no note, and no
+ *   lookups when the connection is established or the reply comes).
  *
  * Only TCP SYNs (without ACK) and UDP datagrams are looked at; every other
  * packet returns after the header reads. Part of netagent.bpf.c.
@@ -43,6 +46,26 @@
 #define NAT_TCP_CLOSE 7
 #define NAT_TCP_SYN 0x02
 #define NAT_TCP_ACK 0x10
+#define NAT_IFF_LOOPBACK 0x8
+
+/* Local views (CO-RE matches them by the name before the ___). */
+struct net_device___na_nat {
+	unsigned int flags;
+} __attribute__((preserve_access_index));
+
+struct sk_buff___na_nat {
+	struct net_device___na_nat *dev;
+} __attribute__((preserve_access_index));
+
+/* Leaving by a loopback device: delivered in this namespace, so no other
+ * namespace can translate it. */
+static __always_inline bool on_loopback(const struct sk_buff *skb)
+{
+	const struct sk_buff___na_nat *s = (const void *)skb;
+	struct net_device___na_nat *dev = s->dev;
+
+	return dev && (dev->flags & NAT_IFF_LOOPBACK);
+}
 
 /* What a packet says about itself. */
 struct nat_packet {
@@ -201,6 +224,12 @@ static __always_inline void nat_own(const struct sk_buff *skb, struct sock *sk)
 	}
 	__builtin_memset(st->nat_daddr, 0, 16);
 	st->nat_dport = 0;
+	if (on_loopback(skb)) {
+		/* Settled untranslated: no note, and nothing for nat_take
+		 * to look up at the handshake's end or the first reply. */
+		st->nat_state = NA_NAT_DONE;
+		return;
+	}
 	st->nat_state = NA_NAT_PENDING;
 	__builtin_memcpy(st->nat_saddr, p.saddr, 16);
 	st->nat_sport = p.sport;
@@ -255,7 +284,7 @@ int BPF_PROG(on_net_dev_queue, struct sk_buff *skb)
 
 	if (sk)
 		nat_own(skb, sk);
-	else
-		nat_forwarded(skb);
+	else if (!on_loopback(skb))
+		nat_forwarded(skb); /* forwarded packets never leave by loopback */
 	return 0;
 }
