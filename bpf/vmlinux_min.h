@@ -24,6 +24,7 @@ typedef struct {
 } possible_net_t;
 
 struct sock_common {
+	unsigned int skc_hash; /* of its address pair; in an anonymous union there */
 	volatile unsigned char skc_state;
 	__be32 skc_daddr;
 	__be32 skc_rcv_saddr;

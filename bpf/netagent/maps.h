@@ -135,10 +135,18 @@ struct {
 	__type(value, struct na_sock_state);
 } tcp_socks_pre SEC(".maps");
 
-/* TCP sockets closed lately, by address: an aborting close (SO_LINGER 0,
- * unread data) moves the socket to TCP_CLOSE, which deletes its state,
- * and only then sends its reset. LRU: most closes send no reset. */
+/* TCP sockets closed lately: an aborting close (SO_LINGER 0, unread data)
+ * moves the socket to TCP_CLOSE, which deletes its state, and only then
+ * sends its reset (tcp_health.c), on the same CPU a few hundred ns later.
+ * Direct-mapped by socket address: a slot is written on every close that
+ * may be followed by a reset and taken by the reset; a close landing on
+ * the same slot in between (1 in 1,024 per close in between, in a window
+ * of microseconds) overwrites it, and the reset is then not attributed
+ * to an owner (as with a full LRU before). An LRU hash did the same
+ * for ~380 ns per close (the LRU's shared lists), this costs an array
+ * lookup and a few stores (measured in docs/BENCHMARKS.md). */
 struct na_closed {
+	__u64 sk;        /* the socket's address; 0 = free */
 	__u32 flow_slot; /* as in na_sock_state */
 	__u16 peer_port; /* as in na_sock_state, checked with has_peer */
 	__u16 _pad;
@@ -148,10 +156,12 @@ struct na_closed {
 	__u64 cgroup_id;
 };
 
+#define JUST_CLOSED_SLOTS 1024 /* just_closed_slot() keeps 10 bits */
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, JUST_CLOSED_SLOTS);
+	__type(key, __u32);
 	__type(value, struct na_closed);
 } just_closed SEC(".maps");
 

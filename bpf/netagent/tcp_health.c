@@ -76,16 +76,17 @@ static __always_inline void on_reset_sent(const struct sock *sk, __u32 reason)
 	} else {
 		/* Closed just before (see just_closed). */
 		__u64 key = (__u64)sk;
-		struct na_closed *c = bpf_map_lookup_elem(&just_closed, &key);
+		__u32 i = just_closed_slot(sk);
+		struct na_closed *c = bpf_map_lookup_elem(&just_closed, &i);
 		__u32 slot;
 
-		if (!c || !has_peer(sk, c->peer_port, c->peer4, true))
+		if (!c || c->sk != key || !has_peer(sk, c->peer_port, c->peer4, true))
 			return;
+		c->sk = 0; /* one reset per close */
 		slot = c->flow_slot - 1;
 		fs = bpf_map_lookup_elem(&flow_counters, &slot);
 		if (fs)
 			count_reason(c->comm, c->cgroup_id, reason);
-		bpf_map_delete_elem(&just_closed, &key);
 	}
 	if (fs)
 		ADD(fs->resets_sent, 1);

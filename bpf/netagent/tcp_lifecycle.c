@@ -48,6 +48,18 @@ static __always_inline __u32 fail_reason(int err)
 	}
 }
 
+/* A new socket's state, built on the stack, goes into the map in one
+ * update (no update-then-lookup); false when the map is full. */
+static __always_inline bool insert_state(const struct sock *sk, const struct na_sock_state *st)
+{
+	__u64 key = (__u64)sk;
+
+	if (!bpf_map_update_elem(TCP_SOCKS(true), &key, st, BPF_ANY))
+		return true;
+	count_lost(NA_LOST_SOCK_STORAGE);
+	return false;
+}
+
 /* CLOSE -> SYN_SENT runs in the task calling connect(): one attempt. It
  * is counted when its outcome is known (established or failed), when the
  * SYN has crossed every namespace of this host and any translation of its
@@ -55,18 +67,19 @@ static __always_inline __u32 fail_reason(int err)
  * after it land in one series. */
 static __always_inline void on_connect(const struct sock *sk)
 {
-	struct na_sock_state *st;
-	__u8 comm[NA_COMM_LEN];
+	struct na_sock_state st = {};
 
-	if (!netns_ok(sk, true) || !current_is_target(comm))
+	if (!netns_ok(sk, true) || !current_is_target(st.comm))
 		return;
-	st = own_socket((void *)sk, comm, IPPROTO_TCP, NA_DIR_OUTBOUND);
-	if (!st)
-		return;
-	read_peer_addr(sk, st->daddr, true);
-	st->dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	st->peer_port = st->dport;
-	st->syn_ts = bpf_ktime_get_ns();
+	st.cgroup_id = bpf_get_current_cgroup_id();
+	st.pid = bpf_get_current_pid_tgid() >> 32;
+	st.proto = IPPROTO_TCP;
+	st.direction = NA_DIR_OUTBOUND;
+	read_peer_addr(sk, st.daddr, true);
+	st.dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	st.peer_port = st.dport;
+	st.syn_ts = bpf_ktime_get_ns();
+	insert_state(sk, &st);
 }
 
 /* The connect attempt, counted at its outcome (see on_connect). */
@@ -82,12 +95,8 @@ static __always_inline struct na_flow_stats *count_attempt(const struct sock *sk
 	return fs;
 }
 
-static __always_inline void mark_open(const struct sock *sk, struct na_sock_state *st, __u64 now)
+static __always_inline void open_fields(struct na_sock_state *st, __u64 now)
 {
-	struct na_flow_stats *fs = flow_stats(st);
-
-	if (fs)
-		ADD(fs->opened, 1);
 	st->open = 1;
 	st->open_ts = now;
 	st->rtt_ts = now;
@@ -95,6 +104,12 @@ static __always_inline void mark_open(const struct sock *sk, struct na_sock_stat
 	 * connection that never carries one is idle from its handshake on. */
 	st->data_ts = now;
 	st->closing = 0;
+}
+
+static __always_inline void count_open(struct na_flow_stats *fs)
+{
+	if (fs)
+		ADD(fs->opened, 1);
 }
 
 /* ESTABLISHED -> FIN_WAIT1 (we closed or shut down our side) or CLOSE_WAIT
@@ -122,7 +137,8 @@ static __always_inline void on_established_out(const struct sock *sk)
 		observe(st, NA_HIST_CONNECT, now - st->syn_ts);
 		st->syn_ts = 0;
 	}
-	mark_open(sk, st, now);
+	count_open(flow_stats(st));
+	open_fields(st, now);
 }
 
 /* SYN_RECV -> ESTABLISHED on a new child socket (softirq): the owner is
@@ -134,22 +150,25 @@ static __always_inline void on_established_in(const struct sock *sk)
 		.port = sk->__sk_common.skc_num,
 	};
 	struct na_listener *l = bpf_map_lookup_elem(&listeners, &lk);
-	struct na_sock_state *st;
+	struct na_sock_state st = {};
+	struct na_flow_stats *fs;
 
 	if (!l)
 		return;
-	st = new_state((void *)sk, IPPROTO_TCP);
-	if (!st)
-		return;
-	__builtin_memcpy(st->comm, l->comm, NA_COMM_LEN);
-	st->cgroup_id = l->cgroup_id;
-	st->pid = l->pid;
-	st->proto = IPPROTO_TCP;
-	st->direction = NA_DIR_INBOUND;
-	read_peer_addr(sk, st->daddr, true);
-	st->dport = lk.port;
-	st->peer_port = bpf_ntohs(sk->__sk_common.skc_dport);
-	mark_open(sk, st, bpf_ktime_get_ns());
+	__builtin_memcpy(st.comm, l->comm, NA_COMM_LEN);
+	st.cgroup_id = l->cgroup_id;
+	st.pid = l->pid;
+	st.proto = IPPROTO_TCP;
+	st.direction = NA_DIR_INBOUND;
+	read_peer_addr(sk, st.daddr, true);
+	st.dport = lk.port;
+	st.peer_port = bpf_ntohs(sk->__sk_common.skc_dport);
+	/* The series (its slot cached in the state) before the insert, the
+	 * count after it: a connection without state is never closed. */
+	fs = flow_stats(&st);
+	open_fields(&st, bpf_ktime_get_ns());
+	if (insert_state(sk, &st))
+		count_open(fs);
 }
 
 /* CLOSE -> LISTEN runs in the task calling listen(). The port is also
@@ -235,15 +254,18 @@ static __always_inline void on_close(const struct sock *sk, int oldstate)
 		/* A graceful close ends in LAST_ACK -> CLOSE (no reset
 		 * follows) or comes from FIN_WAIT2 (a reset may). */
 		if (oldstate != TCP_LAST_ACK && oldstate != TCP_SYN_SENT && st->flow_slot) {
-			struct na_closed c = {
-				.flow_slot = st->flow_slot,
-				.peer_port = st->peer_port,
-				.peer4 = peer4_of(st->daddr),
-				.cgroup_id = st->cgroup_id,
-			};
+			__u32 i = just_closed_slot(sk);
+			struct na_closed *c = bpf_map_lookup_elem(&just_closed, &i);
 
-			__builtin_memcpy(c.comm, st->comm, NA_COMM_LEN);
-			bpf_map_update_elem(&just_closed, &key, &c, BPF_ANY);
+			if (c) {
+				c->sk = 0;
+				c->flow_slot = st->flow_slot;
+				c->peer_port = st->peer_port;
+				c->peer4 = peer4_of(st->daddr);
+				c->cgroup_id = st->cgroup_id;
+				__builtin_memcpy(c->comm, st->comm, NA_COMM_LEN);
+				c->sk = key;
+			}
 		}
 	}
 	bpf_map_delete_elem(TCP_SOCKS(true), &key);
