@@ -251,7 +251,14 @@ fn an_unreachable_collector_drops_counted_spans_and_recovers() {
             "300",
         ],
     );
-    let m = agent.metrics();
+    // The agent drains the span ring every 50 ms (sooner only when it
+    // fills), so the overflow shows a moment after the traffic.
+    let m = agent.metrics_when(|m| {
+        m.get(
+            "netagent_otlp_spans_dropped_total",
+            &[("reason", "queue_full")],
+        ) > 0.0
+    });
     let connects = m.get(
         "netagent_connect_total",
         &[

@@ -12,6 +12,11 @@ use crate::export::statsd::{SpanBuffer, StatsdExporter};
 use crate::http::Gather;
 use crate::model::spans::{decode, FlowSpan, SpanDecoder};
 
+/// How often the span ring is drained without a wakeup: the kernel wakes
+/// the reader only once the ring is a quarter full (bpf/netagent/span.h),
+/// as a wakeup per span cost more than the rest of the span's path.
+const SPAN_POLL: Duration = Duration::from_millis(50);
+
 /// Drains the span ring buffer, labels each record and offers it to the
 /// span pipeline (which never blocks: full means dropped and counted).
 pub async fn read_spans(
@@ -34,19 +39,25 @@ pub async fn read_spans(
     };
     let mut decoder = SpanDecoder::new();
     let mut resynced = Instant::now();
+    let mut tick = tokio::time::interval(SPAN_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut guard = match fd.readable_mut().await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::error!(error = %e, "span ring buffer poll failed");
-                return;
-            }
-        };
+        tokio::select! {
+            ready = fd.readable_mut() => match ready {
+                // Cleared before the drain: a wakeup during it is kept.
+                Ok(mut guard) => guard.clear_ready(),
+                Err(e) => {
+                    tracing::error!(error = %e, "span ring buffer poll failed");
+                    return;
+                }
+            },
+            _ = tick.tick() => {}
+        }
         if resynced.elapsed() > Duration::from_secs(60) {
             decoder.resync(); // follow NTP adjustments of the wall clock
             resynced = Instant::now();
         }
-        let ring = guard.get_inner_mut();
+        let ring = fd.get_mut();
         let mut batch = Vec::new();
         while let Some(item) = ring.next() {
             match decode(&item) {
@@ -60,7 +71,9 @@ pub async fn read_spans(
                 }
             }
         }
-        guard.clear_ready();
+        if batch.is_empty() {
+            continue;
+        }
         let spans: Vec<FlowSpan> = agent.with_labeler(|labeler| {
             batch
                 .iter()

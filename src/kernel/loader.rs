@@ -208,7 +208,15 @@ pub(super) fn open_object(
             &super::drops::ignore_values(&kbtf.raw, &opts.drops_ignore),
             true,
         )
-        .map_max_entries("span_events", opts.span_ring_bytes)
+        // One page when nothing reads spans: the programs never write it.
+        .map_max_entries(
+            "span_events",
+            if opts.emit_spans {
+                opts.span_ring_bytes
+            } else {
+                4096
+            },
+        )
         .map_max_entries("flows", opts.max_series)
         .map_max_entries("flow_counters", opts.max_series)
         .map_max_entries("flow_slots", opts.max_series)
