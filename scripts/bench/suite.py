@@ -37,10 +37,10 @@ MODES = {
     "full": dict(rounds=3, stats_rounds=1, seconds=5, exact_seconds=60,
                  targets=[0, 1, 100, 1000], series=[1_000, 10_000, 100_000],
                  conns=[1_000, 10_000, 100_000], rates=[1_000, 5_000, 10_000, 20_000],
-                 curve_seconds=5, curve_rate=5_000),
+                 curve_seconds=5, curve_rate=5_000, conn_rounds=2),
     "smoke": dict(rounds=1, stats_rounds=0, seconds=2, exact_seconds=3,
                   targets=[1, 100], series=[1_000], conns=[1_000], rates=[1_000, 5_000],
-                  curve_seconds=2, curve_rate=2_000),
+                  curve_seconds=2, curve_rate=2_000, conn_rounds=1),
 }
 
 
@@ -166,8 +166,11 @@ def main():
     ap.add_argument("--configs", default=",".join(tracers.CONFIGS))
     ap.add_argument("--baseline-agent", metavar="BIN",
                     help="another netagent binary, run on the default config as the extra "
-                         f"configuration {tracers.BASELINE} (before/after in one interleaved run)")
+                         f"configuration {tracers.BASELINE} (before/after in one interleaved run); "
+                         f"name {tracers.BASELINE_ALL} in --configs to run it on every feature too")
     ap.add_argument("--no-curves", action="store_true", help="skip the scaling curves")
+    ap.add_argument("--no-conn-cost", action="store_true",
+                    help="skip the BPF cost per short connection (1,000/s and unthrottled)")
     ap.add_argument("--report-from", metavar="JSON",
                     help="only rewrite results.md and scaling.png in --out from a results.json")
     ap.add_argument("--command", default=None, help=argparse.SUPPRESS)
@@ -193,9 +196,9 @@ def main():
     if args.baseline_agent and tracers.BASELINE not in configs:
         configs.append(tracers.BASELINE)
     for c in configs:
-        if c == tracers.BASELINE and not args.baseline_agent:
+        if c in tracers.BASELINES and not args.baseline_agent:
             sys.exit(f"bench: {c} needs --baseline-agent BIN")
-        if c not in tracers.CONFIGS + (tracers.BASELINE,):
+        if c not in tracers.CONFIGS + tracers.BASELINES:
             sys.exit(f"bench: unknown configuration {c}; known: {', '.join(tracers.CONFIGS)}")
     for tool in ("nginx", "wrk", "sockperf", "iperf3", "bpftrace", "tcpstates", "bpftool", "ip"):
         if not shutil.which(tool):
@@ -229,6 +232,9 @@ def main():
             ctx.server = scaling.TestgenServer(ctx.testgen, log, max_seconds=3600)
             stack.callback(ctx.server.stop)
             result["exact"] = scaling.exact_run(ctx, m["exact_seconds"])
+            if not args.no_conn_cost:
+                result["conn_cost"] = scaling.conn_cost(
+                    ctx, [1_000, scaling.UNTHROTTLED], m["seconds"], m["conn_rounds"])
             if not args.no_curves:
                 result["curves"] = {
                     "targets": scaling.targets_curve(ctx, m["targets"], m["curve_rate"],

@@ -124,11 +124,18 @@ def targets(result, agg):
         v = a and a["ns_per_run"]
         rows.append((f"kernel mean ≤ 150 ns per program run, {label}, default config",
                      *check(None if v is None else v <= 150, f(v, "{:.0f} ns/run"))))
-    for w, label, want in (("churn", "(a)", 0.98), ("keepalive", "(b)", 0.97)):
+    for w, label, want in (("churn", "(a)", 0.97), ("keepalive", "(b)", 0.98),
+                           ("udp_rr", "(c)", 0.97)):
         a = agg.get((w, d))
         v = a and a["ratio"]
         rows.append((f"throughput ≥ {want:.0%} of no tracer, {label}, default config (send→recv on)",
                      *check(None if v is None else v >= want, f(v, "{:.1%}"))))
+    for w in result.get("workloads", []):
+        a = agg.get((w, "netagent-all"))
+        if a:
+            v = a["ratio"]
+            rows.append((f"throughput ≥ 90% of no tracer, {w}, every feature on (netagent-all)",
+                         *check(None if v is None else v >= 0.90, f(v, "{:.1%}"))))
     e = result.get("exact")
     if e:
         long_enough = e["seconds"] >= 60
@@ -136,6 +143,12 @@ def targets(result, agg):
                      *check(e["exact"] if long_enough else None,
                             f"{e['counted']:,} counted of {e['attempts']:,} connects at "
                             f"{e['rate']:,.0f}/s for {e['seconds']} s, lost {e['lost']}")))
+    for rate, label in ((1_000, "1,000/s"), (100_000_000, "the highest rate")):
+        rs = [r["ns_per_connect"] for r in result.get("conn_cost", [])
+              if r["config"] == d and r["target_rate"] == rate]
+        v = median(rs) if rs else None
+        rows.append((f"≤ 800 BPF ns per short TCP connection at {label}, default config",
+                     *check(None if v is None else v <= 800, f(v, "{:,.0f} ns"))))
     curves = result.get("curves", {})
     r10k = [r for r in curves.get("rates", []) if r["target_rate"] == 10_000]
     if r10k:
@@ -274,6 +287,40 @@ def markdown(result, agg):
           f"{e['failed']} failed; netagent counted {e['counted']:,}, lost {e['lost']} → "
           f"**{'exact' if e['exact'] else 'NOT exact'}**; agent CPU {e['agent_cpu_pct']:.2f} % of a core, "
           f"peak RSS {e['hwm_mib']:.1f} MiB.\n")
+    cc = result.get("conn_cost")
+    if cc:
+        a("## BPF cost per short TCP connection\n")
+        a("`netagent-testgen load` (connect, accept by the testgen server, close with SO_LINGER 0; "
+          "both ends on this host and tracked), default config, BPF stats on; the agents alternate "
+          "in an order rotated each round. Median over rounds; ns per connection summed over all "
+          "of the agent's programs.\n")
+        a("| configuration | rate | connects/s | BPF runs per connection | ns per run | "
+          "**BPF ns per connection** |")
+        a("|---|---|---|---|---|---|")
+        groups = {}
+        for r in cc:
+            groups.setdefault((r["config"], r["target_rate"]), []).append(r)
+        for (c, rate), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            label = "unthrottled" if rate >= 100_000_000 else f"{rate:,}/s"
+            a(f"| {c} | {label} | {median([r['rate'] for r in rs]):,.0f} | "
+              f"{median([r['runs_per_connect'] for r in rs]):.1f} | "
+              f"{f(median([r['ns_per_run'] for r in rs if r['ns_per_run']]), '{:.0f}')} | "
+              f"**{median([r['ns_per_connect'] for r in rs]):,.0f}** |")
+        a("")
+        names = sorted({p for r in cc for p in r["programs"]})
+        cols = sorted(groups)
+        a("Per program, ns per connection (runs per connection):\n")
+        a("| program | " + " | ".join(
+            f"{c} {'max' if rate >= 100_000_000 else f'{rate:,}/s'}" for c, rate in cols) + " |")
+        a("|---|" + "---|" * len(cols))
+        for n in names:
+            cells = []
+            for key in cols:
+                ps = [r["programs"][n] for r in groups[key] if n in r["programs"]]
+                cells.append(f"{median([p['ns_per_connect'] for p in ps]):,.0f} "
+                             f"({median([p['runs_per_connect'] for p in ps]):.1f})" if ps else "–")
+            a(f"| {n} | " + " | ".join(cells) + " |")
+        a("")
     curves = result.get("curves")
     if curves:
         a("## Scaling curves\n")

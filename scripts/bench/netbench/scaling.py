@@ -5,7 +5,9 @@
 - agent RSS and /metrics scrape time vs active series;
 - kernel ns/run, agent RSS and scrape time vs open connections;
 - agent CPU vs event (connection) rate;
-- exact counts and nothing lost at the highest rate this machine reaches.
+- exact counts and nothing lost at the highest rate this machine reaches;
+- BPF ns per short connection at 1,000/s and at the highest rate, the
+  agent and a baseline binary interleaved (`conn_cost`).
 """
 import json
 import math
@@ -53,8 +55,8 @@ def load(testgen, host, port, rate, seconds, threads=2, spread=1):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def start_agent(ctx, name, yaml):
-    agent = Netagent(name, ctx.agent, yaml, ctx.tmp, ctx.log)
+def start_agent(ctx, name, yaml, binary=None):
+    agent = Netagent(name, binary or ctx.agent, yaml, ctx.tmp, ctx.log)
     ctx.prog_ids |= agent.prog_ids
     return agent
 
@@ -260,3 +262,41 @@ def exact_run(ctx, seconds):
             "rate": r["rate"], "counted": int(counted), "lost": int(lost),
             "exact": int(counted) == r["attempts"] and lost == 0 and r["failed"] == 0,
             "agent_cpu_pct": 100 * cpu / wall, "hwm_mib": hwm}
+
+
+def conn_cost(ctx, rates, seconds, rounds):
+    """BPF ns per short TCP connection: `netagent-testgen load` (connect,
+    accept by the testgen server, close with SO_LINGER 0; both ends on this
+    host and tracked) on the default config, at each rate (1,000/s: caches
+    cold between connections; unthrottled: the highest rate), BPF stats on.
+    The agent and the baseline binary (if any) alternate, in an order
+    rotated each round, so both see the same machine."""
+    agents = [("netagent-default", ctx.agent)]
+    if ctx.baseline_agent:
+        agents.append(("baseline-default", ctx.baseline_agent))
+    rows = []
+    for rnd in range(rounds):
+        k = rnd % len(agents)
+        for name, binary in agents[k:] + agents[:k]:
+            for rate in rates:
+                ctx.say(f"per connection: {name}, round {rnd + 1}, "
+                        f"{'unthrottled' if rate >= UNTHROTTLED else f'{rate:,}/s'}")
+                agent = start_agent(ctx, f"{name}-conn", "", binary)
+                try:
+                    with bpf.Stats():
+                        before = bpf.programs(agent.prog_ids)
+                        r = load(ctx.testgen, "127.0.0.1", ctx.server.port, rate, seconds)
+                        after = bpf.programs(agent.prog_ids)
+                finally:
+                    agent.stop()
+                per = bpf.delta(before, after)
+                n = max(r["attempts"], 1)
+                cost = bpf.summary(per)
+                rows.append({"config": name, "round": rnd, "target_rate": rate,
+                             "rate": r["rate"], "connects": r["attempts"], "failed": r["failed"],
+                             "runs_per_connect": cost["runs"] / n,
+                             "ns_per_run": cost["ns_per_run"], "ns_per_connect": cost["ns"] / n,
+                             "programs": {p: {"runs_per_connect": d["runs"] / n,
+                                              "ns_per_connect": d["ns"] / n}
+                                          for p, d in per.items() if d["runs"]}})
+    return rows

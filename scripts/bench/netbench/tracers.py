@@ -19,8 +19,10 @@ from .procs import BenchError, Proc, free_port, wait_until
 
 CONFIGS = ("none", "netagent-default", "netagent-all", "bpftrace", "tcpstates")
 # Another netagent binary on the default config (`--baseline-agent`): a
-# before/after comparison interleaved in one run.
+# before/after comparison interleaved in one run; and on every feature.
 BASELINE = "baseline-default"
+BASELINE_ALL = "baseline-all"
+BASELINES = (BASELINE, BASELINE_ALL)
 
 # The comm of every process the workloads run: netagent-all tracks exactly
 # these (so every workload is traced, the worst case for the agent).
@@ -246,8 +248,9 @@ def start(name, ctx):
         return Netagent(name, ctx.agent, default_config(), ctx.tmp, ctx.log)
     if name == BASELINE:
         return Netagent(name, ctx.baseline_agent, default_config(), ctx.tmp, ctx.log)
-    if name == "netagent-all":
-        return Netagent(name, ctx.agent, all_features_config(ctx.otlp_port, ctx.statsd_port),
+    if name in ("netagent-all", BASELINE_ALL):
+        binary = ctx.agent if name == "netagent-all" else ctx.baseline_agent
+        return Netagent(name, binary, all_features_config(ctx.otlp_port, ctx.statsd_port),
                         ctx.tmp, ctx.log)
     if name == "bpftrace":
         return Bpftrace(ctx.tmp, ctx.log)
