@@ -285,6 +285,89 @@ fn an_unreachable_collector_drops_counted_spans_and_recovers() {
     );
 }
 
+/// Sum of every `field` in a bpftool JSON dump (BTF-formatted values).
+fn sum_field(v: &serde_json::Value, field: &str) -> u64 {
+    match v {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, x)| {
+                if k == field {
+                    x.as_u64().unwrap_or(0)
+                } else {
+                    sum_field(x, field)
+                }
+            })
+            .sum(),
+        serde_json::Value::Array(a) => a.iter().map(|x| sum_field(x, field)).sum(),
+        _ => 0,
+    }
+}
+
+#[test]
+fn spans_over_the_rate_cap_are_dropped_in_the_kernel_and_counted() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let receiver = OtlpReceiver::http();
+    let agent = Agent::start_with_yaml(&format!(
+        "{}{}",
+        targets_yaml(),
+        otel_yaml(
+            &receiver.endpoint(),
+            "http/protobuf",
+            "  max_spans_per_second: 10\n"
+        )
+    ));
+    let srv = Server::start(SERVER, &["--tcp4", "0"]);
+    let n = 300;
+    testgen(
+        CLIENT,
+        &[
+            "client",
+            "--tcp4",
+            &format!("127.0.0.1:{}", srv.port("tcp4")),
+            "--exchanges",
+            &n.to_string(),
+        ],
+    );
+    // Each exchange is a client and a server span: every one is exported
+    // or counted as dropped by the rate limit, nothing else.
+    let total = |m: &Metrics| {
+        m.get("netagent_otlp_spans_exported_total", &[])
+            + m.get(
+                "netagent_otlp_spans_dropped_total",
+                &[("reason", "rate_limit")],
+            )
+    };
+    let m = agent.metrics_when(|m| total(m) >= (2 * n) as f64);
+    assert_eq!(total(&m), (2 * n) as f64, "exported + rate_limit");
+    for reason in ["queue_full", "export_failed", "decode_error"] {
+        assert_eq!(
+            m.get("netagent_otlp_spans_dropped_total", &[("reason", reason)]),
+            0.0,
+            "{reason}"
+        );
+    }
+    let exported = m.get("netagent_otlp_spans_exported_total", &[]);
+    assert!(
+        (1.0..=20.0).contains(&exported),
+        "about 10 spans a second exported: {exported}"
+    );
+    // Most never reached the ring: the kernel held each CPU to the cap.
+    let dump = map_dump(agent.child.id(), "span_rate").expect("span_rate map");
+    let capped = sum_field(&dump, "capped");
+    assert!(
+        capped as f64 >= 2.0 * n as f64 - 2.0 * 20.0 * num_cpus() as f64,
+        "kernel dropped {capped} of {} spans over the cap",
+        2 * n
+    );
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 #[test]
 fn otlp_metrics_equal_the_prometheus_scrape() {
     let _g = serial();

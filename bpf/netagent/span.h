@@ -21,13 +21,60 @@
 #include "addr.h"
 #include "series.h"
 
+/* Set by the agent before load: spans per second and CPU beyond which the
+ * kernel drops spans before the ring (counted in `span_rate`), when only
+ * the OTLP exporter reads them: it keeps otel.max_spans_per_second, so
+ * the rest would cost a ring record and the agent's reading for nothing.
+ * DogStatsD distributions want every span: then no cap (the default). */
+const volatile __u32 span_cap = 0xffffffff;
+
+/* Per CPU: the current one-second window, spans let through in it, and
+ * spans dropped over the cap (all time; the agent reads this one). */
+struct na_span_rate {
+	__u64 window_ns;
+	__u64 sent;
+	__u64 capped;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct na_span_rate);
+} span_rate SEC(".maps");
+
+/* Within the cap on this CPU? `now` is the span's end. A span started in
+ * process context may race one from softirq on the same CPU: the count is
+ * then off by one, which only moves the cap (the agent's is exact). */
+static __always_inline bool span_allowed(__u64 now)
+{
+	__u32 zero = 0;
+	struct na_span_rate *r;
+
+	if (span_cap == 0xffffffff)
+		return true;
+	r = bpf_map_lookup_elem(&span_rate, &zero);
+	if (!r)
+		return true;
+	if (now - r->window_ns >= 1000000000ULL) {
+		r->window_ns = now;
+		r->sent = 0;
+	}
+	if (r->sent >= span_cap) {
+		r->capped++;
+		return false;
+	}
+	r->sent++;
+	return true;
+}
+
 /* One request/response interval for the span exporter. */
 static __always_inline void emit_span(struct sock *sk, const struct na_sock_state *st,
 				      __u64 start, __u64 end, bool typed)
 {
 	struct na_span_event *e;
 
-	if (!emit_spans)
+	if (!emit_spans || !span_allowed(end))
 		return;
 	e = bpf_ringbuf_reserve(&span_events, sizeof(*e), 0);
 	if (!e) {

@@ -95,6 +95,10 @@ pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
         // Spans feed OTLP traces and DogStatsD distributions.
         emit_spans: (cfg.otel.enabled() && cfg.otel.traces) || cfg.statsd.enabled,
         span_ring_bytes: cfg.limits.span_ring_bytes,
+        // DogStatsD distributions want every span; OTLP alone keeps
+        // max_spans_per_second, so the kernel drops the rest early.
+        span_cap: (cfg.otel.enabled() && cfg.otel.traces && !cfg.statsd.enabled)
+            .then_some(cfg.otel.max_spans_per_second),
         netns_only: cfg.netns_inode().map_err(anyhow::Error::msg)?,
         disabled_probes: cfg
             .debug
@@ -226,6 +230,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             Some(ring) => tasks.push(tokio::spawn(tasks::read_spans(
                 agent.clone(),
                 ring,
+                agent.sockets.take_span_cap(),
                 otlp_sink,
                 statsd_spans,
             ))),

@@ -10,6 +10,7 @@ use super::state::Agent;
 use crate::export::otlp::{self, MetricEncoder, SpanSink, Transport};
 use crate::export::statsd::{SpanBuffer, StatsdExporter};
 use crate::http::Gather;
+use crate::kernel::spans::SpanCap;
 use crate::model::spans::{decode, FlowSpan, SpanDecoder};
 
 /// How often the span ring is drained without a wakeup: the kernel wakes
@@ -22,6 +23,7 @@ const SPAN_POLL: Duration = Duration::from_millis(50);
 pub async fn read_spans(
     agent: Arc<Agent>,
     ring: aya::maps::RingBuf<aya::maps::MapData>,
+    cap: Option<SpanCap>,
     mut otlp: Option<SpanSink>,
     statsd: Option<Arc<SpanBuffer>>,
 ) {
@@ -39,6 +41,7 @@ pub async fn read_spans(
     };
     let mut decoder = SpanDecoder::new();
     let mut resynced = Instant::now();
+    let mut capped = 0;
     let mut tick = tokio::time::interval(SPAN_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -70,6 +73,15 @@ pub async fn read_spans(
                     tracing::debug!(error = %e, "bad span record");
                 }
             }
+        }
+        if let Some(cap) = &cap {
+            // Dropped in the kernel over the cap: the exporter's rate limit.
+            let now = cap.capped();
+            agent
+                .span_stats
+                .dropped_rate_limit
+                .fetch_add(now.saturating_sub(capped), Ordering::Relaxed);
+            capped = capped.max(now);
         }
         if batch.is_empty() {
             continue;

@@ -89,6 +89,11 @@ impl Sockets {
         self.lock().span_events.take()
     }
 
+    /// The kernel's span cap counter, once (for the span reader).
+    pub fn take_span_cap(&self) -> Option<crate::kernel::spans::SpanCap> {
+        self.lock().span_cap.take()
+    }
+
     /// Events the kernel side could not count so far, all reasons.
     pub fn lost_total(&self) -> u64 {
         self.snapshot().map(|s| s.lost.iter().sum()).unwrap_or(0)

@@ -38,6 +38,9 @@ pub struct LoadOptions {
     pub emit_spans: bool,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub span_ring_bytes: u32,
+    /// Spans per second and CPU the kernel lets into the ring when only the
+    /// OTLP exporter reads them (its `max_spans_per_second`); None: all.
+    pub span_cap: Option<u32>,
     /// Only sockets of this network namespace (inode number); 0 = all.
     pub netns_only: u32,
     /// Probes or hooks not to use (`debug.disable_probes`), by [`probe_names`].
@@ -101,6 +104,8 @@ pub struct Probes {
     pub udp_destinations: bool,
     /// Span records, taken by the span reader when spans are exported.
     pub span_events: Option<aya::maps::RingBuf<MapData>>,
+    /// Spans the kernel dropped over `span_cap`, for the span reader.
+    pub span_cap: Option<super::spans::SpanCap>,
     /// DNS messages and their lost counts, when the DNS feature is attached.
     pub dns: Option<super::dns::DnsMaps>,
 }
@@ -197,6 +202,7 @@ pub(super) fn open_object(
         .override_global("track_all", &track_all, true)
         .override_global("hist_bounds_ns", &opts.hist_bounds_ns, true)
         .override_global("emit_spans", &emit_spans, true)
+        .override_global("span_cap", &opts.span_cap.unwrap_or(u32::MAX), true)
         .override_global("netns_only", &opts.netns_only, true)
         .override_global("msg_index", &msg_index, true)
         .override_global("tcp_prealloc", &tcp_prealloc, true)
@@ -513,6 +519,13 @@ fn load_with(
     let span_events = take_map(&mut ebpf, "span_events")
         .ok()
         .and_then(|m| aya::maps::RingBuf::try_from(m).ok());
+    let span_cap = match opts.span_cap {
+        Some(_) => Some(super::spans::SpanCap::new(take_map(
+            &mut ebpf,
+            "span_rate",
+        )?)?),
+        None => None,
+    };
     let dns = if features
         .iter()
         .any(|f| f.feature == "dns" && f.hook.is_some())
@@ -529,6 +542,7 @@ fn load_with(
             maps,
             udp_destinations,
             span_events,
+            span_cap,
             dns,
         },
         next.map(|m| (m, found)),

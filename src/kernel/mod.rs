@@ -18,6 +18,7 @@ pub mod privileges;
 pub mod report;
 pub mod seed;
 pub mod series;
+pub mod spans;
 mod trials;
 pub mod verify;
 

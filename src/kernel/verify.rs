@@ -218,6 +218,7 @@ pub fn load_all(opts: &LoadOptions) -> Result<Vec<LoadResult>, String> {
         for extras in [false, true] {
             let o = LoadOptions {
                 emit_spans: extras,
+                span_cap: extras.then_some(1000),
                 netns_only: if extras { 1 } else { 0 },
                 track_all: !extras,
                 // DNS marking in the sock_addr programs is walked only when on.

@@ -23,6 +23,12 @@ pub fn our_prog_ids() -> Vec<u64> {
 /// holds open (found through its fds' fdinfo), read with bpftool; `None`
 /// if it holds no such map.
 pub fn map_entries(pid: u32, name: &str) -> Option<usize> {
+    map_dump(pid, name)?.as_array().map(Vec::len)
+}
+
+/// `bpftool -j map dump` of the BPF map `name` that process `pid` holds
+/// open; `None` if it holds no such map.
+pub fn map_dump(pid: u32, name: &str) -> Option<serde_json::Value> {
     let fdinfo = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
     let maps = bpftool_maps();
     let id = fdinfo.flatten().find_map(|e| {
@@ -41,10 +47,7 @@ pub fn map_entries(pid: u32, name: &str) -> Option<usize> {
         .args(["-j", "map", "dump", "id", &id.to_string()])
         .output()
         .ok()?;
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()?
-        .as_array()
-        .map(Vec::len)
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
 }
 
 /// Waits (up to 10 s) until the BPF map `name` of process `pid` is empty;
