@@ -199,6 +199,16 @@ fn smoke_run_fills_every_row_and_leaves_nothing_behind() {
         let rows = r["curves"][curve].as_array().expect(curve);
         assert_eq!(rows.len(), points, "{curve}: {rows:?}");
     }
+    // BPF cost per short connection: one row per rate (1,000/s and
+    // unthrottled), each with the connects it measured and their cost.
+    let cc = r["conn_cost"].as_array().expect("conn_cost");
+    assert_eq!(cc.len(), 2, "{cc:?}");
+    for row in cc {
+        assert_eq!(row["config"], "netagent-default", "{row}");
+        assert!(num(row, "connects") > 0.0, "{row}");
+        assert!(num(row, "ns_per_connect") > 0.0, "{row}");
+        assert!(num(row, "runs_per_connect") >= 1.0, "{row}");
+    }
     let conns = &r["curves"]["conns"][0];
     assert_eq!(conns["open"], 1000, "{conns}");
     assert!(
@@ -213,6 +223,7 @@ fn smoke_run_fills_every_row_and_leaves_nothing_behind() {
         assert!(md.contains(&format!("| {c} |")), "results.md lacks {c}");
     }
     assert!(md.contains("## Against the targets"), "{md}");
+    assert!(md.contains("## BPF cost per short TCP connection"), "{md}");
 
     // Nothing left behind: the suite's namespaces, its tracefs mount, and
     // the tracers' BPF programs (their fds died with them).

@@ -198,8 +198,9 @@ def main():
     for c in configs:
         if c in tracers.BASELINES and not args.baseline_agent:
             sys.exit(f"bench: {c} needs --baseline-agent BIN")
-        if c not in tracers.CONFIGS + tracers.BASELINES:
-            sys.exit(f"bench: unknown configuration {c}; known: {', '.join(tracers.CONFIGS)}")
+        known = tracers.CONFIGS + tracers.EXTRA_CONFIGS + tracers.BASELINES
+        if c not in known:
+            sys.exit(f"bench: unknown configuration {c}; known: {', '.join(known)}")
     for tool in ("nginx", "wrk", "sockperf", "iperf3", "bpftrace", "tcpstates", "bpftool", "ip"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} not found; run scripts/setup.sh")

@@ -18,6 +18,8 @@ from . import bpf
 from .procs import BenchError, Proc, free_port, wait_until
 
 CONFIGS = ("none", "netagent-default", "netagent-all", "bpftrace", "tcpstates")
+# Run only when named in --configs: the default without DNS capture.
+EXTRA_CONFIGS = ("netagent-no-dns",)
 # Another netagent binary on the default config (`--baseline-agent`): a
 # before/after comparison interleaved in one run; and on every feature.
 BASELINE = "baseline-default"
@@ -248,6 +250,10 @@ def start(name, ctx):
         return Netagent(name, ctx.agent, default_config(), ctx.tmp, ctx.log)
     if name == BASELINE:
         return Netagent(name, ctx.baseline_agent, default_config(), ctx.tmp, ctx.log)
+    if name == "netagent-no-dns":
+        # The default minus DNS capture, whose cgroup_skb programs run on
+        # every packet of every socket: what that capture costs.
+        return Netagent(name, ctx.agent, "dns:\n  enabled: false\n", ctx.tmp, ctx.log)
     if name in ("netagent-all", BASELINE_ALL):
         binary = ctx.agent if name == "netagent-all" else ctx.baseline_agent
         return Netagent(name, binary, all_features_config(ctx.otlp_port, ctx.statsd_port),
