@@ -77,12 +77,10 @@ static __always_inline void on_reset_sent(const struct sock *sk, __u32 reason)
 		/* Closed just before (see just_closed). */
 		__u64 key = (__u64)sk;
 		struct na_closed *c = bpf_map_lookup_elem(&just_closed, &key);
-		__u32 slot;
 
 		if (!c || !has_peer(sk, c->peer_port, c->peer4, true))
 			return;
-		slot = c->flow_slot - 1;
-		fs = bpf_map_lookup_elem(&flow_counters, &slot);
+		fs = flow_counters_of(c->flow_slot);
 		if (fs)
 			count_reason(c->comm, c->cgroup_id, reason);
 		bpf_map_delete_elem(&just_closed, &key);
