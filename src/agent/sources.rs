@@ -55,6 +55,7 @@ pub fn start(
             &cfg.dns,
             cfg.limits.max_series,
             cfg.limits.max_series_per_metric,
+            cfg.limits.series_ttl(),
         );
         dns_names = Some(dns.names());
         collectors.push(Arc::new(dns));
@@ -87,6 +88,7 @@ pub fn start(
         collectors.push(Arc::new(DelayAccounting::start(
             &cfg.delay_accounting,
             names.clone(),
+            cfg.limits.series_ttl(),
         )));
     }
     if cfg.logs.enabled {

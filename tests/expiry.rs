@@ -1,0 +1,122 @@
+//! Series expiry (`limits.series_ttl_seconds`), with real traffic: the
+//! series of a process that exited leave the exposition after the TTL and
+//! their kernel slots are reused; a quiet process that is still alive keeps
+//! its series; a process name that comes back counts from zero.
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TTL: Duration = Duration::from_secs(2);
+
+fn connects(m: &Metrics, process: &str) -> Option<f64> {
+    m.series("netagent_connect_total")
+        .into_iter()
+        .find(|(l, _)| l["process"] == process)
+        .map(|(_, v)| v)
+}
+
+/// Every exported line that names `process`.
+fn lines_of(text: &str, process: &str) -> Vec<String> {
+    let needle = format!("process=\"{process}\"");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn series_of_exited_processes_expire_and_their_slots_are_reused() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let (a, b) = (unique_comm("nexa"), unique_comm("nexb"));
+    // Two kernel series per map: A's and B's outbound series fill `flows`,
+    // A's first two histograms (connect, then connection duration; the RTT
+    // one is lost) fill `hists`. A's second run only gets slots if its
+    // first ones were freed.
+    let agent = Agent::start_with_yaml(&format!(
+        "targets:\n  - name: app-a\n    match_comm: \"{a}\"\n  - name: app-b\n    match_comm: \"{b}\"\n\
+         limits:\n  max_series: 2\n  series_ttl_seconds: {}\n",
+        TTL.as_secs()
+    ));
+    let srv = Server::start(&unique_comm("nexs"), &["--tcp4", "0"]);
+    let target = format!("127.0.0.1:{}", srv.port("tcp4"));
+    let (n, m, k) = (7u64, 5u64, 3u64);
+
+    // A: connects and exits.
+    let tgt = target.as_str();
+    testgen(&a, &["client", "--tcp4", tgt, "--connects", &n.to_string()]);
+    let exited = Instant::now();
+    // Then B: connects, closes, then stays alive and quiet (waits on stdin).
+    let mut cmd = Command::new(testgen_exe());
+    cmd.args(["--comm", &b, "hold", "--tcp", &target])
+        .args(["--connections", &m.to_string(), "--max-seconds", "60"])
+        .stdin(Stdio::piped());
+    let mut holder = Stepper::start(cmd);
+    let mut stdin = holder.child.stdin.take().expect("stdin");
+    writeln!(stdin, "close").unwrap();
+    assert_eq!(holder.line().expect("close done")["command"], "close");
+
+    let before = agent.metrics_when(|x| {
+        connects(x, "app-a") == Some(n as f64) && connects(x, "app-b") == Some(m as f64)
+    });
+    assert!(exited.elapsed() < TTL, "too slow to see A before its TTL");
+    assert_eq!(connects(&before, "app-a"), Some(n as f64));
+    assert_eq!(connects(&before, "app-b"), Some(m as f64));
+    let lost = |x: &Metrics| x.get("netagent_events_lost_total", &[("reason", "flow_map_full")]);
+    assert_eq!(lost(&before), 0.0, "both series fit");
+    let connect_hist = |x: &Metrics, process: &str| {
+        x.sum(
+            "netagent_tcp_connect_duration_seconds_count",
+            &[("process", process)],
+        )
+    };
+    assert_eq!(connect_hist(&before, "app-a"), n as f64);
+
+    // After the TTL (plus a scrape) A's series are gone, B's are kept.
+    let after = agent.metrics_when(|x| connects(x, "app-a").is_none());
+    assert!(
+        exited.elapsed() >= TTL,
+        "A expired {:?} after it exited, before the TTL",
+        exited.elapsed()
+    );
+    let text = agent.scrape();
+    assert_eq!(
+        lines_of(&text, "app-a"),
+        Vec::<String>::new(),
+        "A's series left"
+    );
+    assert_eq!(
+        connects(&after, "app-b"),
+        Some(m as f64),
+        "B is alive: kept"
+    );
+    assert!(!lines_of(&text, "app-b").is_empty());
+    let expired =
+        |x: &Metrics, family: &str| x.get("netagent_series_expired_total", &[("family", family)]);
+    assert_eq!(expired(&after, "flows"), 1.0, "A's one flow series");
+    assert_eq!(expired(&after, "histograms"), 2.0, "A's two histograms");
+
+    // A again: it gets the freed slot and counts from zero.
+    testgen(&a, &["client", "--tcp4", tgt, "--connects", &k.to_string()]);
+    let again = agent.metrics_when(|x| connects(x, "app-a").is_some());
+    assert_eq!(connects(&again, "app-a"), Some(k as f64), "from zero");
+    assert_eq!(lost(&again), 0.0, "A's new series found a free slot");
+    assert_eq!(
+        connect_hist(&again, "app-a"),
+        k as f64,
+        "and a histogram slot"
+    );
+    assert_eq!(connects(&again, "app-b"), Some(m as f64));
+
+    // B stays kept for as long as it lives, however quiet.
+    std::thread::sleep(2 * TTL);
+    assert_eq!(connects(&agent.metrics(), "app-b"), Some(m as f64));
+    // End of input: B exits.
+    drop(stdin);
+    holder.wait(Duration::from_secs(10));
+}
