@@ -120,3 +120,126 @@ fn series_of_exited_processes_expire_and_their_slots_are_reused() {
     drop(stdin);
     holder.wait(Duration::from_secs(10));
 }
+
+/// A child process killed on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `testgen hold` under `comm`: one connection, closed at once; the
+/// process stays until its stdin closes.
+fn quiet_holder(comm: &str, target: &str) -> (Stepper, std::process::ChildStdin) {
+    let mut cmd = Command::new(testgen_exe());
+    cmd.args([
+        "--comm",
+        comm,
+        "hold",
+        "--tcp",
+        target,
+        "--max-seconds",
+        "60",
+    ])
+    .stdin(Stdio::piped());
+    let mut holder = Stepper::start(cmd);
+    let mut stdin = holder.child.stdin.take().expect("stdin");
+    writeln!(stdin, "close").unwrap();
+    assert_eq!(holder.line().expect("close done")["command"], "close");
+    (holder, stdin)
+}
+
+#[test]
+fn dns_and_delay_accounting_series_of_exited_processes_expire() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let (a, b) = (unique_comm("nexa"), unique_comm("nexb"));
+    let mut dns = Command::new(testgen_exe())
+        .args([
+            "--comm",
+            &unique_comm("nexd"),
+            "dns-serve",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--port", "0", "--zone", "exp.test=A:127.0.0.9"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dns-serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(dns.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _dns = Killed(dns);
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("dns-serve line");
+    let port = ready["udp"].as_u64().expect("udp port");
+    let agent = Agent::start_with_yaml(&format!(
+        "targets:\n  - name: app-a\n    match_comm: \"{a}\"\n  - name: app-b\n    match_comm: \"{b}\"\n\
+         dns:\n  ports: [{port}]\n\
+         delay_accounting:\n  interval_seconds: 0.2\n\
+         limits:\n  series_ttl_seconds: {}\n",
+        TTL.as_secs()
+    ));
+    let srv = Server::start(&unique_comm("nexs"), &["--tcp4", "0"]);
+    let target = format!("127.0.0.1:{}", srv.port("tcp4"));
+    let server = format!("127.0.0.1:{port}");
+    let query = |comm: &str, count: u32| {
+        let n = count.to_string();
+        let args = ["dns-query", "--server", &server, "--name", "exp.test"];
+        testgen(comm, &[&args[..], &["--count", &n]].concat());
+    };
+    let requests =
+        |x: &Metrics, process: &str| x.sum("netagent_dns_requests_total", &[("process", process)]);
+    let delays = |x: &Metrics, process: &str| {
+        x.series("netagent_cpu_delay_seconds_total")
+            .iter()
+            .filter(|(l, _)| l["process"] == process)
+            .count()
+    };
+
+    // B lives (quietly) the whole test; a short-lived process under its
+    // name asks twice. A lives until delay accounting saw it, asks three
+    // times, and exits.
+    let (mut b_holder, b_stdin) = quiet_holder(&b, &target);
+    query(&b, 2);
+    let (mut a_holder, a_stdin) = quiet_holder(&a, &target);
+    query(&a, 3);
+    let seen = agent.metrics_when(|x| {
+        requests(x, "app-a") == 3.0 && requests(x, "app-b") == 2.0 && delays(x, "app-a") == 1
+    });
+    assert_eq!(requests(&seen, "app-a"), 3.0);
+    assert_eq!(delays(&seen, "app-a"), 1, "delay accounting saw A");
+    drop(a_stdin);
+    a_holder.wait(Duration::from_secs(10));
+    let exited = Instant::now();
+
+    let after = agent.metrics_when(|x| !agent_names(x, "app-a"));
+    assert!(exited.elapsed() >= TTL, "expired before the TTL");
+    assert!(!agent_names(&after, "app-a"), "A's series left");
+    let expired = |family: &str| after.get("netagent_series_expired_total", &[("family", family)]);
+    assert_eq!(expired("dns"), 2.0, "A's request and duration series");
+    assert_eq!(expired("delay_accounting"), 1.0, "A's delay totals");
+    assert_eq!(requests(&after, "app-b"), 2.0, "B's name is alive: kept");
+    assert_eq!(delays(&after, "app-b"), 1);
+    drop(b_stdin);
+    b_holder.wait(Duration::from_secs(10));
+}
+
+/// Whether any series of the DNS or delay families names `process`.
+fn agent_names(m: &Metrics, process: &str) -> bool {
+    [
+        "netagent_dns_requests_total",
+        "netagent_dns_request_duration_seconds_count",
+        "netagent_cpu_delay_seconds_total",
+        "netagent_disk_delay_seconds_total",
+    ]
+    .iter()
+    .any(|f| m.series(f).iter().any(|(l, _)| l["process"] == process))
+}

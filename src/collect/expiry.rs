@@ -112,6 +112,10 @@ struct Group {
 pub struct Quiet<K> {
     ttl: Duration,
     seen: HashMap<K, Group>,
+    /// When quiet keys were last returned. Quiet keys of live owners stay
+    /// quiet, and checking owners reads every task in /proc: at most once
+    /// a quarter TTL (30 s at most), which delays an expiry by as much.
+    checked: Option<Instant>,
 }
 
 impl<K: Hash + Eq + Clone> Quiet<K> {
@@ -119,13 +123,18 @@ impl<K: Hash + Eq + Clone> Quiet<K> {
         Self {
             ttl,
             seen: HashMap::new(),
+            checked: None,
         }
     }
 
     /// Notes each key's fingerprint at `now` (keys not given are forgotten)
-    /// and returns the keys unchanged for the TTL.
+    /// and returns the keys unchanged for the TTL, when a check is due.
     pub fn observe(&mut self, prints: HashMap<K, u64>, now: Instant) -> Vec<K> {
         self.seen.retain(|k, _| prints.contains_key(k));
+        let every = (self.ttl / 4).min(Duration::from_secs(30));
+        let due = self
+            .checked
+            .is_none_or(|at| now.duration_since(at) >= every);
         let mut quiet = Vec::new();
         for (k, fingerprint) in prints {
             let g = self.seen.entry(k.clone()).or_insert(Group {
@@ -138,9 +147,12 @@ impl<K: Hash + Eq + Clone> Quiet<K> {
                     changed: now,
                 };
             }
-            if now.duration_since(g.changed) >= self.ttl {
+            if due && now.duration_since(g.changed) >= self.ttl {
                 quiet.push(k);
             }
+        }
+        if due {
+            self.checked = Some(now);
         }
         quiet
     }
@@ -297,6 +309,9 @@ mod tests {
         assert!(q.observe(prints(1, 1), at(0)).is_empty());
         assert!(q.observe(prints(1, 2), at(1)).is_empty(), "b changed");
         assert_eq!(q.observe(prints(1, 2), at(2)), vec!["a"]);
+        // Checked at most once a quarter TTL.
+        let soon = at(2) + Duration::from_millis(100);
+        assert!(q.observe(prints(1, 2), soon).is_empty());
         let mut quiet = q.observe(prints(1, 2), at(3));
         quiet.sort();
         assert_eq!(quiet, vec!["a", "b"]);
