@@ -243,3 +243,60 @@ fn agent_names(m: &Metrics, process: &str) -> bool {
     .iter()
     .any(|f| m.series(f).iter().any(|(l, _)| l["process"] == process))
 }
+
+#[test]
+fn a_socket_that_outlives_its_owners_name_counts_into_a_new_series() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let a = unique_comm("nexa");
+    let agent = Agent::start_with_yaml(&format!(
+        "targets:\n  - name: app-a\n    match_comm: \"{a}\"\n\
+         limits:\n  series_ttl_seconds: {}\n",
+        TTL.as_secs()
+    ));
+    let srv = Server::start(&unique_comm("nexs"), &["--udp4", "0"]);
+    let target = format!("127.0.0.1:{}", srv.port("udp4"));
+    let mut cmd = Command::new(testgen_exe());
+    cmd.args([
+        "--comm",
+        &a,
+        "udp-hold",
+        "--udp",
+        &target,
+        "--max-seconds",
+        "60",
+    ])
+    .stdin(Stdio::piped());
+    let mut holder = Stepper::start(cmd);
+    let mut stdin = holder.child.stdin.take().expect("stdin");
+    let mut command = |c: &str| {
+        writeln!(stdin, "{c}").unwrap();
+        assert_eq!(holder.line().expect("command done")["command"], c);
+    };
+    let udp = |x: &Metrics| {
+        x.series("netagent_connect_total")
+            .into_iter()
+            .find(|(l, _)| l["process"] == "app-a" && l["proto"] == "udp")
+            .map(|(_, v)| v)
+    };
+
+    command("send 4");
+    assert_eq!(udp(&agent.metrics_when(|x| udp(x) == Some(4.0))), Some(4.0));
+    // The process takes another name: no task is called `a` any more, but
+    // its socket (and its cached series slot) lives on.
+    command(&format!("rename {}", unique_comm("nexz")));
+    let renamed = Instant::now();
+    let gone = agent.metrics_when(|x| udp(x).is_none());
+    assert_eq!(udp(&gone), None, "A's series expired");
+    assert!(renamed.elapsed() >= TTL);
+    assert!(gone.get("netagent_series_expired_total", &[("family", "flows")]) >= 1.0);
+    // The socket's next datagrams find its slot freed (a new generation):
+    // they count in a new series of its owner, from zero.
+    command("send 3");
+    let back = agent.metrics_when(|x| udp(x).is_some());
+    assert_eq!(udp(&back), Some(3.0), "a new series, from zero");
+    drop(stdin);
+    holder.wait(Duration::from_secs(10));
+}
