@@ -1,9 +1,11 @@
 //! Series expiry (`limits.series_ttl_seconds`), with real traffic: the
-//! series of a process that exited leave the exposition after the TTL and
-//! their kernel slots are reused; a quiet process that is still alive keeps
-//! its series; a process name that comes back counts from zero.
+//! series of a process that exited leave the exposition and OTLP after the
+//! TTL and their kernel slots are reused; a quiet process that is still
+//! alive keeps its series; a process name that comes back counts from zero
+//! (over OTLP with a new start time).
 
 mod common;
+use common::receivers::OtlpReceiver;
 use common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -38,11 +40,28 @@ fn series_of_exited_processes_expire_and_their_slots_are_reused() {
     // A's first two histograms (connect, then connection duration; the RTT
     // one is lost) fill `hists`. A's second run only gets slots if its
     // first ones were freed.
+    let otlp = OtlpReceiver::grpc();
     let agent = Agent::start_with_yaml(&format!(
         "targets:\n  - name: app-a\n    match_comm: \"{a}\"\n  - name: app-b\n    match_comm: \"{b}\"\n\
-         limits:\n  max_series: 2\n  series_ttl_seconds: {}\n",
-        TTL.as_secs()
+         limits:\n  max_series: 2\n  series_ttl_seconds: {}\n\
+         otel:\n  endpoint: \"{}\"\n  protocol: grpc\n  metrics_interval_seconds: 0.3\n",
+        TTL.as_secs(),
+        otlp.endpoint()
     ));
+    // A's OTLP connect points, in arrival order.
+    let otlp_a = |r: &common::receivers::Received| -> Vec<(u64, u64, f64)> {
+        r.points_named("netagent_connect_total")
+            .into_iter()
+            .filter(|p| p.attributes.contains(&("process".into(), "app-a".into())))
+            .map(|p| (p.start_time_unix_nanos, p.time_unix_nanos, p.value))
+            .collect()
+    };
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    };
     let srv = Server::start(&unique_comm("nexs"), &["--tcp4", "0"]);
     let target = format!("127.0.0.1:{}", srv.port("tcp4"));
     let (n, m, k) = (7u64, 5u64, 3u64);
@@ -100,6 +119,22 @@ fn series_of_exited_processes_expire_and_their_slots_are_reused() {
         |x: &Metrics, family: &str| x.get("netagent_series_expired_total", &[("family", family)]);
     assert_eq!(expired(&after, "flows"), 1.0, "A's one flow series");
     assert_eq!(expired(&after, "histograms"), 2.0, "A's two histograms");
+    // OTLP: A was pushed with its count; pushes after the expiry leave it out.
+    let gone_at = unix_now();
+    let first = otlp_a(&otlp.received());
+    let &(first_start, _, first_value) = first.last().expect("A pushed over OTLP");
+    assert_eq!(first_value, n as f64);
+    let pushes = otlp.received().requests;
+    let later = otlp.wait_for(Duration::from_secs(10), |r| r.requests >= pushes + 2);
+    assert!(
+        later.requests >= pushes + 2,
+        "no OTLP push after the expiry"
+    );
+    let after_expiry: Vec<_> = otlp_a(&later)
+        .into_iter()
+        .filter(|p| p.1 > gone_at)
+        .collect();
+    assert_eq!(after_expiry, vec![], "A left OTLP");
 
     // A again: it gets the freed slot and counts from zero.
     testgen(&a, &["client", "--tcp4", tgt, "--connects", &k.to_string()]);
@@ -112,6 +147,13 @@ fn series_of_exited_processes_expire_and_their_slots_are_reused() {
         "and a histogram slot"
     );
     assert_eq!(connects(&again, "app-b"), Some(m as f64));
+    // Over OTLP (cumulative): from zero, with a start after the expiry.
+    let back = otlp.wait_for(Duration::from_secs(10), |r| {
+        otlp_a(r).iter().any(|p| p.1 > gone_at)
+    });
+    let &(start, _, value) = otlp_a(&back).last().unwrap();
+    assert_eq!(value, k as f64);
+    assert!(start > first_start && start >= gone_at, "a new start time");
 
     // B stays kept for as long as it lives, however quiet.
     std::thread::sleep(2 * TTL);
