@@ -1,7 +1,8 @@
 //! Series maps: an index (hash map, key -> slot) and a counter array the
 //! kernel programs add to by slot (see `flows` in bpf/netagent/maps.h). Both
-//! are read with batch lookups; of the array only the slots in use, which
-//! are the lowest (the kernel takes free slots in order).
+//! are read with batch lookups; of the array only up to the highest slot in
+//! use (the kernel takes free slots in order; freed ones queue behind the
+//! never used ones).
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -44,7 +45,12 @@ impl<V: aya::Pod> SeriesMap<V> {
     /// Frees the slot of series `key`: returns it, or None when the key
     /// has none. The generation goes first, so a socket that cached the
     /// slot looks its series up again (and gets a new slot) from now on;
-    /// the counters are zeroed before the slot is offered again.
+    /// the counters are zeroed before the slot is offered again. Not atomic
+    /// against the programs: an event that already passed the generation
+    /// check may still add to the zeroed counters, and a program between
+    /// its index lookup and its generation read may cache the new
+    /// generation. Only quiet series of gone owners are freed, so such an
+    /// event is rare; its count lands in the slot's next series.
     pub fn free(&mut self, key: &FlowKey) -> Result<Option<u32>, MapError> {
         let slot = match self.index.get(key, 0) {
             Ok(slot) => slot,
