@@ -2,6 +2,7 @@
 //! process and peer, TCP lifecycle and health, listeners, and the events
 //! the kernel side could not count. Read only when someone scrapes.
 
+use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -136,10 +137,19 @@ impl Collector for Sockets {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take_freed();
+        // A name is kept per (owner, peer): let go once no flow of the
+        // pair is left, or a flow still exported would change its label.
+        let left: HashSet<_> = snap
+            .flows
+            .iter()
+            .map(|(k, _)| (k.comm, k.cgroup_id, k.daddr))
+            .collect();
         for k in &freed {
-            scrape
-                .labeler
-                .forget_dst_name(&k.comm, k.cgroup_id, &k.daddr);
+            if !left.contains(&(k.comm, k.cgroup_id, k.daddr)) {
+                scrape
+                    .labeler
+                    .forget_dst_name(&k.comm, k.cgroup_id, &k.daddr);
+            }
         }
         let resolved = connections::resolve(&snap, scrape.labeler);
         scrape.families.extend(connections::families(&resolved));
