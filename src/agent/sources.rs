@@ -65,7 +65,11 @@ pub fn start(
         &opts.disabled_probes,
     )));
     if cfg.drops.enabled {
-        collectors.push(Arc::new(PacketDrops::start(sockets, opts)));
+        collectors.push(Arc::new(PacketDrops::start(
+            sockets,
+            opts,
+            cfg.limits.series_ttl(),
+        )));
     }
     let mut interfaces = None;
     if cfg.interface_stats.enabled {
