@@ -123,9 +123,10 @@ struct na_sock_state {
 	__u8 nat_state;   /* enum na_nat_state */
 	__u8 closing;     /* TCP: left ESTABLISHED (a FIN was sent or received) */
 	__u8 _pad[2];
-	/* 1 + the slot of the socket's series in `flow_counters`, and per
-	 * histogram kind in `hist_counters`; 0 = not looked up yet. Cleared
-	 * whenever a field of the series key changes. */
+	/* References (1 + slot, and the slot's generation: series.h) to the
+	 * socket's series in `flow_counters`, and per histogram kind in
+	 * `hist_counters`; 0 = not looked up yet. Cleared whenever a field of
+	 * the series key changes. */
 	__u32 flow_slot;
 	__u32 hist_slot[NA_HIST_KINDS];
 	__u32 _pad2;

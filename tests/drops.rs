@@ -263,6 +263,54 @@ fn a_full_map_counts_the_rest_as_lost() {
     assert_eq!(lost(&m), N as f64, "{series:#?}");
 }
 
+#[test]
+fn an_exited_senders_drops_expire_and_free_their_key() {
+    let _g = serial();
+    if !require_bpf() || !require_nft() {
+        return;
+    }
+    cleanup_stale();
+    let pair = quiet_pair("dropexp");
+    drop_rule(&pair);
+    // One key: the sender's second run only counts if its first key was freed.
+    let ttl = std::time::Duration::from_secs(2);
+    let agent = Agent::start_with_yaml(&config_for_a(
+        &pair,
+        "drops:\n  max_series: 1\nlimits:\n  series_ttl_seconds: 2\n",
+    ));
+    let target = [("--udp4", format!("{}:{DROPPED_PORT}", pair.b_ip))];
+    let (code, out) = send(&pair, &target);
+    assert_eq!(code, 1, "{out}");
+    let exited = std::time::Instant::now();
+    let key = [
+        ("process", "dropper"),
+        ("interface", pair.a_dev.as_str()),
+        ("proto", "udp"),
+        ("reason", "netfilter_drop"),
+    ];
+    let m = agent.metrics_when(|m| sum(m, &key) == N as f64);
+    assert_eq!(sum(&m, &key), N as f64);
+    assert!(
+        exited.elapsed() < ttl,
+        "too slow to see the drops before the TTL"
+    );
+
+    // The sender exited: its series leaves after the TTL, counted.
+    let gone = agent.metrics_when(|m| m.series(DROPS).is_empty());
+    assert_eq!(gone.series(DROPS), vec![], "the sender's drops left");
+    assert!(exited.elapsed() >= ttl, "expired before the TTL");
+    let expired = gone.get("netagent_series_expired_total", &[("family", "drops")]);
+    assert_eq!(expired, 1.0);
+
+    // Again: the map's one key is free, and the count starts from zero.
+    let (code, out) = send(&pair, &target);
+    assert_eq!(code, 1, "{out}");
+    let again = agent.metrics_when(|m| sum(m, &key) > 0.0);
+    assert_eq!(sum(&again, &key), N as f64, "from zero");
+    let lost = again.get("netagent_events_lost_total", &[("reason", "drop_map_full")]);
+    assert_eq!(lost, 0.0, "the freed key took the drops");
+}
+
 /// TCP connections that lose nothing count no drop with the default
 /// `drops.ignore_reasons`, though the kernel frees some of their packets
 /// with a drop reason (NOT_SPECIFIED, QUEUE_PURGE: README, "Packet

@@ -23,31 +23,38 @@ static __always_inline void observe(struct na_sock_state *st, __u8 kind, __u64 n
 	struct na_hist *h;
 	__u32 b = NA_HIST_BOUNDS;
 	__u32 slot;
+	__s64 cur;
 
 	if (kind >= NA_HIST_KINDS)
 		return;
-	slot = st->hist_slot[kind];
-	if (!slot) {
+	/* Slot references, as in series.h: stale ones are looked up again. */
+	cur = ref_slot(&hist_gens, st->hist_slot[kind]);
+	if (cur < 0) {
 		struct na_flow_hists *fh = NULL;
-		__u32 flow = st->flow_slot;
+		__s64 flow = ref_slot(&flow_gens, st->flow_slot);
+		__u32 ref = 0;
 
-		if (flow) {
-			flow -= 1;
-			fh = bpf_map_lookup_elem(&flow_hists, &flow);
-			if (fh)
-				slot = fh->slot[kind];
+		if (flow >= 0) {
+			__u32 f = flow;
+
+			fh = bpf_map_lookup_elem(&flow_hists, &f);
+			if (fh) {
+				ref = fh->slot[kind];
+				cur = ref_slot(&hist_gens, ref);
+			}
 		}
-		if (!slot) {
+		if (cur < 0) {
 			flow_key(&k, st, kind);
-			slot = series_slot(&hists, &hist_slots, &k, NA_LOST_HIST_MAP_FULL);
-			if (!slot)
+			ref = series_slot(&hists, &hist_slots, &hist_gens, &k, NA_LOST_HIST_MAP_FULL);
+			cur = ref_slot(&hist_gens, ref);
+			if (cur < 0)
 				return;
 			if (fh)
-				fh->slot[kind] = slot;
+				fh->slot[kind] = ref;
 		}
-		st->hist_slot[kind] = slot;
+		st->hist_slot[kind] = ref;
 	}
-	slot -= 1;
+	slot = cur;
 	h = bpf_map_lookup_elem(&hist_counters, &slot);
 	if (!h)
 		return;

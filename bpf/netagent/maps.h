@@ -39,8 +39,13 @@ struct {
  * key again (about 50 ns less a lookup here; docs/BENCHMARKS.md, "Kernel
  * hot path rework").
  * Slots come from a queue the agent fills with 0..max_entries-1 at load
- * (no atomic fetch-and-add needed, which older kernels lack) and are never
- * reused: series live as long as the agent. Everything is preallocated (the
+ * (no atomic fetch-and-add needed, which older kernels lack). The agent
+ * frees the slots of expired series (limits.series_ttl_seconds): it bumps
+ * the slot's generation (`flow_gens`, `hist_gens`), deletes the index
+ * entry, zeroes the counters and pushes the slot back. A socket caches a
+ * slot with its generation (series.h), so a stale cache is noticed and
+ * looked up again instead of counting into someone else's series.
+ * Everything is preallocated (the
  * agent sizes max_entries from config): run-time allocation can fail under
  * a burst of new series, and a failed insert is a lost event. Shared values
  * with atomic adds, not per-CPU ones, so the memory is the same on 2 or 200
@@ -65,6 +70,15 @@ struct {
 	__type(value, __u32);
 } flow_slots SEC(".maps");
 
+/* By slot: its generation (the low NA_GEN_BITS bits count), bumped by the
+ * agent whenever it frees the slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} flow_gens SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -72,9 +86,17 @@ struct {
 	__type(value, __u32);
 } hists SEC(".maps");
 
-/* By flow slot: its histogram slots, 1 + slot per kind (0 = not looked up
- * yet). A histogram's key is its flow's key plus the kind, so these never
- * change; a new connection of a known flow then finds its histograms
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} hist_gens SEC(".maps");
+
+/* By flow slot: its histogram slots as slot references (series.h) per
+ * kind (0 = not looked up yet). A histogram's key is its flow's key plus
+ * the kind, so these only change when the agent frees the flow's slot (it
+ * zeroes them); a new connection of a known flow then finds its histograms
  * without hashing. Racing writers store the same value. */
 struct na_flow_hists {
 	__u32 slot[NA_HIST_KINDS];

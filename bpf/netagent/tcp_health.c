@@ -78,13 +78,11 @@ static __always_inline void on_reset_sent(const struct sock *sk, __u32 reason)
 		__u64 key = (__u64)sk;
 		__u32 i = just_closed_slot(sk);
 		struct na_closed *c = bpf_map_lookup_elem(&just_closed, &i);
-		__u32 slot;
 
 		if (!c || c->sk != key || !has_peer(sk, c->peer_port, c->peer4, true))
 			return;
 		c->sk = 0; /* one reset per close */
-		slot = c->flow_slot - 1;
-		fs = bpf_map_lookup_elem(&flow_counters, &slot);
+		fs = flow_counters_of(c->flow_slot);
 		if (fs)
 			count_reason(c->comm, c->cgroup_id, reason);
 	}

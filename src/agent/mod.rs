@@ -153,7 +153,11 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         |comm| names.tracks(comm),
         |path| resolver.as_ref().and_then(|r| r.id_of_path(path)),
     );
-    let sockets = Arc::new(Sockets::new(probes).idle_after(cfg.tcp.idle_after()));
+    let sockets = Arc::new(
+        Sockets::new(probes)
+            .idle_after(cfg.tcp.idle_after())
+            .series_ttl(cfg.limits.series_ttl().unwrap_or_default()),
+    );
     let sources = sources::start(&cfg, &opts, &names, sockets.clone())?;
     if let Some(ifs) = &sources.interfaces {
         // Serve only once interfaces are attached: readiness means counting.
@@ -169,6 +173,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         names,
         resolver,
         max_series_per_metric: cfg.limits.max_series_per_metric as usize,
+        series_ttl: cfg.limits.series_ttl(),
         span_stats: Arc::new(SpanStats::default()),
         statsd_stats: Arc::new(StatsdStats::default()),
         cloud: sources.cloud,

@@ -55,6 +55,7 @@ pub fn start(
             &cfg.dns,
             cfg.limits.max_series,
             cfg.limits.max_series_per_metric,
+            cfg.limits.series_ttl(),
         );
         dns_names = Some(dns.names());
         collectors.push(Arc::new(dns));
@@ -64,7 +65,11 @@ pub fn start(
         &opts.disabled_probes,
     )));
     if cfg.drops.enabled {
-        collectors.push(Arc::new(PacketDrops::start(sockets, opts)));
+        collectors.push(Arc::new(PacketDrops::start(
+            sockets,
+            opts,
+            cfg.limits.series_ttl(),
+        )));
     }
     let mut interfaces = None;
     if cfg.interface_stats.enabled {
@@ -87,6 +92,7 @@ pub fn start(
         collectors.push(Arc::new(DelayAccounting::start(
             &cfg.delay_accounting,
             names.clone(),
+            cfg.limits.series_ttl(),
         )));
     }
     if cfg.logs.enabled {

@@ -69,6 +69,8 @@ pub struct Parts {
     pub names: ProcessNames,
     pub resolver: Option<CgroupResolver>,
     pub max_series_per_metric: usize,
+    /// `limits.series_ttl_seconds`: admitted series absent this long are forgotten.
+    pub series_ttl: Option<std::time::Duration>,
     pub span_stats: Arc<SpanStats>,
     pub statsd_stats: Arc<StatsdStats>,
     pub cloud: Arc<CloudState>,
@@ -84,7 +86,9 @@ impl Agent {
             collectors: p.collectors,
             names: p.names,
             containers: Mutex::new(p.resolver),
-            limiter: Mutex::new(SeriesLimiter::new(p.max_series_per_metric)),
+            limiter: Mutex::new(
+                SeriesLimiter::new(p.max_series_per_metric).forget_after(p.series_ttl),
+            ),
             graph_rates: Mutex::new(RateState::default()),
             netns_addrs: Mutex::new(NetnsAddrs::default()),
             span_stats: p.span_stats,
@@ -142,7 +146,7 @@ impl Agent {
 impl Gather for Agent {
     fn gather(&self) -> anyhow::Result<Vec<Family>> {
         // One collection at a time: concurrent scrapes queue on the locks.
-        let (mut capped, free, lost) = self.with_labeler(|labeler| {
+        let (mut capped, free, (lost, expired)) = self.with_labeler(|labeler| {
             let mut scrape = Scrape::new(labeler);
             let (mut capped, mut free) = (Vec::new(), Vec::new());
             for c in &self.collectors {
@@ -154,7 +158,7 @@ impl Gather for Agent {
                     free.extend(added);
                 }
             }
-            anyhow::Ok((capped, free, scrape.lost))
+            anyhow::Ok((capped, free, (scrape.lost, scrape.expired)))
         })?;
         // After the sources: the containers they asked about are cached.
         capped.extend(self.container_families());
@@ -167,7 +171,7 @@ impl Gather for Agent {
         drop(limiter);
         let mut families = capped;
         families.push(dropped_family(&dropped));
-        families.extend(self_metrics::agent_families(&lost));
+        families.extend(self_metrics::agent_families(&lost, &expired));
         let up = self
             .probe_status()
             .into_iter()

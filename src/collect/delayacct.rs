@@ -115,6 +115,14 @@ struct Totals {
     seen: HashSet<(u32, u64)>,
     /// Distinct label pairs kept; beyond it new ones fold into `~other`.
     max_labels: usize,
+    /// Rounds done, and per label pair the last round a process had it.
+    round: u64,
+    alive: HashMap<(String, String), u64>,
+    /// A label pair without a process this many rounds expires (its total
+    /// cannot change any more); None: never (`limits.series_ttl_seconds`).
+    expire_after: Option<u64>,
+    /// Label pairs expired so far.
+    expired: u64,
 }
 
 impl Totals {
@@ -142,6 +150,7 @@ impl Totals {
         } else {
             label
         };
+        self.alive.insert(label.clone(), self.round);
         let t = self.totals.entry(label).or_default();
         t.0 += cpu;
         t.1 += blkio;
@@ -149,15 +158,32 @@ impl Totals {
 
     /// Keeps the last reading of a live process that was not read this
     /// round (over the cap, or its query failed): forgetting it would add
-    /// its whole value again at its next reading.
-    fn keep(&mut self, pid: u32, start: u64) {
+    /// its whole value again at its next reading. Its labels stay alive.
+    fn keep(&mut self, pid: u32, start: u64, label: (String, String)) {
         self.seen.insert((pid, start));
+        if self.totals.contains_key(&label) {
+            self.alive.insert(label, self.round);
+        }
     }
 
-    /// Forgets processes not seen since the last call (they exited).
+    /// Forgets processes not seen since the last call (they exited), and
+    /// the totals of labels no process had for `expire_after` rounds.
     fn end_round(&mut self) {
         let seen = std::mem::take(&mut self.seen);
         self.last.retain(|k, _| seen.contains(k));
+        self.round += 1;
+        if let Some(after) = self.expire_after {
+            let (round, alive) = (self.round, &mut self.alive);
+            let before = self.totals.len();
+            self.totals.retain(|label, _| {
+                let keep = alive.get(label).is_some_and(|r| round - r <= after);
+                if !keep {
+                    alive.remove(label);
+                }
+                keep
+            });
+            self.expired += (before - self.totals.len()) as u64;
+        }
     }
 
     /// A round cut short: nobody is known to have exited.
@@ -216,7 +242,8 @@ impl Collector {
             let (pid, start) = (stat.pid as u32, stat.starttime);
             if read >= self.max_processes {
                 self.skipped[0] += 1;
-                self.totals.keep(pid, start);
+                self.totals
+                    .keep(pid, start, (process, container_of(&proc_)));
                 continue;
             }
             let Some(ts) = self.taskstats.as_mut() else {
@@ -227,7 +254,8 @@ impl Collector {
                 Err(TaskstatsError::NoSuchProcess) => continue,
                 Err(e) => {
                     self.skipped[1] += 1;
-                    self.totals.keep(pid, start);
+                    self.totals
+                        .keep(pid, start, (process, container_of(&proc_)));
                     if !self.warned_query {
                         tracing::warn!(pid, error = %e, "taskstats query failed");
                         self.warned_query = true;
@@ -264,6 +292,7 @@ impl Collector {
             enabled: self.enabled == Some(true),
             processes: self.processes,
             skipped: self.skipped,
+            expired: self.totals.expired,
         }
     }
 }
@@ -276,6 +305,8 @@ struct Snapshot {
     enabled: bool,
     processes: usize,
     skipped: [u64; SKIP_REASONS.len()],
+    /// (process, container) totals expired so far.
+    expired: u64,
 }
 
 impl Snapshot {
@@ -339,15 +370,17 @@ pub struct DelayAccounting {
 impl DelayAccounting {
     /// Starts collecting for the processes `names` tracks; `max_series`
     /// bounds the distinct (process, container) totals kept.
-    pub fn start(cfg: &DelayAccountingConfig, names: ProcessNames) -> Self {
+    /// A (process, container) pair without a process for `ttl` expires.
+    pub fn start(cfg: &DelayAccountingConfig, names: ProcessNames, ttl: Option<Duration>) -> Self {
         let max_series = cfg.max_series.value as usize;
-        Self::start_with(cfg, names, max_series, Path::new(SYSCTL))
+        Self::start_with(cfg, names, max_series, ttl, Path::new(SYSCTL))
     }
 
     fn start_with(
         cfg: &DelayAccountingConfig,
         names: ProcessNames,
         max_series: usize,
+        ttl: Option<Duration>,
         sysctl: &Path,
     ) -> Self {
         let guard = prepare_sysctl(sysctl, cfg.enable_sysctl);
@@ -365,6 +398,9 @@ impl DelayAccounting {
             warned_query: false,
         };
         let interval = Duration::from_secs_f64(cfg.interval_seconds.value);
+        // Whole rounds, at least one: the TTL is never cut short.
+        collector.totals.expire_after =
+            ttl.map(|t| (t.as_secs_f64() / interval.as_secs_f64()).ceil().max(1.0) as u64);
         let (out, halt) = (snapshot.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("netagent-delay".into())
@@ -423,6 +459,12 @@ impl super::Collector for DelayAccounting {
     fn collect(&self, scrape: &mut super::Scrape<'_, '_>) -> anyhow::Result<()> {
         let families = self.families(scrape.labeler);
         scrape.families.extend(families);
+        let expired = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expired;
+        scrape.expired.push(("delay_accounting", expired));
         Ok(())
     }
 }
@@ -475,7 +517,7 @@ mod tests {
         let mut t = Totals::new(100);
         t.observe(1, 1, label("a"), d(100, 10));
         t.end_round();
-        t.keep(1, 1); // over the cap this round
+        t.keep(1, 1, label("a")); // over the cap this round
         t.end_round();
         t.observe(1, 1, label("a"), d(130, 10));
         t.end_round();
@@ -503,6 +545,30 @@ mod tests {
         t.observe(1, 1, label("nginx"), d(15, 0)); // exec: same pid and start
         assert_eq!(t.totals[&label("sh")], (10, 0));
         assert_eq!(t.totals[&label("nginx")], (5, 0));
+    }
+
+    #[test]
+    fn a_label_without_a_process_expires_after_its_rounds_a_live_one_never() {
+        let mut t = Totals::new(100);
+        t.expire_after = Some(2);
+        t.observe(1, 1, label("cron"), d(5, 0));
+        t.observe(2, 1, label("db"), d(5, 0));
+        t.end_round();
+        // cron exited; db lives, only kept (not read: over the cap).
+        t.keep(2, 1, label("db"));
+        t.end_round();
+        assert!(
+            t.totals.contains_key(&label("cron")),
+            "one round without it"
+        );
+        t.keep(2, 1, label("db"));
+        t.end_round();
+        assert!(!t.totals.contains_key(&label("cron")), "expired");
+        assert_eq!(t.expired, 1);
+        assert_eq!(t.totals[&label("db")], (5, 0), "alive: kept");
+        // cron again: a new total from zero.
+        t.observe(3, 9, label("cron"), d(2, 0));
+        assert_eq!(t.totals[&label("cron")], (2, 0));
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! the owner like every other metric. Drops that found the map full go to
 //! `netagent_events_lost_total{reason="drop_map_full"}`.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use super::expiry::{owner, LiveOwners, Quiet};
 use super::labels::owner_labels;
 use super::sockets::Sockets;
 use super::{Collector, Scrape};
@@ -24,12 +26,16 @@ use crate::metrics::{catalog, scalar_family, Labels};
 pub struct PacketDrops {
     sockets: Arc<Sockets>,
     reasons: ReasonNames,
+    /// `limits.series_ttl_seconds`: quiet keys of gone owners, and how many
+    /// were deleted so far.
+    expiry: Option<Mutex<(Quiet<DropKey>, u64)>>,
 }
 
 impl PacketDrops {
     /// Takes the reason names the loader read from the kernel's BTF and
     /// says what this kernel's tracepoint passes.
-    pub fn start(sockets: Arc<Sockets>, opts: &LoadOptions) -> Self {
+    /// `ttl`: a key of a gone owner without a new drop this long is deleted.
+    pub fn start(sockets: Arc<Sockets>, opts: &LoadOptions, ttl: Option<Duration>) -> Self {
         let (reasons, tracepoint) =
             sockets.with_maps(|m| (m.drops.reasons.clone(), m.drops.tracepoint));
         let working = sockets
@@ -57,7 +63,46 @@ impl PacketDrops {
                 tracing::info!("packet drops: {}", tp.describe());
             }
         }
-        Self { sockets, reasons }
+        Self {
+            sockets,
+            reasons,
+            expiry: ttl.map(|t| Mutex::new((Quiet::new(t), 0))),
+        }
+    }
+
+    /// Deletes the keys of gone owners without a new drop for the TTL
+    /// (keys without an owner are bounded by reasons and interfaces, and
+    /// stay) and leaves them out of `snap`; returns how many so far.
+    fn expire(&self, snap: &mut DropSnapshot) -> Option<u64> {
+        let mut guard = self
+            .expiry
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (quiet, expired) = &mut *guard;
+        let prints = snap
+            .drops
+            .iter()
+            .filter(|(k, _)| k.comm != [0; 16])
+            .map(|(k, n)| (*k, *n))
+            .collect();
+        let candidates = quiet.observe(prints, Instant::now());
+        if !candidates.is_empty() {
+            let live = LiveOwners::scan(crate::kernel::cgroup::v2_root().as_deref(), &[]);
+            let gone: HashSet<DropKey> = candidates
+                .into_iter()
+                .filter(|k| !live.contains(&owner(&k.comm, k.cgroup_id)))
+                .collect();
+            for k in &gone {
+                match self.sockets.with_maps(|m| m.drops.remove(k)) {
+                    Ok(()) => *expired += 1,
+                    Err(e) => tracing::warn!(error = %e, "cannot delete a packet drop key"),
+                }
+                quiet.forget(k);
+            }
+            snap.drops.retain(|(k, _)| !gone.contains(k));
+        }
+        Some(*expired)
     }
 
     /// The family from one read of the map (and the lost counts).
@@ -111,13 +156,16 @@ impl Collector for PacketDrops {
     }
 
     fn collect(&self, scrape: &mut Scrape<'_, '_>) -> anyhow::Result<()> {
-        let snap = match self.sockets.with_maps(|m| m.drops.read()) {
+        let mut snap = match self.sockets.with_maps(|m| m.drops.read()) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the packet drop map");
                 DropSnapshot::default()
             }
         };
+        if let Some(n) = self.expire(&mut snap) {
+            scrape.expired.push(("drops", n));
+        }
         let (family, lost) = self.families(&snap, scrape);
         scrape.families.push(family);
         scrape.lost.extend(lost);

@@ -108,6 +108,10 @@ pub trait DstNames: Send + Sync {
         in_container: bool,
         addr: &[u8; 16],
     ) -> Option<Arc<str>>;
+
+    /// The flows of `comm` in `cgroup_id` to `addr` expired: the name they
+    /// kept (so that it never flipped under their counters) is let go.
+    fn forget(&self, comm: &[u8; COMM_LEN], cgroup_id: u64, addr: &[u8; 16]);
 }
 
 /// Where a labeler gets identities from: the agent's cgroup cache, or
@@ -199,6 +203,14 @@ impl<'a> Labeler<'a> {
             .dst_name(comm, cgroup_id, in_container, addr)
             .map(|n| n.to_string())
             .unwrap_or_default()
+    }
+
+    /// Lets go of the name the expired flow of `comm` in `cgroup_id` to
+    /// `addr` kept (see [`DstNames::forget`]).
+    pub fn forget_dst_name(&self, comm: &[u8; COMM_LEN], cgroup_id: u64, addr: &[u8; 16]) {
+        if let Some(names) = self.dst_names {
+            names.forget(comm, cgroup_id, addr);
+        }
     }
 
     /// The owner of a cgroup; the host for cgroup 0 (unknown).

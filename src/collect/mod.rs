@@ -13,6 +13,7 @@ pub mod containers;
 pub mod delayacct;
 pub mod dns;
 pub mod drops;
+pub mod expiry;
 pub mod histograms;
 pub mod interfaces;
 pub mod labels;
@@ -70,6 +71,9 @@ pub struct Scrape<'s, 'l> {
     /// Events not counted, by reason: the `netagent_events_lost_total`
     /// series, assembled once from every source.
     pub lost: Vec<(&'static str, u64)>,
+    /// Series freed because their owner is gone (`limits.series_ttl_seconds`),
+    /// by family: the `netagent_series_expired_total` series.
+    pub expired: Vec<(&'static str, u64)>,
     /// Process names and containers, looked up once per scrape and shared.
     pub labeler: &'s mut Labeler<'l>,
 }
@@ -79,6 +83,7 @@ impl<'s, 'l> Scrape<'s, 'l> {
         Self {
             families: Vec::new(),
             lost: Vec::new(),
+            expired: Vec::new(),
             labeler,
         }
     }

@@ -2,12 +2,14 @@
 //! process and peer, TCP lifecycle and health, listeners, and the events
 //! the kernel side could not count. Read only when someone scrapes.
 
+use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use aya::maps::{MapData, RingBuf};
 
+use super::expiry::Expiry;
 use super::{
     connections, conns, harvest, listeners, tcp, Collector, KernelSnapshot, ProbeStatus, Scrape,
 };
@@ -21,6 +23,8 @@ pub struct Sockets {
     probes: Mutex<Probes>,
     /// `tcp.idle_after_seconds`; None: no idle gauge.
     idle_after: Option<Duration>,
+    /// Frees the series of gone owners; locked after `probes`.
+    expiry: Mutex<Expiry>,
 }
 
 impl Sockets {
@@ -28,7 +32,14 @@ impl Sockets {
         Self {
             probes: Mutex::new(probes),
             idle_after: None,
+            expiry: Mutex::new(Expiry::new(Duration::ZERO)),
         }
+    }
+
+    /// Expires series of gone owners after `ttl` without change (zero: never).
+    pub fn series_ttl(self, ttl: Duration) -> Self {
+        *self.expiry.lock().unwrap_or_else(|p| p.into_inner()) = Expiry::new(ttl);
+        self
     }
 
     /// Exports `netagent_tcp_connections_idle` with this threshold. Only
@@ -58,7 +69,8 @@ impl Sockets {
         f(&mut self.lock().maps)
     }
 
-    /// Reads the kernel maps, dropping listeners that closed unseen.
+    /// Reads the kernel maps, dropping listeners that closed unseen and
+    /// series that expired.
     pub fn snapshot(&self) -> anyhow::Result<KernelSnapshot> {
         let mut probes = self.lock();
         let mut snap = harvest(&probes.maps).context("reading kernel maps")?;
@@ -66,7 +78,19 @@ impl Sockets {
             Ok(gone) => snap.listeners.retain(|(k, _)| !gone.contains(k)),
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot check listeners"),
         }
+        let mut expiry = self.expiry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = expiry.sweep(&mut probes.maps, &mut snap, Instant::now()) {
+            tracing::warn!(error = %format!("{e:#}"), "cannot expire series");
+        }
         Ok(snap)
+    }
+
+    /// Series freed so far because their owner is gone, by family.
+    pub fn expired(&self) -> Vec<(&'static str, u64)> {
+        self.expiry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .expired()
     }
 
     /// The hook chosen per feature, and why others were rejected.
@@ -113,6 +137,25 @@ impl Collector for Sockets {
             (m.conns.resets_by_reason(), sockets)
         });
         let now = conns::monotonic_ns();
+        let freed = self
+            .expiry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_freed();
+        // A name is kept per (owner, peer): let go once no flow of the
+        // pair is left, or a flow still exported would change its label.
+        let left: HashSet<_> = snap
+            .flows
+            .iter()
+            .map(|(k, _)| (k.comm, k.cgroup_id, k.daddr))
+            .collect();
+        for k in &freed {
+            if !left.contains(&(k.comm, k.cgroup_id, k.daddr)) {
+                scrape
+                    .labeler
+                    .forget_dst_name(&k.comm, k.cgroup_id, &k.daddr);
+            }
+        }
         let resolved = connections::resolve(&snap, scrape.labeler);
         scrape.families.extend(connections::families(&resolved));
         scrape
@@ -142,6 +185,7 @@ impl Collector for Sockets {
         scrape
             .lost
             .extend(LOST_REASONS.iter().copied().zip(snap.lost));
+        scrape.expired.extend(self.expired());
         Ok(())
     }
 

@@ -1,8 +1,11 @@
 //! The `limits:` section: how much the kernel and the exposition keep.
 
-use serde::Deserialize;
+use std::time::Duration;
 
-use super::KeyError;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{range, unspanned, KeyError};
 
 /// Memory and cardinality bounds.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +35,14 @@ pub struct Limits {
     /// or syscall hooks (LRU beyond it).
     #[serde(default = "default_max_sockets")]
     pub max_sockets: u32,
+    /// A series unchanged this long whose process, container and sockets
+    /// are gone is dropped and its kernel slots freed; 0 = never.
+    #[serde(default = "default_series_ttl_seconds")]
+    pub series_ttl_seconds: Spanned<u64>,
+}
+
+fn default_series_ttl_seconds() -> Spanned<u64> {
+    unspanned(300)
 }
 
 fn default_max_sockets() -> u32 {
@@ -46,6 +57,7 @@ impl Default for Limits {
             max_listeners: default_max_listeners(),
             span_ring_bytes: default_span_ring_bytes(),
             max_sockets: default_max_sockets(),
+            series_ttl_seconds: default_series_ttl_seconds(),
         }
     }
 }
@@ -64,7 +76,31 @@ fn default_span_ring_bytes() -> u32 {
 }
 
 impl Limits {
+    /// Kernel slot references keep the slot in 20 bits (bpf/netagent/series.h).
+    pub const MAX_SERIES: u32 = 1_000_000;
+    /// 30 days.
+    pub const MAX_SERIES_TTL: u64 = 2_592_000;
+
+    /// `series_ttl_seconds`; None: series never expire.
+    pub fn series_ttl(&self) -> Option<Duration> {
+        let v = self.series_ttl_seconds.value;
+        (v > 0).then(|| Duration::from_secs(v))
+    }
+
     pub fn validate(&self) -> Result<(), KeyError> {
+        range(
+            "limits.series_ttl_seconds",
+            &self.series_ttl_seconds,
+            0,
+            Self::MAX_SERIES_TTL,
+        )?;
+        if self.max_series > Self::MAX_SERIES {
+            return Err(KeyError {
+                key: "limits.max_series".into(),
+                line: None,
+                reason: format!("{} is more than {}", self.max_series, Self::MAX_SERIES),
+            });
+        }
         let ring = self.span_ring_bytes;
         if !ring.is_power_of_two() || ring < 4096 {
             return Err(KeyError {
@@ -87,5 +123,30 @@ impl Limits {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::time::Duration;
+
+    fn err(yaml: &str) -> String {
+        Config::parse(yaml, "t.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn series_ttl_default_zero_and_range() {
+        let (c, _) = Config::parse("", "t.yaml").unwrap();
+        assert_eq!(c.limits.series_ttl(), Some(Duration::from_secs(300)));
+        let (c, _) = Config::parse("limits:\n  series_ttl_seconds: 0\n", "t.yaml").unwrap();
+        assert_eq!(c.limits.series_ttl(), None);
+        let e = err("limits:\n  max_series: 10\n  series_ttl_seconds: 2592001\n");
+        assert!(e.contains("limits.series_ttl_seconds"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        let e = err("limits:\n  series_ttl_seconds: -1\n");
+        assert!(e.contains("series_ttl_seconds"), "{e}");
+        let e = err("limits:\n  max_series: 1000001\n");
+        assert!(e.contains("limits.max_series"), "{e}");
     }
 }

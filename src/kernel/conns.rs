@@ -63,6 +63,25 @@ impl ConnMaps {
         })
     }
 
+    /// Deletes the resets by reason of the owners `gone(comm, cgroup_id)`
+    /// picks (their series expired); returns how many entries went.
+    pub fn forget_owners(
+        &mut self,
+        gone: impl Fn(&[u8; super::abi::COMM_LEN], u64) -> bool,
+    ) -> Result<u64, MapError> {
+        let mut n = 0;
+        for (k, _) in self.resets_by_reason()? {
+            if gone(&k.comm, k.cgroup_id) {
+                match self.reset_reasons.remove(&k) {
+                    Ok(()) => n += 1,
+                    Err(MapError::KeyNotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// The label value of a reason's value: its name in the running
     /// kernel's `enum sk_rst_reason`, or [`UNKNOWN_REASON`].
     pub fn reason_name(&self, value: u32) -> &str {

@@ -57,13 +57,21 @@ impl DropMaps {
         })
     }
 
+    /// Deletes a key whose series expired; a later drop creates it anew.
+    pub fn remove(&mut self, key: &DropKey) -> Result<(), MapError> {
+        match self.counts.remove(key) {
+            Err(MapError::KeyNotFound) => Ok(()),
+            r => r,
+        }
+    }
+
     /// Every key's drops, and the drops that could not be counted.
     pub fn read(&self) -> Result<DropSnapshot, MapError> {
         let mut snap = DropSnapshot::default();
         for entry in self.counts.iter() {
             match entry {
                 Ok((key, per_cpu)) => snap.drops.push((key, per_cpu.iter().sum())),
-                // Keys are never deleted; harmless if one were mid-walk.
+                // A key deleted mid-walk (its series expired): skipped.
                 Err(MapError::KeyNotFound) => continue,
                 Err(e) => return Err(e),
             }

@@ -2,7 +2,7 @@
 //! program. Dropping [`Probes`] detaches everything: all links are owned by
 //! file descriptors, nothing is pinned, so even SIGKILL leaves nothing behind.
 
-use aya::maps::{HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::{Ebpf, EbpfLoader};
 
 use super::hooks::{
@@ -68,8 +68,9 @@ pub struct LoadOptions {
 pub struct KernelMaps {
     pub flows: SeriesMap<FlowStats>,
     pub hists: SeriesMap<Hist>,
-    /// The free-slot queues of both, kept open with the programs.
-    pub _slots: Vec<aya::maps::Map>,
+    /// By flow slot: the slot references of its histograms, zeroed when
+    /// the flow's slot is freed (`flow_hists` in bpf/netagent/maps.h).
+    pub flow_hists: Array<MapData, [u32; HIST_KINDS]>,
     pub listeners: HashMap<MapData, ListenKey, Listener>,
     pub lost: PerCpuArray<MapData, u64>,
     /// TCP socket state (idle connections) and resets sent by reason.
@@ -226,6 +227,8 @@ pub(super) fn open_object(
         .map_max_entries("flows", opts.max_series)
         .map_max_entries("flow_counters", opts.max_series)
         .map_max_entries("flow_slots", opts.max_series)
+        .map_max_entries("flow_gens", opts.max_series)
+        .map_max_entries("hist_gens", opts.max_series)
         .map_max_entries("hists", opts.max_series)
         .map_max_entries("hist_counters", opts.max_series)
         .map_max_entries("hist_slots", opts.max_series)
@@ -342,6 +345,7 @@ fn load_with(
         series::fill_slots(&mut queue, opts.max_series)?;
         slots.push(queue);
     }
+    let mut slots = slots.into_iter();
 
     let cgroup_root = super::cgroup::v2_root();
     let mut probes = Vec::new();
@@ -488,12 +492,21 @@ fn load_with(
         flows: SeriesMap::new(
             take_map(&mut ebpf, "flows")?,
             take_map(&mut ebpf, "flow_counters")?,
+            take_map(&mut ebpf, "flow_gens")?,
+            slots
+                .next()
+                .ok_or_else(|| KernelError::Object("flow_slots".into()))?,
         )?,
         hists: SeriesMap::new(
             take_map(&mut ebpf, "hists")?,
             take_map(&mut ebpf, "hist_counters")?,
+            take_map(&mut ebpf, "hist_gens")?,
+            slots
+                .next()
+                .ok_or_else(|| KernelError::Object("hist_slots".into()))?,
         )?,
-        _slots: slots,
+        flow_hists: Array::try_from(take_map(&mut ebpf, "flow_hists")?)
+            .map_err(|e| KernelError::Object(e.to_string()))?,
         listeners: HashMap::try_from(take_map(&mut ebpf, "listeners")?)
             .map_err(|e| KernelError::Object(e.to_string()))?,
         lost: PerCpuArray::try_from(take_map(&mut ebpf, "lost")?)

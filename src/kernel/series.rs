@@ -1,7 +1,8 @@
 //! Series maps: an index (hash map, key -> slot) and a counter array the
 //! kernel programs add to by slot (see `flows` in bpf/netagent/maps.h). Both
-//! are read with batch lookups; of the array only the slots in use, which
-//! are the lowest (the kernel takes free slots in order).
+//! are read with batch lookups; of the array only up to the highest slot in
+//! use (the kernel takes free slots in order; freed ones queue behind the
+//! never used ones).
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -11,24 +12,59 @@ use super::abi::FlowKey;
 use super::batch;
 use super::error::KernelError;
 
-/// One series map: its index and its counters.
+/// The generation bits of a slot reference (`NA_SLOT_BITS` in
+/// bpf/netagent/series.h: the slot takes the 20 bits below them).
+const GEN_MASK: u32 = (1 << 12) - 1;
+
+/// One series map: its index, its counters, the generation of each slot
+/// and the queue of free slots.
 pub struct SeriesMap<V: aya::Pod> {
     index: HashMap<MapData, FlowKey, u32>,
     index_fd: OwnedFd,
     counters: Array<MapData, V>,
     counters_fd: OwnedFd,
+    gens: Array<MapData, u32>,
+    free: Queue<MapData, u32>,
 }
 
 impl<V: aya::Pod> SeriesMap<V> {
-    /// Takes the index map and the counter array.
-    pub fn new(index: Map, counters: Map) -> Result<Self, KernelError> {
+    /// Takes the index map, the counter array, the generations and the
+    /// (already filled) free-slot queue.
+    pub fn new(index: Map, counters: Map, gens: Map, free: Map) -> Result<Self, KernelError> {
         let object = |e: &dyn std::fmt::Display| KernelError::Object(e.to_string());
         Ok(Self {
             index_fd: second_fd(&index)?,
             counters_fd: second_fd(&counters)?,
             index: HashMap::try_from(index).map_err(|e| object(&e))?,
             counters: Array::try_from(counters).map_err(|e| object(&e))?,
+            gens: Array::try_from(gens).map_err(|e| object(&e))?,
+            free: Queue::try_from(free).map_err(|e| object(&e))?,
         })
+    }
+
+    /// Frees the slot of series `key`: returns it, or None when the key
+    /// has none. The generation goes first, so a socket that cached the
+    /// slot looks its series up again (and gets a new slot) from now on;
+    /// the counters are zeroed before the slot is offered again. Not atomic
+    /// against the programs: an event that already passed the generation
+    /// check may still add to the zeroed counters, and a program between
+    /// its index lookup and its generation read may cache the new
+    /// generation. Only quiet series of gone owners are freed, so such an
+    /// event is rare; its count lands in the slot's next series.
+    pub fn free(&mut self, key: &FlowKey) -> Result<Option<u32>, MapError> {
+        let slot = match self.index.get(key, 0) {
+            Ok(slot) => slot,
+            Err(MapError::KeyNotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let gen = self.gens.get(&slot, 0)?;
+        self.gens.set(slot, (gen + 1) & GEN_MASK, 0)?;
+        self.index.remove(key)?;
+        // SAFETY: counter values are plain integers (aya::Pod): all zeroes is valid.
+        let zero: V = unsafe { std::mem::zeroed() };
+        self.counters.set(slot, zero, 0)?;
+        self.free.push(slot, 0)?;
+        Ok(Some(slot))
     }
 
     /// Every series with its counters.
@@ -79,8 +115,8 @@ fn second_fd(map: &Map) -> Result<OwnedFd, KernelError> {
     }
 }
 
-/// Gives the kernel its free slots: 0..len, in order. The map must stay
-/// open until the programs using it are loaded.
+/// Gives the kernel its free slots: 0..len, in order (freed slots are
+/// pushed behind them, [`SeriesMap::free`]).
 pub fn fill_slots(queue: &mut Map, len: u32) -> Result<(), KernelError> {
     let mut q: Queue<&mut MapData, u32> =
         Queue::try_from(queue).map_err(|e| KernelError::Object(e.to_string()))?;

@@ -789,6 +789,14 @@ pub const SERIES_DROPPED: Desc = Desc {
     labels: &["metric"],
 };
 
+pub const SERIES_EXPIRED: Desc = Desc {
+    name: "netagent_series_expired",
+    kind: Kind::Counter,
+    unit: "",
+    help: "Series freed because they did not change for limits.series_ttl_seconds and their process, container and sockets are gone.",
+    labels: &["family"],
+};
+
 pub const BUILD_INFO: Desc = Desc {
     name: "netagent_build_info",
     kind: Kind::Gauge,
@@ -939,6 +947,7 @@ pub static ALL: &[&Desc] = &[
     &STATSD_DROPPED,
     &STATSD_SEND_ERRORS,
     &SERIES_DROPPED,
+    &SERIES_EXPIRED,
     &BUILD_INFO,
     &EVENTS_LOST,
     &PROBE_UP,

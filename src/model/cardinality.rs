@@ -2,12 +2,14 @@
 //! sets are folded into one series whose labels all read `~other`, and the
 //! number of folded series is exported as `netagent_series_dropped_total`.
 //!
-//! Admission is sticky: a series admitted once stays admitted, so the same
-//! label set never moves between its own series and `~other` (which would
-//! make counters jump), and the number of folded series only grows while
-//! the kernel keeps its counters.
+//! Admission is sticky: a series admitted once stays admitted while it is
+//! exported, so the same label set never moves between its own series and
+//! `~other` (which would make counters jump), and the number of folded
+//! series only grows while the kernel keeps its counters. A series absent
+//! for `limits.series_ttl_seconds` (it expired) gives its place back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use crate::metrics::catalog;
 use crate::metrics::{Family, Labels, Value};
@@ -18,7 +20,10 @@ pub use crate::metrics::OTHER;
 #[derive(Debug)]
 pub struct SeriesLimiter {
     cap: usize,
-    admitted: HashMap<&'static str, HashSet<Labels>>,
+    /// Admitted label sets per family, with when each was last exported.
+    admitted: HashMap<&'static str, HashMap<Labels, Instant>>,
+    /// Admitted series absent this long are forgotten; None: never.
+    forget_after: Option<Duration>,
 }
 
 impl SeriesLimiter {
@@ -26,24 +31,41 @@ impl SeriesLimiter {
         Self {
             cap: cap.max(1),
             admitted: HashMap::new(),
+            forget_after: None,
         }
+    }
+
+    /// Forgets admitted series absent for `ttl` (they expired at their source).
+    pub fn forget_after(mut self, ttl: Option<Duration>) -> Self {
+        self.forget_after = ttl;
+        self
     }
 
     /// Applies the cap to one family in place; returns how many series were
     /// folded into `~other`.
     pub fn limit(&mut self, family: &mut Family) -> u64 {
+        self.limit_at(family, Instant::now())
+    }
+
+    fn limit_at(&mut self, family: &mut Family, now: Instant) -> u64 {
         let admitted = self.admitted.entry(family.name).or_default();
+        if let Some(ttl) = self.forget_after {
+            // Only the absent ones: a live series scraped rarely stays.
+            let present: HashSet<&Labels> = family.series.iter().map(|s| &s.labels).collect();
+            admitted.retain(|l, seen| present.contains(l) || now.duration_since(*seen) < ttl);
+        }
         let mut kept = Vec::with_capacity(family.series.len().min(self.cap + 1));
         let mut other: Option<Value> = None;
         let mut other_labels: Option<Labels> = None;
         let mut folded = 0u64;
         for s in family.series.drain(..) {
-            if admitted.contains(&s.labels) {
+            if let Some(seen) = admitted.get_mut(&s.labels) {
+                *seen = now;
                 kept.push(s);
                 continue;
             }
             if admitted.len() < self.cap {
-                admitted.insert(s.labels.clone());
+                admitted.insert(s.labels.clone(), now);
                 kept.push(s);
                 continue;
             }
@@ -129,5 +151,24 @@ mod tests {
         let kept: Vec<_> = f.series.iter().map(|s| s.labels[0].1.clone()).collect();
         assert_eq!(kept, vec!["c", "d", OTHER]);
         assert_eq!(f.series[2].value, Value::Counter(3.0));
+    }
+
+    #[test]
+    fn an_absent_series_gives_its_place_back_after_the_ttl() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(2);
+        let mut lim = SeriesLimiter::new(1).forget_after(Some(ttl));
+        assert_eq!(lim.limit_at(&mut fam(&[("a", 1.0)]), t0), 0);
+        // "a" expired at its source: absent, but within the TTL still admitted.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(lim.limit_at(&mut fam(&[("b", 1.0)]), t1), 1);
+        let t2 = t0 + ttl;
+        let mut f = fam(&[("b", 1.0)]);
+        assert_eq!(lim.limit_at(&mut f, t2), 0);
+        assert_eq!(f.series[0].labels[0].1, "b");
+        // Without a TTL admission stays forever.
+        let mut lim = SeriesLimiter::new(1);
+        lim.limit_at(&mut fam(&[("a", 1.0)]), t0);
+        assert_eq!(lim.limit_at(&mut fam(&[("b", 1.0)]), t0 + ttl * 100), 1);
     }
 }

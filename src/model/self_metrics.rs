@@ -6,7 +6,10 @@ use crate::metrics::{catalog, Family, Value};
 /// `netagent_build_info` and `netagent_events_lost_total`, whose reasons
 /// the sources reported (kernel maps full, interface map full, OOM kills
 /// not counted, …).
-pub fn agent_families(lost: &[(&'static str, u64)]) -> Vec<Family> {
+pub fn agent_families(
+    lost: &[(&'static str, u64)],
+    expired: &[(&'static str, u64)],
+) -> Vec<Family> {
     let mut info = Family::new(&catalog::BUILD_INFO);
     info.push(
         vec![
@@ -27,5 +30,12 @@ pub fn agent_families(lost: &[(&'static str, u64)]) -> Vec<Family> {
             Value::Counter(*n as f64),
         );
     }
-    vec![info, lost_f]
+    let mut expired_f = Family::new(&catalog::SERIES_EXPIRED);
+    for (family, n) in expired {
+        expired_f.push(
+            vec![("family", family.to_string())],
+            Value::Counter(*n as f64),
+        );
+    }
+    vec![info, lost_f, expired_f]
 }

@@ -13,11 +13,13 @@ mod message;
 mod names;
 mod tracker;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use super::expiry::{LiveOwners, Owner, Quiet};
 use super::labels::{format_addr, owner_labels, DstNames};
 use super::{Collector, Scrape};
 use crate::config::DnsConfig;
@@ -42,6 +44,10 @@ fn monotonic_ns() -> u64 {
 struct Inner {
     maps: DnsMaps,
     tracker: Tracker,
+    /// `limits.series_ttl_seconds`: when each owner's series last changed.
+    quiet: Option<Quiet<Owner>>,
+    /// Series of gone owners dropped so far.
+    expired: u64,
 }
 
 impl Inner {
@@ -62,6 +68,26 @@ impl Inner {
     fn drain_and_expire(&mut self) {
         self.drain();
         self.tracker.expire(monotonic_ns());
+    }
+
+    /// Drops the series of owners that are gone and quiet for the TTL.
+    fn expire_series(&mut self) {
+        let Some(quiet) = self.quiet.as_mut() else {
+            return;
+        };
+        let candidates = quiet.observe(self.tracker.owner_prints(), Instant::now());
+        if candidates.is_empty() {
+            return;
+        }
+        let live = LiveOwners::scan(crate::kernel::cgroup::v2_root().as_deref(), &[]);
+        let gone: HashSet<Owner> = candidates
+            .into_iter()
+            .filter(|o| !live.contains(o))
+            .collect();
+        for o in &gone {
+            quiet.forget(o);
+        }
+        self.expired += self.tracker.forget_owners(|o| gone.contains(o));
     }
 }
 
@@ -93,6 +119,10 @@ impl DstNames for DnsShared {
             .names
             .lookup(comm, cgroup_id, in_container, addr, monotonic_ns())
     }
+
+    fn forget(&self, comm: &[u8; COMM_LEN], cgroup_id: u64, addr: &[u8; 16]) {
+        self.lock().tracker.names.forget(comm, cgroup_id, addr);
+    }
 }
 
 /// The DNS source.
@@ -102,7 +132,14 @@ pub struct DnsSource {
 
 impl DnsSource {
     /// Starts the reader thread on the kernel's DNS maps.
-    pub fn start(maps: DnsMaps, cfg: &DnsConfig, max_series: u32, max_per_metric: u32) -> Self {
+    /// `ttl`: the series of a gone owner unchanged this long are dropped.
+    pub fn start(
+        maps: DnsMaps,
+        cfg: &DnsConfig,
+        max_series: u32,
+        max_per_metric: u32,
+        ttl: Option<Duration>,
+    ) -> Self {
         let limits = Limits {
             timeout_ns: (cfg.timeout_seconds.value * 1e9) as u64,
             max_pending: cfg.max_pending.value as usize,
@@ -118,6 +155,8 @@ impl DnsSource {
             inner: Mutex::new(Inner {
                 maps,
                 tracker: Tracker::new(limits, names),
+                quiet: ttl.map(Quiet::new),
+                expired: 0,
             }),
             stop: AtomicBool::new(false),
         });
@@ -166,6 +205,8 @@ impl Collector for DnsSource {
     fn collect(&self, scrape: &mut Scrape<'_, '_>) -> anyhow::Result<()> {
         let mut inner = self.shared.lock();
         inner.drain_and_expire();
+        inner.expire_series();
+        scrape.expired.push(("dns", inner.expired));
         let t = &inner.tracker;
         let labeler = &mut *scrape.labeler;
         let mut owners: BTreeMap<([u8; COMM_LEN], u64), Option<Labels>> = BTreeMap::new();

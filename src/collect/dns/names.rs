@@ -6,7 +6,7 @@
 //!
 //! A label must not flip under a counter: once an owner's flow to an
 //! address has been labelled with a name, it keeps that name for as long
-//! as the agent runs (the kernel keeps the counter as long), even after
+//! as the kernel keeps the counter (until the series expires), even after
 //! the record expired or the address was resolved for another name since.
 
 use std::collections::HashMap;
@@ -104,6 +104,12 @@ impl Names {
         Some(found)
     }
 
+    /// The flows of this owner to `addr` expired: their name is let go.
+    pub fn forget(&mut self, comm: &[u8; COMM_LEN], cgroup_id: u64, addr: &[u8; 16]) {
+        self.sticky
+            .remove(&(Owner::Process(*comm, cgroup_id), *addr));
+    }
+
     /// Entries held (expired ones are dropped when room is needed).
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -144,6 +150,9 @@ mod tests {
             Some(name.clone())
         );
         assert_eq!(n.lookup(&curl, 7, false, &addr(1), 100 * S), Some(name));
+        // Its series expired: the name goes with it.
+        n.forget(&curl, 7, &addr(1));
+        assert_eq!(n.lookup(&curl, 7, false, &addr(1), 100 * S), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::message::{addresses_of, parse, Malformed, Message};
 use super::names::Names;
+use crate::collect::expiry::{owner, Owner};
 use crate::kernel::abi::COMM_LEN;
 use crate::kernel::dns::{DnsEvent, EGRESS};
 
@@ -261,6 +262,31 @@ impl Tracker {
             return name.clone();
         }
         other()
+    }
+
+    /// Per owner (comm, cgroup): a fingerprint of its request and duration
+    /// series, which changes with any count (series expiry).
+    pub fn owner_prints(&self) -> HashMap<Owner, u64> {
+        let mut prints: HashMap<Owner, u64> = HashMap::new();
+        for (k, n) in &self.requests {
+            let p = prints.entry(owner(&k.comm, k.cgroup_id)).or_default();
+            *p = p.wrapping_add(*n);
+        }
+        for (k, d) in &self.durations {
+            let p = prints.entry(owner(&k.comm, k.cgroup_id)).or_default();
+            *p = p.wrapping_add(d.buckets.iter().sum::<u64>());
+        }
+        prints
+    }
+
+    /// Drops every series of the owners `gone` picks; returns how many.
+    pub fn forget_owners(&mut self, gone: impl Fn(&Owner) -> bool) -> u64 {
+        let before = self.requests.len() + self.durations.len();
+        self.requests
+            .retain(|k, _| !gone(&owner(&k.comm, k.cgroup_id)));
+        self.durations
+            .retain(|k, _| !gone(&owner(&k.comm, k.cgroup_id)));
+        (before - self.requests.len() - self.durations.len()) as u64
     }
 
     /// Ends the queries older than the timeout at `now_ns` as `timeout`.

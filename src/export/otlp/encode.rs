@@ -213,6 +213,11 @@ pub struct MetricEncoder {
     last_push: u64,
     /// Per series: last scalar value, histogram buckets and sum.
     previous: HashMap<SeriesKey, (f64, Vec<u64>, f64)>,
+    /// Cumulative start per series: the agent's start for those of the
+    /// first push, the push before the one a later series first came in
+    /// (an expired series that comes back starts from zero then).
+    starts: HashMap<SeriesKey, u64>,
+    pushed: bool,
 }
 
 /// Metric name and labels of one series.
@@ -226,7 +231,25 @@ impl MetricEncoder {
             start_nanos: now,
             last_push: now,
             previous: HashMap::new(),
+            starts: HashMap::new(),
+            pushed: false,
         }
+    }
+
+    /// Where a series' sum starts: the last push for delta temporality;
+    /// for cumulative, from when it (re)appeared.
+    fn start_of(&self, key: &SeriesKey, delta: bool, seen: &mut HashMap<SeriesKey, u64>) -> u64 {
+        let start = if delta {
+            self.last_push
+        } else if let Some(&s) = self.starts.get(key) {
+            s
+        } else if self.pushed {
+            self.last_push
+        } else {
+            self.start_nanos
+        };
+        seen.insert(key.clone(), start);
+        start
     }
 
     pub fn request(
@@ -241,12 +264,8 @@ impl MetricEncoder {
         } else {
             pm::AggregationTemporality::Cumulative
         } as i32;
-        let start = if delta {
-            self.last_push
-        } else {
-            self.start_nanos
-        };
         let mut seen = HashMap::new();
+        let mut starts = HashMap::new();
         let mut metrics = Vec::new();
         for f in families {
             let name = match f.kind {
@@ -281,6 +300,7 @@ impl MetricEncoder {
                         .map(|se| {
                             let v = scalar(&se.value);
                             let key = (name.clone(), se.labels.clone());
+                            let start = self.start_of(&key, delta, &mut starts);
                             let prev = self.previous.get(&key).map(|p| p.0).unwrap_or(0.0);
                             seen.insert(key, (v, Vec::new(), 0.0));
                             pm::NumberDataPoint {
@@ -307,6 +327,7 @@ impl MetricEncoder {
                                 return None;
                             };
                             let key = (name.clone(), se.labels.clone());
+                            let start = self.start_of(&key, delta, &mut starts);
                             let (_, pb, ps) = self.previous.get(&key).cloned().unwrap_or((
                                 0.0,
                                 vec![0; h.buckets.len()],
@@ -345,6 +366,9 @@ impl MetricEncoder {
             });
         }
         self.previous = seen;
+        // Series absent from this push are forgotten: back, they start anew.
+        self.starts = starts;
+        self.pushed = true;
         self.last_push = now;
         ExportMetricsServiceRequest {
             resource_metrics: vec![pm::ResourceMetrics {
@@ -458,5 +482,53 @@ mod tests {
         assert!(a.contains(&("dst_name".into(), "api.shop.test".into())));
         assert!(a.contains(&("dst_ip".into(), "10.0.0.2".into())));
         assert!(a.contains(&("network.peer.address".into(), "10.0.0.2".into())));
+    }
+
+    /// Counter starts by series of a cumulative push: name → (labels' value, start, value).
+    fn sum_starts(req: &ExportMetricsServiceRequest) -> Vec<(String, u64, f64)> {
+        let mut out = Vec::new();
+        for m in &req.resource_metrics[0].scope_metrics[0].metrics {
+            if let Some(pm::metric::Data::Sum(sum)) = &m.data {
+                for p in &sum.data_points {
+                    let v = match p.value {
+                        Some(pm::number_data_point::Value::AsDouble(v)) => v,
+                        _ => f64::NAN,
+                    };
+                    let label = attrs(&p.attributes)[0].1.clone();
+                    out.push((label, p.start_time_unix_nano, v));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_cumulative_series_that_comes_back_starts_anew() {
+        let counters = |series: &[(&str, f64)]| {
+            let mut f = Family::ad_hoc("m", "h", Kind::Counter);
+            for (l, v) in series {
+                f.push(vec![("process", l.to_string())], Value::Counter(*v));
+            }
+            vec![f]
+        };
+        let mut enc = MetricEncoder::new(Temporality::Cumulative);
+        let res = Resource::default();
+        let first = sum_starts(&enc.request(&res, &counters(&[("a", 5.0), ("b", 1.0)])));
+        let agent_start = first[0].1;
+        assert!(first.iter().all(|(_, s, _)| *s == agent_start), "{first:?}");
+        // "a" expired: absent from the second push.
+        let second = sum_starts(&enc.request(&res, &counters(&[("b", 2.0)])));
+        assert_eq!(second, vec![("b".to_string(), agent_start, 2.0)]);
+        let gone_at = enc.last_push;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let third = sum_starts(&enc.request(&res, &counters(&[("a", 3.0), ("b", 2.0)])));
+        assert_eq!(
+            third,
+            vec![
+                ("a".to_string(), gone_at, 3.0),
+                ("b".to_string(), agent_start, 2.0)
+            ]
+        );
+        assert!(gone_at > agent_start);
     }
 }

@@ -238,3 +238,27 @@ fn domains_are_capped_with_other() {
         ]
     );
 }
+
+#[test]
+fn an_owners_fingerprint_follows_its_counts_and_its_series_can_be_dropped() {
+    let mut t = tracker(0);
+    let me = owner(&comm_bytes("getent"), 9);
+    assert!(t.owner_prints().is_empty());
+    t.on_event(&event(EGRESS, 1, &query(1, "a.test.", RecordType::A), 0));
+    let ok = answer(1, "a.test.", RecordType::A, ResponseCode::NoError, None);
+    t.on_event(&event(INGRESS, 1, &ok, 30 * MS));
+    let first = t.owner_prints()[&me];
+    assert_eq!(t.owner_prints()[&me], first, "unchanged without counts");
+    t.on_event(&event(
+        EGRESS,
+        2,
+        &query(2, "a.test.", RecordType::A),
+        40 * MS,
+    ));
+    t.expire(2000 * MS); // a timeout is a count too
+    assert_ne!(t.owner_prints()[&me], first);
+    assert_eq!(t.forget_owners(|o| *o != me), 0, "someone else's: nothing");
+    // One request series per rcode (ok, timeout) and one duration series.
+    assert_eq!(t.forget_owners(|o| *o == me), 3);
+    assert!(t.requests.is_empty() && t.durations.is_empty());
+}

@@ -38,6 +38,9 @@ pub enum Command {
     /// Hold TCP connections open and idle; use or close them on command
     /// (one per stdin line: `exchange`, `send BYTES`, `unread-close`, `close`).
     Hold(HoldArgs),
+    /// One connected UDP socket used on command (one per stdin line:
+    /// `send N`, `rename NAME`): a socket that outlives its owner's name.
+    UdpHold(UdpHoldArgs),
     /// Burn CPU (optionally pinned to one core) for a while: delay accounting tests.
     Spin(SpinArgs),
     /// Synchronous disk I/O (O_DIRECT) on a file for a while: delay accounting tests.
@@ -158,6 +161,16 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=16_000_000))]
     pub spread: u32,
+}
+
+#[derive(Args)]
+pub struct UdpHoldArgs {
+    /// UDP target.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_target)]
+    pub udp: SocketAddr,
+    /// Exit (status 1) after this many seconds, whatever is going on.
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub max_seconds: u64,
 }
 
 #[derive(Args)]

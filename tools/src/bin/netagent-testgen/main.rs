@@ -16,6 +16,8 @@
 //! * `hold`   – TCP connections held open and idle, then used (`exchange`) or
 //!   closed (`unread-close` resets them, `close`) one stdin command at a time;
 //!   prints a JSON line when they are established and after each command.
+//! * `udp-hold` – one connected UDP socket used on command (`send N`), and
+//!   the process renamed (`rename NAME`): a socket outliving its owner's name;
 //! * `spin`, `diskio`, `alloc` – CPU, synchronous disk I/O and memory load for
 //!   the node-signal tests (delay accounting, OOM kills); each prints a JSON
 //!   line when ready and one when done.
@@ -26,7 +28,7 @@
 //! loopback by default), and every loop is bounded by a count and/or a deadline.
 //!
 //! Layout: `cli` (options), `comm` (process name), `server`, `client`
-//! (`tcp`, `udp`), `load`, `hold`, `node` (spin, diskio, alloc), `output` (the JSON
+//! (`tcp`, `udp`), `load`, `hold`, `udp_hold`, `node` (spin, diskio, alloc), `output` (the JSON
 //! lines, the interface to tests and benchmarks), `sock` (socket helpers).
 
 mod cli;
@@ -39,6 +41,7 @@ mod node;
 mod output;
 mod server;
 mod sock;
+mod udp_hold;
 
 use std::process::ExitCode;
 
@@ -67,6 +70,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Client(a) => client::client(a),
         Command::Load(a) => load::load(a),
         Command::Hold(a) => hold::hold(a),
+        Command::UdpHold(a) => udp_hold::udp_hold(a),
         Command::Spin(a) => node::spin(a),
         Command::Diskio(a) => node::diskio(a),
         Command::Alloc(a) => node::alloc(a),
