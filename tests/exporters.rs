@@ -19,6 +19,15 @@ fn otel_yaml(endpoint: &str, protocol: &str, extra: &str) -> String {
     format!("otel:\n  endpoint: \"{endpoint}\"\n  protocol: {protocol}\n  retry_max_backoff_seconds: 0.5\n{extra}")
 }
 
+/// An agent tracking the test's processes and exporting to `receiver`.
+fn otlp_agent(receiver: &OtlpReceiver, protocol: &str, extra: &str) -> Agent {
+    Agent::start_with_yaml(&format!(
+        "{}{}",
+        targets_yaml(),
+        otel_yaml(&receiver.endpoint(), protocol, extra)
+    ))
+}
+
 fn attr<'a>(s: &'a ReceivedSpan, k: &str) -> &'a AttrValue {
     s.attributes
         .get(k)
@@ -33,11 +42,7 @@ const SERVER_KIND: i32 = 2;
 const CLIENT_KIND: i32 = 3;
 
 fn exchange_spans_share_a_trace(receiver: OtlpReceiver, protocol: &str) {
-    let agent = Agent::start_with_yaml(&format!(
-        "{}{}",
-        targets_yaml(),
-        otel_yaml(&receiver.endpoint(), protocol, "")
-    ));
+    let agent = otlp_agent(&receiver, protocol, "");
     let srv = Server::start(SERVER, &["--tcp4", "0", "--delay-ms", "20"]);
     let port = srv.port("tcp4");
     let n = 6;
@@ -226,15 +231,7 @@ fn an_unreachable_collector_drops_counted_spans_and_recovers() {
         return;
     }
     let mut receiver = OtlpReceiver::grpc();
-    let agent = Agent::start_with_yaml(&format!(
-        "{}{}",
-        targets_yaml(),
-        otel_yaml(
-            &receiver.endpoint(),
-            "grpc",
-            "  queue_size: 20\n  batch_size: 10\n"
-        )
-    ));
+    let agent = otlp_agent(&receiver, "grpc", "  queue_size: 20\n  batch_size: 10\n");
     let srv = Server::start(SERVER, &["--tcp4", "0"]);
     let target = format!("127.0.0.1:{}", srv.port("tcp4"));
     receiver.stop();
@@ -310,15 +307,7 @@ fn spans_over_the_rate_cap_are_dropped_in_the_kernel_and_counted() {
         return;
     }
     let receiver = OtlpReceiver::http();
-    let agent = Agent::start_with_yaml(&format!(
-        "{}{}",
-        targets_yaml(),
-        otel_yaml(
-            &receiver.endpoint(),
-            "http/protobuf",
-            "  max_spans_per_second: 10\n"
-        )
-    ));
+    let agent = otlp_agent(&receiver, "http/protobuf", "  max_spans_per_second: 10\n");
     let srv = Server::start(SERVER, &["--tcp4", "0"]);
     let n = 300;
     testgen(
@@ -375,15 +364,11 @@ fn otlp_metrics_equal_the_prometheus_scrape() {
         return;
     }
     let receiver = OtlpReceiver::http();
-    let agent = Agent::start_with_yaml(&format!(
-        "{}{}",
-        targets_yaml(),
-        otel_yaml(
-            &receiver.endpoint(),
-            "http/protobuf",
-            "  traces: false\n  metrics_interval_seconds: 0.5\n"
-        )
-    ));
+    let agent = otlp_agent(
+        &receiver,
+        "http/protobuf",
+        "  traces: false\n  metrics_interval_seconds: 0.5\n",
+    );
     let srv = Server::start(SERVER, &["--tcp4", "0"]);
     let port = srv.port("tcp4").to_string();
     testgen(
