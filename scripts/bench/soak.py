@@ -123,8 +123,8 @@ def main():
     ap.add_argument("--sample-every", type=float, default=10)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--max-series-per-metric", type=int, default=200000)
-    ap.add_argument("--agent", default="/tmp/netagent-final")
-    ap.add_argument("--testgen", default="/tmp/netagent-testgen-final")
+    ap.add_argument("--agent", default="target/release/netagent")
+    ap.add_argument("--testgen", default="target/release/netagent-testgen")
     ap.add_argument("--out", default="target/bench/soak")
     a = ap.parse_args()
     if a.sample_every >= a.ttl:
