@@ -13,6 +13,7 @@ use super::series::{self, SeriesMap};
 use super::abi::{FlowStats, Hist, ListenKey, Listener, COMM_LEN, HIST_BOUNDS, HIST_KINDS};
 use super::attach::attach_hook;
 pub use super::attach::ProbeInfo;
+use super::choice::log_choice;
 use super::conns::ConnMaps;
 pub use super::error::KernelError;
 pub use super::hooks::{HookTrial, TrialProbe};
@@ -476,7 +477,14 @@ fn load_with(
             found.rejected.push((feature.name, status.rejected.clone()));
         }
         if feature.core && status.hook.is_none() {
-            log_choice(feature, &status, true, false, &mut probes)?;
+            log_choice(
+                feature,
+                status.hook,
+                &status.rejected,
+                true,
+                false,
+                &mut probes,
+            )?;
         }
         features.push(status);
     }
@@ -484,7 +492,14 @@ fn load_with(
     if next.is_none() {
         for (feature, status) in hooks::FEATURES.iter().zip(&features) {
             let off = switched_off(opts, feature).is_some();
-            log_choice(feature, status, cgroup_root.is_some(), off, &mut probes)?;
+            log_choice(
+                feature,
+                status.hook,
+                &status.rejected,
+                cgroup_root.is_some(),
+                off,
+                &mut probes,
+            )?;
         }
     }
 
@@ -560,82 +575,6 @@ fn load_with(
         },
         next.map(|m| (m, found)),
     ))
-}
-
-/// Logs a feature's hook choice; a core feature without one is an error,
-/// another one is listed as down under its preferred hook's probe names,
-/// unless the config switched it off (`off`).
-fn log_choice(
-    feature: &Feature,
-    status: &FeatureStatus,
-    have_cgroup_v2: bool,
-    off: bool,
-    probes: &mut Vec<ProbeInfo>,
-) -> Result<(), KernelError> {
-    match status.hook {
-        Some(kind) => {
-            if !status.rejected.is_empty() {
-                tracing::info!(
-                    feature = feature.name,
-                    hook = kind.name(),
-                    "using a fallback hook ({})",
-                    rejected_text(&status.rejected)
-                );
-            } else {
-                tracing::debug!(feature = feature.name, hook = kind.name(), "hook chosen");
-            }
-        }
-        None if feature.core => {
-            return Err(KernelError::Object(format!(
-                "{} ({}): {}",
-                feature.name,
-                feature.needed_for,
-                rejected_text(&status.rejected)
-            )))
-        }
-        None if off => {
-            tracing::info!(
-                "{} switched off ({})",
-                feature.needed_for,
-                rejected_text(&status.rejected)
-            );
-        }
-        None => {
-            tracing::warn!(
-                "{} unavailable ({}); everything else keeps running",
-                feature.needed_for,
-                rejected_text(&status.rejected)
-            );
-            // Reported as down under the preferred hook's probe names;
-            // except cgroup hooks on a host without cgroup v2, which is
-            // how that host is, not a fault (/health still lists it
-            // under `features`).
-            let no_cgroup_v2 = matches!(
-                feature.hooks[0].kind,
-                HookKind::Cgroup | HookKind::CgroupSkb
-            ) && !have_cgroup_v2;
-            for p in feature.hooks[0].programs.iter().filter(|_| !no_cgroup_v2) {
-                probes.push(ProbeInfo {
-                    name: p.probe_name(),
-                    feature: feature.name,
-                    prog_id: 0,
-                    has_target: p.has_target(),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-fn rejected_text(rejected: &[(HookKind, String)]) -> String {
-    if rejected.is_empty() {
-        return "no hook".into();
-    }
-    rejected
-        .iter()
-        .map(|(k, why)| format!("{}: {why}", k.name()))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Names a config may list in `debug.disable_probes`.

@@ -5,6 +5,7 @@ mod attach;
 pub mod batch;
 pub mod btf_raw;
 pub mod cgroup;
+mod choice;
 pub mod conns;
 pub mod dns;
 pub mod drops;
