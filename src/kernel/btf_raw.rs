@@ -254,21 +254,7 @@ mod tests {
         rec(9, KIND_STRUCT, 1, 4, &[11, 1, 0]); // id 2: struct s { int a; }
         rec(0, KIND_FUNC_PROTO, 2, 1, &[0, 1, 0, 1]); // id 3: int (int, int)
         rec(5, KIND_FUNC, 0, 3, &[]); // id 4: two
-        let mut b = Vec::new();
-        b.extend(MAGIC.to_le_bytes());
-        b.extend([1u8, 0]);
-        for w in [
-            24u32,
-            0,
-            t.len() as u32,
-            t.len() as u32,
-            strings.len() as u32,
-        ] {
-            b.extend(w.to_le_bytes());
-        }
-        b.extend(t);
-        b.extend(strings);
-        b
+        assemble(t, &strings)
     }
 
     /// A BTF blob with an enum and a tracepoint `ev` passing (int, enum e):
@@ -287,19 +273,24 @@ mod tests {
         rec(0, KIND_FUNC_PROTO, 3, 0, &[0, 3, 0, 1, 0, 2]); // id 4: void (void *, int, enum e)
         rec(0, KIND_PTR, 0, 4, &[]); // id 5: pointer to it
         rec(15, KIND_TYPEDEF, 0, 5, &[]); // id 6: btf_trace_ev
+        assemble(t, &strings)
+    }
+
+    /// A BTF blob: the header, then the type records, then the strings.
+    fn assemble(types: Vec<u8>, strings: &[u8]) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend(MAGIC.to_le_bytes());
         b.extend([1u8, 0]);
         for w in [
             24u32,
             0,
-            t.len() as u32,
-            t.len() as u32,
+            types.len() as u32,
+            types.len() as u32,
             strings.len() as u32,
         ] {
             b.extend(w.to_le_bytes());
         }
-        b.extend(t);
+        b.extend(types);
         b.extend(strings);
         b
     }
@@ -387,21 +378,7 @@ mod tests {
             &[at("S_NEG"), u32::MAX],
         );
         rec(at("w"), KIND_ENUM64 << 24 | 1, 8, &[at("W"), 0, 1 << 8]);
-        let mut b = Vec::new();
-        b.extend(MAGIC.to_le_bytes());
-        b.extend([1u8, 0]);
-        for w in [
-            24u32,
-            0,
-            t.len() as u32,
-            t.len() as u32,
-            strings.len() as u32,
-        ] {
-            b.extend(w.to_le_bytes());
-        }
-        b.extend(t);
-        b.extend(strings);
-        b
+        assemble(t, &strings)
     }
 
     #[test]
