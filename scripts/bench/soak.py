@@ -50,6 +50,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from netbench.procs import BenchError, Proc, free_port, status_kib, wait_until  # noqa: E402
 from netbench.tracers import http_get, metric_sum, sample  # noqa: E402
+from netbench import bpf  # noqa: E402
 
 import ctypes  # noqa: E402
 
@@ -70,16 +71,7 @@ def cgroup_root():
 
 def map_ids_of(pid):
     """{name: id} of the BPF maps a process holds (fdinfo `map_id:`)."""
-    ids = set()
-    base = f"/proc/{pid}/fdinfo"
-    for fd in os.listdir(base):
-        try:
-            with open(f"{base}/{fd}") as f:
-                for line in f:
-                    if line.startswith("map_id:"):
-                        ids.add(int(line.split()[1]))
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
+    ids = bpf.fdinfo_ids(pid, "map_id:")
     out = {}
     for i in ids:
         r = subprocess.run(["bpftool", "-j", "map", "show", "id", str(i)],

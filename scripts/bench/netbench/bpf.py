@@ -54,8 +54,9 @@ class Stats:
             self.old_sysctl = None
 
 
-def prog_ids_of(pid):
-    """IDs of the BPF programs a process holds (program or link fds)."""
+def fdinfo_ids(pid, key):
+    """IDs under `key` ("prog_id:", "map_id:") in a process's fdinfo: the
+    BPF programs or maps it holds."""
     ids = set()
     base = f"/proc/{pid}/fdinfo"
     try:
@@ -66,11 +67,16 @@ def prog_ids_of(pid):
         try:
             with open(f"{base}/{fd}") as f:
                 for line in f:
-                    if line.startswith("prog_id:"):
+                    if line.startswith(key):
                         ids.add(int(line.split()[1]))
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
     return ids
+
+
+def prog_ids_of(pid):
+    """IDs of the BPF programs a process holds (program or link fds)."""
+    return fdinfo_ids(pid, "prog_id:")
 
 
 def programs(ids):
