@@ -492,3 +492,69 @@ fn dogstatsd_counter_deltas_sum_to_the_connects() {
     );
     drop(agent);
 }
+
+/// Over `statsd.max_spans_per_second` the kernel drops spans before the
+/// ring, and the lines sent carry the rate that stands for them: summed
+/// over the lines, 1 / rate counts every span.
+#[test]
+fn dogstatsd_spans_over_the_cap_are_sampled_and_weighted() {
+    let _g = serial();
+    if !require_bpf() {
+        return;
+    }
+    let listener = StatsdListener::new();
+    let agent = Agent::start_with_yaml(&format!(
+        "{}statsd:\n  enabled: true\n  address: \"{}\"\n  interval_seconds: 0.3\n  max_spans_per_second: 10\n",
+        targets_yaml(),
+        listener.addr()
+    ));
+    let srv = Server::start(SERVER, &["--tcp4", "0"]);
+    let target = format!("127.0.0.1:{}", srv.port("tcp4"));
+    let n = 300;
+    testgen(
+        CLIENT,
+        &["client", "--tcp4", &target, "--exchanges", &n.to_string()],
+    );
+    // A later exchange, in a new one-second window: its spans pass the cap
+    // and carry the weight of the burst's last sampled-out spans.
+    std::thread::sleep(Duration::from_millis(1500));
+    testgen(CLIENT, &["client", "--tcp4", &target, "--exchanges", "1"]);
+    let spans = (2 * (n + 1)) as f64;
+    let is_dist = |l: &common::receivers::StatsdLine| {
+        l.name == "netagent.tx_duration_seconds" && l.kind == "d"
+    };
+    let weight = |ls: &[common::receivers::StatsdLine]| -> f64 {
+        ls.iter()
+            .filter(|l| is_dist(l))
+            .map(|l| 1.0 / l.sample_rate.unwrap_or(1.0))
+            .sum()
+    };
+    let lines = listener.wait_for(Duration::from_secs(10), |ls| weight(ls) >= spans - 0.01);
+    let sent = lines.iter().filter(|l| is_dist(l)).count();
+    assert!(
+        (weight(&lines) - spans).abs() < 0.01,
+        "lines weigh {} for {spans} spans ({sent} lines)",
+        weight(&lines)
+    );
+    assert!(
+        sent as f64 <= 2.0 * 10.0 * num_cpus() as f64 + 2.0,
+        "{sent} lines: the kernel holds each CPU to 10 spans a second"
+    );
+    assert!(
+        lines.iter().any(|l| is_dist(l) && l.sample_rate.is_some()),
+        "sampled lines carry @rate"
+    );
+    let m = agent.metrics();
+    assert_eq!(
+        m.get("netagent_statsd_dropped_total", &[("reason", "sampled")]),
+        spans - sent as f64,
+        "sampled out = seen - sent"
+    );
+    assert_eq!(
+        m.get(
+            "netagent_statsd_dropped_total",
+            &[("reason", "span_buffer_full")]
+        ),
+        0.0
+    );
+}

@@ -22,10 +22,11 @@
 #include "series.h"
 
 /* Set by the agent before load: spans per second and CPU beyond which the
- * kernel drops spans before the ring (counted in `span_rate`), when only
- * the OTLP exporter reads them: it keeps otel.max_spans_per_second, so
- * the rest would cost a ring record and the agent's reading for nothing.
- * DogStatsD distributions want every span: then no cap (the default). */
+ * kernel drops spans before the ring (counted in `span_rate`): OTLP keeps
+ * otel.max_spans_per_second anyway, and DogStatsD sends the rest's weight
+ * as its lines' sample rate (statsd.max_spans_per_second), so they would
+ * cost a ring record and the agent's reading for nothing. No cap (the
+ * default) when DogStatsD is set to send every span. */
 const volatile __u32 span_cap = 0xffffffff;
 
 /* Per CPU: the current one-second window, spans let through in it, and

@@ -80,6 +80,21 @@ pub fn check_config(cfg: &Config, path: &str) -> Result<(), ConfigError> {
 }
 
 /// What the kernel side is loaded with, from the config.
+/// Spans a second per CPU the kernel lets into the span ring (span.h):
+/// OTLP's cap, DogStatsD's when it reads spans too (its lines carry the
+/// sample rate; OTLP still keeps only its own), none when DogStatsD wants
+/// every span.
+fn span_cap(cfg: &Config) -> Option<u32> {
+    let otlp = (cfg.otel.enabled() && cfg.otel.traces).then_some(cfg.otel.max_spans_per_second);
+    if !cfg.statsd.enabled {
+        return otlp;
+    }
+    match cfg.statsd.max_spans_per_second {
+        0 => None,
+        n => Some(n.max(otlp.unwrap_or(0))),
+    }
+}
+
 pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
     let targets: Vec<&str> = cfg
         .targets
@@ -95,10 +110,7 @@ pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
         // Spans feed OTLP traces and DogStatsD distributions.
         emit_spans: (cfg.otel.enabled() && cfg.otel.traces) || cfg.statsd.enabled,
         span_ring_bytes: cfg.limits.span_ring_bytes,
-        // DogStatsD distributions want every span; OTLP alone keeps
-        // max_spans_per_second, so the kernel drops the rest early.
-        span_cap: (cfg.otel.enabled() && cfg.otel.traces && !cfg.statsd.enabled)
-            .then_some(cfg.otel.max_spans_per_second),
+        span_cap: span_cap(cfg),
         netns_only: cfg.netns_inode().map_err(anyhow::Error::msg)?,
         disabled_probes: cfg
             .debug

@@ -75,13 +75,20 @@ pub async fn read_spans(
             }
         }
         if let Some(cap) = &cap {
-            // Dropped in the kernel over the cap: the exporter's rate limit.
+            // Dropped in the kernel over the cap: OTLP's rate limit, and
+            // DogStatsD's sampled out (its lines' rate stands for them).
             let now = cap.capped();
-            agent
-                .span_stats
-                .dropped_rate_limit
-                .fetch_add(now.saturating_sub(capped), Ordering::Relaxed);
+            let new = now.saturating_sub(capped);
             capped = capped.max(now);
+            if otlp.is_some() {
+                agent
+                    .span_stats
+                    .dropped_rate_limit
+                    .fetch_add(new, Ordering::Relaxed);
+            }
+            if let Some(buf) = &statsd {
+                buf.sampled_out(new);
+            }
         }
         if batch.is_empty() {
             continue;
@@ -135,7 +142,8 @@ pub fn spawn_statsd_thread(
                         tracing::warn!(error = %format!("{e:#}"), "statsd: collection failed")
                     }
                 }
-                exporter.observe_spans(&spans.take());
+                let sampled = spans.take();
+                exporter.observe_spans(&sampled.spans, sampled.rate);
                 agent
                     .statsd_stats
                     .send_errors

@@ -14,6 +14,7 @@ use super::KeyError;
 ///   tags: ["env:prod"]
 ///   interval_seconds: 10.0
 ///   max_packet_bytes: 1432
+///   max_spans_per_second: 10000
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +36,11 @@ pub struct StatsdConfig {
     /// inside a 1500-byte Ethernet MTU even with IPv6 headers (the default
     /// of Datadog's own clients); Unix sockets can take much more (8192).
     pub max_packet_bytes: usize,
+    /// Spans a second, per CPU, that become distribution lines; the kernel
+    /// drops the rest before the ring buffer and each line carries the
+    /// interval's sample rate (`|@0.25`), so the Datadog Agent's counts
+    /// still add up to every span. 0: every span (up to the buffer).
+    pub max_spans_per_second: u32,
 }
 
 impl Default for StatsdConfig {
@@ -46,6 +52,7 @@ impl Default for StatsdConfig {
             tags: Vec::new(),
             interval_seconds: 10.0,
             max_packet_bytes: 1432,
+            max_spans_per_second: 10_000,
         }
     }
 }

@@ -767,7 +767,7 @@ pub const STATSD_DROPPED: Desc = Desc {
     name: "netagent_statsd_dropped",
     kind: Kind::Counter,
     unit: "",
-    help: "Span durations not sent to DogStatsD, by reason: span_buffer_full (more spans arrived within one statsd.interval_seconds than the buffer holds).",
+    help: "Span durations not sent to DogStatsD, by reason: span_buffer_full (more spans arrived within one statsd.interval_seconds than the buffer holds), sampled (dropped in the kernel over statsd.max_spans_per_second). Either way the lines sent carry the sample rate that stands for them.",
     labels: &["reason"],
 };
 

@@ -11,14 +11,16 @@ use proptest::prelude::*;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-/// What a DogStatsD parser needs: `<name>:<value>|<type>|#<tag>,<tag>`,
-/// the name of `[A-Za-z0-9_.]`, a float value, type c/g/d, and tags free
-/// of the separators `|`, `,`, `#` and line breaks.
+/// What a DogStatsD parser needs: `<name>:<value>|<type>|@<rate>|#<tag>,<tag>`,
+/// the name of `[A-Za-z0-9_.]`, a float value, type c/g/d, an optional
+/// sample rate in (0, 1], and tags free of the separators `|`, `,`, `#`
+/// and line breaks.
 #[derive(Debug)]
 struct Line {
     name: String,
     value: f64,
     kind: String,
+    rate: Option<f64>,
     tags: Vec<String>,
 }
 
@@ -41,7 +43,17 @@ fn parse_dogstatsd(line: &str) -> Result<Line, String> {
     if !matches!(kind.as_str(), "c" | "g" | "d") {
         return Err(format!("bad type {kind:?}"));
     }
-    let tags = match fields.next() {
+    let mut next = fields.next();
+    let mut rate = None;
+    if let Some(r) = next.and_then(|f| f.strip_prefix('@')) {
+        let r: f64 = r.parse().map_err(|_| format!("bad rate {r:?}"))?;
+        if !(r > 0.0 && r <= 1.0) {
+            return Err(format!("rate {r} outside (0, 1]"));
+        }
+        rate = Some(r);
+        next = fields.next();
+    }
+    let tags = match next {
         None => Vec::new(),
         Some(t) => {
             let t = t.strip_prefix('#').ok_or("tags without '#'")?;
@@ -60,6 +72,7 @@ fn parse_dogstatsd(line: &str) -> Result<Line, String> {
         name: name.to_string(),
         value,
         kind,
+        rate,
         tags,
     })
 }
@@ -164,7 +177,8 @@ fn check_statsd(case: &StatsdCase) -> Result<(), TestCaseError> {
         })
         .collect();
     let errors_before = exporter.errors();
-    let sent = exporter.observe_spans(&spans);
+    // Spans sent at a sample rate: each line says what it stands for.
+    let sent = exporter.observe_spans(&spans, 0.25);
     prop_assert_eq!(
         sent as u64 + exporter.errors() - errors_before,
         spans.len() as u64
@@ -192,6 +206,7 @@ fn check_statsd(case: &StatsdCase) -> Result<(), TestCaseError> {
                     &["proto:tcp", "dport:443", "dst_ip:fd00::2", "side:client"]
                 );
                 prop_assert!((line.value - 0.0025).abs() < 1e-12);
+                prop_assert_eq!(line.rate, Some(0.25));
                 Vec::new()
             }
             (kind, Some(metric)) => {
@@ -201,6 +216,7 @@ fn check_statsd(case: &StatsdCase) -> Result<(), TestCaseError> {
                     (&case.gauges, "fuzz_level")
                 };
                 prop_assert_eq!(metric, metric_name);
+                prop_assert_eq!(line.rate, None, "counters and gauges are not sampled");
                 let id: usize = line.tags[0]
                     .strip_prefix("id:")
                     .and_then(|v| v.parse().ok())

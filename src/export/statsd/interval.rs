@@ -113,8 +113,10 @@ impl StatsdExporter {
     /// `proto`, `dport` and `dst_ip` (the server end, IPv4-mapped IPv6
     /// shown as IPv4 like the Prometheus labels), `side`
     /// (`client`/`server`) and, when the process resolved the server's
-    /// address, `dst_name`. Returns how many lines reached the socket.
-    pub fn observe_spans(&mut self, spans: &[FlowSpan]) -> usize {
+    /// address, `dst_name`. A `rate` below 1 (the spans sent are that
+    /// fraction of those seen) goes on every line as `|@rate`. Returns how
+    /// many lines reached the socket.
+    pub fn observe_spans(&mut self, spans: &[FlowSpan], rate: f64) -> usize {
         let sent_before = self.delivery.sent.load(Ordering::Relaxed);
         for span in spans {
             let server = span.server();
@@ -134,9 +136,12 @@ impl StatsdExporter {
             if !span.dst_name.is_empty() {
                 tags.push(("dst_name".into(), tag_value(&span.dst_name)));
             }
-            let line = self
+            let mut line = self
                 .client
                 .distribution_with_tags(SPAN_METRIC, span.duration_seconds());
+            if rate < 1.0 {
+                line = line.with_sampling_rate(rate);
+            }
             let ok = send(line, &tags, &self.global_tags);
             self.note(ok);
         }
@@ -310,7 +315,7 @@ mod tests {
                 ..span(SpanSide::Client, "10.0.0.1:40001", "10.0.0.3:80")
             },
         ];
-        let n = exp.observe_spans(&spans);
+        let n = exp.observe_spans(&spans, 1.0);
         assert_eq!(n, 4);
         let lines = parse_all(&recv_lines(&rx, n));
         let tags: Vec<String> = lines.iter().map(|l| l.tags.join(",")).collect();

@@ -33,7 +33,7 @@ mod test_support;
 
 pub use crate::config::StatsdConfig;
 pub use exporter::StatsdExporter;
-pub use spans::SpanBuffer;
+pub use spans::{SampledSpans, SpanBuffer};
 pub use stats::StatsdStats;
 
 /// An invalid-config error (bad `statsd.*` value).

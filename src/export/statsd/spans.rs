@@ -2,6 +2,12 @@
 //! buffer without waiting; the exporter thread empties it once per
 //! interval. Bounded so a span flood cannot grow memory: what does not fit
 //! is dropped and counted in [`StatsdStats`].
+//!
+//! The buffer also counts every span it stands for: those it holds, those
+//! it had no room for, and those the kernel sampled out over
+//! `statsd.max_spans_per_second` (the span reader reports them). The
+//! interval's sample rate is held / seen, so the Datadog Agent, scaling
+//! each line by 1 / rate, counts every span.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,9 +20,23 @@ const CAPACITY: usize = 100_000;
 
 /// The bounded span buffer between the span reader and the exporter.
 pub struct SpanBuffer {
-    spans: Mutex<Vec<FlowSpan>>,
+    held: Mutex<Held>,
     capacity: usize,
     stats: Arc<StatsdStats>,
+}
+
+#[derive(Default)]
+struct Held {
+    spans: Vec<FlowSpan>,
+    /// Spans seen this interval: held, dropped for room, sampled out.
+    seen: u64,
+}
+
+/// One interval's spans and the fraction of the spans seen they are.
+pub struct SampledSpans {
+    pub spans: Vec<FlowSpan>,
+    /// In (0, 1]: 1 when every span seen is here.
+    pub rate: f64,
 }
 
 impl SpanBuffer {
@@ -26,17 +46,25 @@ impl SpanBuffer {
 
     fn with_capacity(capacity: usize, stats: Arc<StatsdStats>) -> Self {
         Self {
-            spans: Mutex::new(Vec::new()),
+            held: Mutex::new(Held::default()),
             capacity,
             stats,
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Keeps as many of `spans` as fit; counts the rest as dropped.
     pub fn offer(&self, spans: &[FlowSpan]) {
-        let mut buf = self.spans.lock().unwrap_or_else(PoisonError::into_inner);
-        let fit = self.capacity.saturating_sub(buf.len()).min(spans.len());
-        buf.extend_from_slice(&spans[..fit]);
+        let mut held = self.lock();
+        let fit = self
+            .capacity
+            .saturating_sub(held.spans.len())
+            .min(spans.len());
+        held.spans.extend_from_slice(&spans[..fit]);
+        held.seen += spans.len() as u64;
         let dropped = spans.len() - fit;
         if dropped > 0 {
             self.stats
@@ -45,9 +73,26 @@ impl SpanBuffer {
         }
     }
 
-    /// Empties the buffer, returning what it held.
-    pub fn take(&self) -> Vec<FlowSpan> {
-        std::mem::take(&mut *self.spans.lock().unwrap_or_else(PoisonError::into_inner))
+    /// `n` spans the kernel dropped over the cap: the held ones stand for them.
+    pub fn sampled_out(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.lock().seen += n;
+        self.stats.dropped_sampled.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Empties the buffer, returning what it held and the rate. With
+    /// nothing held, spans seen wait for the next interval's rate.
+    pub fn take(&self) -> SampledSpans {
+        let mut held = self.lock();
+        let spans = std::mem::take(&mut held.spans);
+        if spans.is_empty() {
+            return SampledSpans { spans, rate: 1.0 };
+        }
+        let seen = std::mem::take(&mut held.seen).max(spans.len() as u64);
+        let rate = spans.len() as f64 / seen as f64;
+        SampledSpans { spans, rate }
     }
 }
 
@@ -66,12 +111,33 @@ mod tests {
         let s = span(SpanSide::Client, "10.0.0.1:40000", "10.0.0.2:80");
         buf.offer(&[s.clone(), s.clone()]);
         buf.offer(&[s.clone(), s.clone(), s.clone()]);
-        assert_eq!(buf.take().len(), 3);
+        let taken = buf.take();
+        assert_eq!(taken.spans.len(), 3);
+        // The 3 sent stand for the 5 seen.
+        assert_eq!(taken.rate, 3.0 / 5.0);
         assert_eq!(stats.dropped_span_buffer_full.load(Ordering::Relaxed), 2);
         // Room again after the interval took the spans.
         buf.offer(&[s]);
-        assert_eq!(buf.take().len(), 1);
+        let taken = buf.take();
+        assert_eq!((taken.spans.len(), taken.rate), (1, 1.0));
         assert_eq!(stats.dropped_span_buffer_full.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn sampled_out_spans_lower_the_rate_and_wait_for_a_held_span() {
+        let stats = Arc::new(StatsdStats::default());
+        let buf = SpanBuffer::with_capacity(10, stats.clone());
+        let s = span(SpanSide::Client, "10.0.0.1:40000", "10.0.0.2:80");
+        // Nothing held: the 6 sampled out count towards the next rate.
+        buf.sampled_out(6);
+        let taken = buf.take();
+        assert_eq!((taken.spans.len(), taken.rate), (0, 1.0));
+        buf.offer(&[s.clone(), s]);
+        buf.sampled_out(2);
+        let taken = buf.take();
+        assert_eq!((taken.spans.len(), taken.rate), (2, 0.2));
+        assert_eq!(stats.dropped_sampled.load(Ordering::Relaxed), 8);
+        assert_eq!(buf.take().rate, 1.0);
     }
 
     /// The drop shows under DogStatsD's own family on `/metrics`, and

@@ -12,6 +12,9 @@ use crate::metrics::{Family, Value};
 pub struct StatsdStats {
     /// Spans that found the buffer for the next interval full.
     pub dropped_span_buffer_full: AtomicU64,
+    /// Spans the kernel dropped over `statsd.max_spans_per_second`; the
+    /// lines sent carry the rate that stands for them.
+    pub dropped_sampled: AtomicU64,
     /// Lines that could not be sent (set from
     /// [`StatsdExporter::errors`](super::StatsdExporter::errors)).
     pub send_errors: AtomicU64,
@@ -23,6 +26,10 @@ impl StatsdStats {
         dropped.push(
             vec![("reason", "span_buffer_full".to_string())],
             Value::Counter(self.dropped_span_buffer_full.load(Ordering::Relaxed) as f64),
+        );
+        dropped.push(
+            vec![("reason", "sampled".to_string())],
+            Value::Counter(self.dropped_sampled.load(Ordering::Relaxed) as f64),
         );
         let mut errors = Family::new(&catalog::STATSD_SEND_ERRORS);
         errors.push(
