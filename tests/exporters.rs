@@ -28,6 +28,16 @@ fn otlp_agent(receiver: &OtlpReceiver, protocol: &str, extra: &str) -> Agent {
     ))
 }
 
+/// An agent tracking the test's processes and sending DogStatsD lines to
+/// `listener` every 0.3 s.
+fn statsd_agent(listener: &StatsdListener, extra: &str) -> Agent {
+    Agent::start_with_yaml(&format!(
+        "{}statsd:\n  enabled: true\n  address: \"{}\"\n  interval_seconds: 0.3\n{extra}",
+        targets_yaml(),
+        listener.addr()
+    ))
+}
+
 fn attr<'a>(s: &'a ReceivedSpan, k: &str) -> &'a AttrValue {
     s.attributes
         .get(k)
@@ -437,11 +447,7 @@ fn dogstatsd_counter_deltas_sum_to_the_connects() {
         return;
     }
     let listener = StatsdListener::new();
-    let agent = Agent::start_with_yaml(&format!(
-        "{}statsd:\n  enabled: true\n  address: \"{}\"\n  interval_seconds: 0.3\n  tags: [\"env:test\"]\n",
-        targets_yaml(),
-        listener.addr()
-    ));
+    let agent = statsd_agent(&listener, "  tags: [\"env:test\"]\n");
     let srv = Server::start(SERVER, &["--tcp4", "0", "--delay-ms", "5"]);
     let port = srv.port("tcp4").to_string();
     let target = format!("127.0.0.1:{port}");
@@ -503,11 +509,7 @@ fn dogstatsd_spans_over_the_cap_are_sampled_and_weighted() {
         return;
     }
     let listener = StatsdListener::new();
-    let agent = Agent::start_with_yaml(&format!(
-        "{}statsd:\n  enabled: true\n  address: \"{}\"\n  interval_seconds: 0.3\n  max_spans_per_second: 10\n",
-        targets_yaml(),
-        listener.addr()
-    ));
+    let agent = statsd_agent(&listener, "  max_spans_per_second: 10\n");
     let srv = Server::start(SERVER, &["--tcp4", "0"]);
     let target = format!("127.0.0.1:{}", srv.port("tcp4"));
     let n = 300;
