@@ -79,7 +79,6 @@ pub fn check_config(cfg: &Config, path: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// What the kernel side is loaded with, from the config.
 /// Spans a second per CPU the kernel lets into the span ring (span.h):
 /// OTLP's cap, DogStatsD's when it reads spans too (its lines carry the
 /// sample rate; OTLP still keeps only its own), none when DogStatsD wants
@@ -95,6 +94,7 @@ fn span_cap(cfg: &Config) -> Option<u32> {
     }
 }
 
+/// What the kernel side is loaded with, from the config.
 pub fn load_options(cfg: &Config) -> anyhow::Result<LoadOptions> {
     let targets: Vec<&str> = cfg
         .targets
