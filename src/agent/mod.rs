@@ -323,4 +323,32 @@ mod tests {
         assert!(err.contains("tracepoint/sock:inet_sock_set_state"), "{err}");
         check("debug:\n  disable_probes: [\"cgroup/sendmsg6\"]\n").unwrap();
     }
+
+    #[test]
+    fn the_kernel_span_cap_is_the_larger_reader_cap() {
+        let cap = |y: &str| span_cap(&Config::parse(y, "test.yaml").unwrap().0);
+        let otel = "otel:\n  endpoint: http://127.0.0.1:4317\n";
+        assert_eq!(cap(""), None, "no span reader");
+        assert_eq!(cap(otel), Some(1000), "OTLP alone");
+        assert_eq!(cap("statsd:\n  enabled: true\n"), Some(10_000));
+        assert_eq!(
+            cap(&format!(
+                "{otel}  max_spans_per_second: 20000\nstatsd:\n  enabled: true\n"
+            )),
+            Some(20_000)
+        );
+        assert_eq!(
+            cap(&format!(
+                "{otel}statsd:\n  enabled: true\n  max_spans_per_second: 0\n"
+            )),
+            None,
+            "DogStatsD wants every span"
+        );
+        assert_eq!(
+            cap(&format!(
+                "{otel}  traces: false\nstatsd:\n  enabled: true\n  max_spans_per_second: 5\n"
+            )),
+            Some(5)
+        );
+    }
 }
