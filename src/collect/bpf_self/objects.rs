@@ -101,18 +101,12 @@ fn enumerate_programs(prefix: &str, out: &mut BpfObjects) {
                 continue;
             }
         };
-        let fdinfo = read_fdinfo(fd.as_fd());
-        let (memlock, raw_type) = match &fdinfo {
-            Ok(f) => (f.get("memlock").copied(), f.get("prog_type").copied()),
-            Err(_) => (None, None),
-        };
-        if memlock.is_none() {
-            out.errors += memlock_failure("program", info.id(), fdinfo.err());
-        }
-        let type_name = prog_type_name(info.program_type())
-            .map(str::to_string)
-            .or_else(|| raw_type.map(|t| t.to_string()))
-            .unwrap_or_else(|| "unknown".to_string());
+        let (memlock, type_name) = accounting(
+            fd.as_fd(),
+            ("program", "prog_type", info.id()),
+            prog_type_name(info.program_type()),
+            &mut out.errors,
+        );
         out.programs.push(ProgramObject {
             id: info.id(),
             name,
@@ -146,23 +140,14 @@ fn enumerate_maps(prefix: &str, out: &mut BpfObjects) {
                 continue;
             }
         };
-        let fdinfo = read_fdinfo(fd.as_fd());
-        let (memlock, raw_type) = match &fdinfo {
-            Ok(f) => (f.get("memlock").copied(), f.get("map_type").copied()),
-            Err(_) => (None, None),
-        };
-        if memlock.is_none() {
-            out.errors += memlock_failure("map", info.id(), fdinfo.err());
-        }
         // aya clamps unknown types to its own maximum, so the kernel's
         // number comes from fdinfo.
-        let type_name = info
-            .map_type()
-            .ok()
-            .and_then(map_type_name)
-            .map(str::to_string)
-            .or_else(|| raw_type.map(|t| t.to_string()))
-            .unwrap_or_else(|| "unknown".to_string());
+        let (memlock, type_name) = accounting(
+            fd.as_fd(),
+            ("map", "map_type", info.id()),
+            info.map_type().ok().and_then(map_type_name),
+            &mut out.errors,
+        );
         out.maps.push(MapObject {
             id: info.id(),
             name,
@@ -173,6 +158,30 @@ fn enumerate_maps(prefix: &str, out: &mut BpfObjects) {
             memlock_bytes: memlock.unwrap_or(0),
         });
     }
+}
+
+/// An object's memlock (`None` when its fdinfo has none: counted in
+/// `errors`) and type label: `known` (bpftool's name), else the kernel's
+/// number from fdinfo's `type_key` line.
+fn accounting(
+    fd: BorrowedFd<'_>,
+    (kind, type_key, id): (&str, &str, u32),
+    known: Option<&str>,
+    errors: &mut u64,
+) -> (Option<u64>, String) {
+    let fdinfo = read_fdinfo(fd);
+    let (memlock, raw_type) = match &fdinfo {
+        Ok(f) => (f.get("memlock").copied(), f.get(type_key).copied()),
+        Err(_) => (None, None),
+    };
+    if memlock.is_none() {
+        *errors += memlock_failure(kind, id, fdinfo.err());
+    }
+    let type_name = known
+        .map(str::to_string)
+        .or_else(|| raw_type.map(|t| t.to_string()))
+        .unwrap_or_else(|| "unknown".to_string());
+    (memlock, type_name)
 }
 
 /// Counts and logs a failure unless the object merely vanished (returns
