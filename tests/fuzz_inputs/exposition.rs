@@ -168,6 +168,49 @@ fn number(n: &MetricNumber) -> f64 {
     n.as_f64()
 }
 
+/// Checks every sample of `$families` ((name, expected) pairs) in
+/// `$parsed`, a text or OpenMetrics parse (`$value`: that parser's value
+/// enum; histograms against `$hists`); the number of samples checked. A
+/// macro: the two formats' parsers return distinct types.
+macro_rules! check_samples {
+    ($parsed:expr, $doc:expr, $families:expr, $hists:expr, $value:ident) => {{
+        let mut seen = 0;
+        for (name, want) in $families {
+            let Some(family) = $parsed.families.get(name) else {
+                prop_assert!(want.is_empty(), "family {} missing:\n{}", name, $doc);
+                continue;
+            };
+            for s in family.iter_samples() {
+                let labelset = s
+                    .get_labelset()
+                    .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                let value = check_labels(&labelset, want)?;
+                seen += 1;
+                match &s.value {
+                    $value::Counter(c) => {
+                        prop_assert!(
+                            same_value(number(&c.value), value),
+                            "{:?} vs {}",
+                            c.value,
+                            value
+                        )
+                    }
+                    $value::Gauge(g) => {
+                        prop_assert!(same_value(number(g), value), "{:?} vs {}", g, value)
+                    }
+                    $value::Histogram(h) => {
+                        let id = labelset.get_label_value("id").unwrap();
+                        let (_, buckets, sum) = $hists[id];
+                        check_histogram(h, buckets, sum)?;
+                    }
+                    other => prop_assert!(false, "unexpected value {:?}", other),
+                }
+            }
+        }
+        seen
+    }};
+}
+
 /// Renders `e` in both formats and parses it back: same series, labels
 /// and values.
 fn check_round_trip(e: &Exposition) -> Result<(), TestCaseError> {
@@ -189,43 +232,12 @@ fn check_round_trip(e: &Exposition) -> Result<(), TestCaseError> {
     let text = render(&fams, Format::Text);
     let parsed = parse_prometheus(&text)
         .map_err(|err| TestCaseError::fail(format!("text does not parse: {err:?}\n{text}")))?;
-    let mut seen = 0;
-    for (name, want) in [
+    let families = [
         ("fuzz_requests_total", &counters),
         ("fuzz_level", &gauges),
         ("fuzz_latency_seconds", &hist_expected),
-    ] {
-        let Some(family) = parsed.families.get(name) else {
-            prop_assert!(want.is_empty(), "family {} missing:\n{}", name, text);
-            continue;
-        };
-        for s in family.iter_samples() {
-            let labelset = s
-                .get_labelset()
-                .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-            let value = check_labels(&labelset, want)?;
-            seen += 1;
-            match &s.value {
-                PrometheusValue::Counter(c) => {
-                    prop_assert!(
-                        same_value(number(&c.value), value),
-                        "{:?} vs {}",
-                        c.value,
-                        value
-                    )
-                }
-                PrometheusValue::Gauge(g) => {
-                    prop_assert!(same_value(number(g), value), "{:?} vs {}", g, value)
-                }
-                PrometheusValue::Histogram(h) => {
-                    let id = labelset.get_label_value("id").unwrap();
-                    let (_, buckets, sum) = hists[id];
-                    check_histogram(h, buckets, sum)?;
-                }
-                other => prop_assert!(false, "unexpected value {:?}", other),
-            }
-        }
-    }
+    ];
+    let seen = check_samples!(parsed, text, families, hists, PrometheusValue);
     prop_assert_eq!(
         seen,
         counters.len() + gauges.len() + hists.len(),
@@ -243,43 +255,12 @@ fn check_round_trip(e: &Exposition) -> Result<(), TestCaseError> {
     }
     let parsed = parse_openmetrics(&om)
         .map_err(|err| TestCaseError::fail(format!("OpenMetrics does not parse: {err:?}\n{om}")))?;
-    let mut seen = 0;
-    for (name, want) in [
+    let families = [
         ("fuzz_requests", &counters),
         ("fuzz_level", &gauges),
         ("fuzz_latency_seconds", &hist_expected),
-    ] {
-        let Some(family) = parsed.families.get(name) else {
-            prop_assert!(want.is_empty(), "family {} missing:\n{}", name, om);
-            continue;
-        };
-        for s in family.iter_samples() {
-            let labelset = s
-                .get_labelset()
-                .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-            let value = check_labels(&labelset, want)?;
-            seen += 1;
-            match &s.value {
-                OpenMetricsValue::Counter(c) => {
-                    prop_assert!(
-                        same_value(number(&c.value), value),
-                        "{:?} vs {}",
-                        c.value,
-                        value
-                    )
-                }
-                OpenMetricsValue::Gauge(g) => {
-                    prop_assert!(same_value(number(g), value), "{:?} vs {}", g, value)
-                }
-                OpenMetricsValue::Histogram(h) => {
-                    let id = labelset.get_label_value("id").unwrap();
-                    let (_, buckets, sum) = hists[id];
-                    check_histogram(h, buckets, sum)?;
-                }
-                other => prop_assert!(false, "unexpected value {:?}", other),
-            }
-        }
-    }
+    ];
+    let seen = check_samples!(parsed, om, families, hists, OpenMetricsValue);
     prop_assert_eq!(seen, counters.len() + gauges.len() + hists.len(), "{}", om);
     Ok(())
 }
