@@ -85,24 +85,27 @@ fn http_body(
     }
 }
 
-async fn http_traces(
-    axum::extract::State(state): axum::extract::State<Arc<Mutex<Received>>>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+/// One OTLP/HTTP export: the body decoded as `Req` and handed to
+/// `ingest` (which records what it refuses), answered with `Resp` or a
+/// google.rpc.Status.
+fn http_export<Req: Message + Default, Resp: Message + Default>(
+    path: &str,
+    state: &Arc<Mutex<Received>>,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    ingest: fn(&Mutex<Received>, &Req) -> Result<(), String>,
 ) -> axum::response::Response {
-    let body = match http_body("/v1/traces", &headers, &body) {
+    let body = match http_body(path, headers, body) {
         Ok(b) => b,
-        Err((status, why)) => return error_response(&state, status, why),
+        Err((status, why)) => return error_response(state, status, why),
     };
-    let req = match ExportTraceServiceRequest::decode(body.as_slice()) {
+    let req = match Req::decode(body.as_slice()) {
         Ok(r) => r,
-        Err(e) => {
-            return error_response(&state, 400, format!("POST /v1/traces: bad protobuf: {e}"))
-        }
+        Err(e) => return error_response(state, 400, format!("POST {path}: bad protobuf: {e}")),
     };
-    match ingest_traces(&state, &req) {
-        Ok(()) => proto_response(200, ExportTraceServiceResponse::default().encode_to_vec()),
-        // Already recorded by ingest_traces.
+    match ingest(state, &req) {
+        Ok(()) => proto_response(200, Resp::default().encode_to_vec()),
+        // Already recorded by ingest.
         Err(why) => proto_response(
             400,
             RpcStatus {
@@ -114,32 +117,32 @@ async fn http_traces(
     }
 }
 
+async fn http_traces(
+    axum::extract::State(state): axum::extract::State<Arc<Mutex<Received>>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    http_export::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
+        "/v1/traces",
+        &state,
+        &headers,
+        &body,
+        ingest_traces,
+    )
+}
+
 async fn http_metrics(
     axum::extract::State(state): axum::extract::State<Arc<Mutex<Received>>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
-    let body = match http_body("/v1/metrics", &headers, &body) {
-        Ok(b) => b,
-        Err((status, why)) => return error_response(&state, status, why),
-    };
-    let req = match ExportMetricsServiceRequest::decode(body.as_slice()) {
-        Ok(r) => r,
-        Err(e) => {
-            return error_response(&state, 400, format!("POST /v1/metrics: bad protobuf: {e}"))
-        }
-    };
-    match ingest_metrics(&state, &req) {
-        Ok(()) => proto_response(200, ExportMetricsServiceResponse::default().encode_to_vec()),
-        Err(why) => proto_response(
-            400,
-            RpcStatus {
-                code: 3,
-                message: why,
-            }
-            .encode_to_vec(),
-        ),
-    }
+    http_export::<ExportMetricsServiceRequest, ExportMetricsServiceResponse>(
+        "/v1/metrics",
+        &state,
+        &headers,
+        &body,
+        ingest_metrics,
+    )
 }
 
 async fn http_unexpected(
