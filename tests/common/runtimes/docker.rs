@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{installed, rootfs, run, run_text, try_run, Daemon, Scratch};
+use super::{installed, rootfs, run, run_text, try_run, Container, Daemon, Scratch};
 
 pub const DOCKERD: &str = "/usr/sbin/dockerd";
 /// Debian's client (not whatever else is first in PATH).
@@ -19,13 +19,6 @@ pub struct Docker {
     pub host: String,
     pub data_root: PathBuf,
     pub image: String,
-}
-
-/// A started container: its name, id and main process.
-pub struct Container {
-    pub name: String,
-    pub id: String,
-    pub pid: u32,
 }
 
 impl Docker {
@@ -113,25 +106,13 @@ impl Docker {
         let id = self.cli(&args);
         self.scratch
             .record_cgroup(&format!("{}/{id}", cgroup_parent.trim_end_matches('/')));
-        let pid = self
-            .cli(&["inspect", "-f", "{{.State.Pid}}", &id])
-            .parse()
-            .unwrap_or_else(|e| panic!("pid of {name}: {e}"));
-        Container {
-            name: name.to_string(),
-            id,
-            pid,
-        }
+        Container::started(|a| self.cli(a), name, id)
     }
 
     /// Runs the traffic generator in a container under `comm`; its JSON
     /// summary.
     pub fn testgen(&self, name: &str, comm: &str, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["exec", name, "/bin/netagent-testgen", "--comm", comm];
-        all.extend_from_slice(args);
-        let out = self.cli(&all);
-        serde_json::from_str(out.lines().last().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("testgen in {name} said {out:?}: {e}"))
+        super::testgen_in(|a| self.cli(a), name, comm, args)
     }
 }
 

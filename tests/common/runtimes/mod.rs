@@ -308,6 +308,43 @@ fn unescape(s: &str) -> String {
     out
 }
 
+/// A started container: its name, id and main process.
+pub struct Container {
+    pub name: String,
+    pub id: String,
+    pub pid: u32,
+}
+
+impl Container {
+    /// Container `id`, just started as `name` by a docker-compatible CLI
+    /// (`cli` runs it with these arguments, returns its stdout): its pid.
+    pub fn started(cli: impl Fn(&[&str]) -> String, name: &str, id: String) -> Container {
+        let pid = cli(&["inspect", "-f", "{{.State.Pid}}", &id])
+            .parse()
+            .unwrap_or_else(|e| panic!("pid of {name}: {e}"));
+        Container {
+            name: name.to_string(),
+            id,
+            pid,
+        }
+    }
+}
+
+/// Runs the traffic generator in container `name` under `comm` through a
+/// docker-compatible CLI; its JSON summary.
+pub fn testgen_in(
+    cli: impl Fn(&[&str]) -> String,
+    name: &str,
+    comm: &str,
+    args: &[&str],
+) -> serde_json::Value {
+    let mut all = vec!["exec", name, "/bin/netagent-testgen", "--comm", comm];
+    all.extend_from_slice(args);
+    let out = cli(&all);
+    serde_json::from_str(out.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("testgen in {name} said {out:?}: {e}"))
+}
+
 /// A daemon of this run: its stdout and stderr in `log`; stopped on drop
 /// (SIGTERM, then SIGKILL after 15 s).
 pub struct Daemon {

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{installed, rootfs, run_text, try_run, Scratch};
+use super::{installed, rootfs, run_text, try_run, Container, Scratch};
 
 pub const PODMAN: &str = "/usr/bin/podman";
 
@@ -18,12 +18,6 @@ pub struct Podman {
     pub root: PathBuf,
     pub runroot: PathBuf,
     pub image: String,
-}
-
-pub struct Container {
-    pub name: String,
-    pub id: String,
-    pub pid: u32,
 }
 
 impl Podman {
@@ -91,23 +85,11 @@ impl Podman {
         let id = self.cli(&args);
         self.scratch
             .record_cgroup(&format!("/libpod_parent/libpod-{id}"));
-        let pid = self
-            .cli(&["inspect", "-f", "{{.State.Pid}}", &id])
-            .parse()
-            .unwrap_or_else(|e| panic!("pid of {name}: {e}"));
-        Container {
-            name: name.to_string(),
-            id,
-            pid,
-        }
+        Container::started(|a| self.cli(a), name, id)
     }
 
     pub fn testgen(&self, name: &str, comm: &str, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["exec", name, "/bin/netagent-testgen", "--comm", comm];
-        all.extend_from_slice(args);
-        let out = self.cli(&all);
-        serde_json::from_str(out.lines().last().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("testgen in {name} said {out:?}: {e}"))
+        super::testgen_in(|a| self.cli(a), name, comm, args)
     }
 }
 
