@@ -293,20 +293,22 @@ fn an_unreachable_collector_drops_counted_spans_and_recovers() {
 }
 
 /// Sum of every `field` in a bpftool JSON dump (BTF-formatted values).
-fn sum_field(v: &serde_json::Value, field: &str) -> u64 {
+/// Every value of `field` anywhere in a bpftool JSON dump (one per CPU
+/// for a per-CPU map).
+fn field_values(v: &serde_json::Value, field: &str) -> Vec<u64> {
     match v {
         serde_json::Value::Object(m) => m
             .iter()
-            .map(|(k, x)| {
+            .flat_map(|(k, x)| {
                 if k == field {
-                    x.as_u64().unwrap_or(0)
+                    vec![x.as_u64().unwrap_or(0)]
                 } else {
-                    sum_field(x, field)
+                    field_values(x, field)
                 }
             })
-            .sum(),
-        serde_json::Value::Array(a) => a.iter().map(|x| sum_field(x, field)).sum(),
-        _ => 0,
+            .collect(),
+        serde_json::Value::Array(a) => a.iter().flat_map(|x| field_values(x, field)).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -355,7 +357,7 @@ fn spans_over_the_rate_cap_are_dropped_in_the_kernel_and_counted() {
     );
     // Most never reached the ring: the kernel held each CPU to the cap.
     let dump = map_dump(agent.child.id(), "span_rate").expect("span_rate map");
-    let capped = sum_field(&dump, "capped");
+    let capped: u64 = field_values(&dump, "capped").iter().sum();
     assert!(
         capped as f64 >= 2.0 * n as f64 - 2.0 * 20.0 * num_cpus() as f64,
         "kernel dropped {capped} of {} spans over the cap",
@@ -501,7 +503,8 @@ fn dogstatsd_counter_deltas_sum_to_the_connects() {
 
 /// Over `statsd.max_spans_per_second` the kernel drops spans before the
 /// ring, and the lines sent carry the rate that stands for them: summed
-/// over the lines, 1 / rate counts every span.
+/// over the lines, 1 / rate counts every span. A CPU over the cap for a
+/// whole second keeps spans at random in the next (`keep` set).
 #[test]
 fn dogstatsd_spans_over_the_cap_are_sampled_and_weighted() {
     let _g = serial();
@@ -510,16 +513,24 @@ fn dogstatsd_spans_over_the_cap_are_sampled_and_weighted() {
     }
     let listener = StatsdListener::new();
     let agent = statsd_agent(&listener, "  max_spans_per_second: 10\n");
-    let srv = Server::start(SERVER, &["--tcp4", "0"]);
+    // 10 ms a response: ~100 exchanges a second, over the cap for ~2 s.
+    let srv = Server::start(SERVER, &["--tcp4", "0", "--delay-ms", "10"]);
     let target = format!("127.0.0.1:{}", srv.port("tcp4"));
-    let n = 300;
+    let n = 200;
+    let started = std::time::Instant::now();
     testgen(
         CLIENT,
         &["client", "--tcp4", &target, "--exchanges", &n.to_string()],
     );
-    // A later exchange, in a new one-second window: its spans pass the cap
-    // and carry the weight of the burst's last sampled-out spans.
-    std::thread::sleep(Duration::from_millis(1500));
+    let seconds = started.elapsed().as_secs_f64();
+    let dump = map_dump(agent.child.id(), "span_rate").expect("span_rate map");
+    assert!(
+        field_values(&dump, "keep").iter().any(|&k| k > 0),
+        "no CPU keeps spans at random after {seconds:.1} s over the cap: {dump}"
+    );
+    // A later exchange after a quiet second: its spans pass and carry the
+    // weight of the last sampled-out ones.
+    std::thread::sleep(Duration::from_millis(2500));
     testgen(CLIENT, &["client", "--tcp4", &target, "--exchanges", "1"]);
     let spans = (2 * (n + 1)) as f64;
     let is_dist = |l: &common::receivers::StatsdLine| {
@@ -539,8 +550,8 @@ fn dogstatsd_spans_over_the_cap_are_sampled_and_weighted() {
         weight(&lines)
     );
     assert!(
-        sent as f64 <= 2.0 * 10.0 * num_cpus() as f64 + 2.0,
-        "{sent} lines: the kernel holds each CPU to 10 spans a second"
+        sent as f64 <= 10.0 * (seconds.ceil() + 1.0) * num_cpus() as f64 + 2.0,
+        "{sent} lines in {seconds:.1} s: the kernel holds each CPU to 10 spans a second"
     );
     assert!(
         lines.iter().any(|l| is_dist(l) && l.sample_rate.is_some()),

@@ -29,12 +29,18 @@
  * default) when DogStatsD is set to send every span. */
 const volatile __u32 span_cap = 0xffffffff;
 
-/* Per CPU: the current one-second window, spans let through in it, and
- * spans dropped over the cap (all time; the agent reads this one). */
+/* Per CPU: the current one-second window, spans let through in it, spans
+ * dropped over the cap (all time; the agent reads this one), spans seen
+ * in it, and the chance (of 2^32; 0 = all) with which a span is kept in
+ * it, from the window before: the spans kept are spread over the second,
+ * not its first ones (DogStatsD's distributions and the traces stand for
+ * the whole second). */
 struct na_span_rate {
 	__u64 window_ns;
 	__u64 sent;
 	__u64 capped;
+	__u64 seen;
+	__u64 keep;
 };
 
 struct {
@@ -44,9 +50,14 @@ struct {
 	__type(value, struct na_span_rate);
 } span_rate SEC(".maps");
 
-/* Within the cap on this CPU? `now` is the span's end. A span started in
- * process context may race one from softirq on the same CPU: the count is
- * then off by one, which only moves the cap (the agent's is exact). */
+#define SPAN_WINDOW_NS 1000000000ULL
+
+/* Within the cap on this CPU? `now` is the span's end. Over the cap in
+ * the window before, a span is kept with probability cap / that window's
+ * spans, and never more than the cap. Spans come from the message hooks,
+ * in the sending or receiving task; a task preempted here by another that
+ * emits a span on this CPU may lose one count (no atomics), which moves
+ * the cap and the sample rate by one span. */
 static __always_inline bool span_allowed(__u64 now)
 {
 	__u32 zero = 0;
@@ -57,11 +68,18 @@ static __always_inline bool span_allowed(__u64 now)
 	r = bpf_map_lookup_elem(&span_rate, &zero);
 	if (!r)
 		return true;
-	if (now - r->window_ns >= 1000000000ULL) {
+	if (now - r->window_ns >= SPAN_WINDOW_NS) {
+		/* A window that just ended sets this one's chance; after a
+		 * quiet second, every span until the cap. */
+		r->keep = now - r->window_ns < 2 * SPAN_WINDOW_NS && r->seen > span_cap
+				  ? ((__u64)span_cap << 32) / r->seen
+				  : 0;
 		r->window_ns = now;
 		r->sent = 0;
+		r->seen = 0;
 	}
-	if (r->sent >= span_cap) {
+	r->seen++;
+	if (r->sent >= span_cap || (r->keep && bpf_get_prandom_u32() >= r->keep)) {
 		r->capped++;
 		return false;
 	}

@@ -7,8 +7,9 @@ use aya::maps::{Map, MapData, PerCpuArray};
 
 use super::error::KernelError;
 
-/// `struct na_span_rate`: window start, sent in it, capped (all time).
-type SpanRate = [u64; 3];
+/// `struct na_span_rate`: window start, sent in it, capped (all time),
+/// seen in it, the chance a span is kept in it.
+type SpanRate = [u64; 5];
 
 /// The per-CPU `span_rate` map.
 pub struct SpanCap {
