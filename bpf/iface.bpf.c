@@ -13,6 +13,27 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* Most interfaces: the agent gives each attached interface a counter slot
+ * and writes it at ifindex % NA_IFACE_DIRECT, so a packet costs two array
+ * lookups (the verifier inlines them) instead of a per-CPU hash lookup,
+ * ~35-45 ns less a packet (docs/BENCHMARKS.md). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NA_IFACE_DIRECT);
+	__type(key, __u32);
+	__type(value, struct na_iface_slot);
+} iface_direct SEC(".maps");
+
+/* Per slot and direction (the agent sizes it to 2 × max_interfaces). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct na_iface_counters);
+} iface_counters SEC(".maps");
+
+/* The rest (an interface whose iface_direct entry another one holds): by
+ * ifindex and direction. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 1024);
@@ -30,12 +51,26 @@ struct {
 
 static __always_inline int count(struct __sk_buff *skb, __u32 direction)
 {
+	__u32 ifindex = skb->ifindex, at = ifindex % NA_IFACE_DIRECT;
+	struct na_iface_slot *d = bpf_map_lookup_elem(&iface_direct, &at);
+	struct na_iface_counters *c;
+
+	if (d && d->ifindex == ifindex && d->slot) {
+		__u32 i = (d->slot - 1) * 2 + direction;
+
+		c = bpf_map_lookup_elem(&iface_counters, &i);
+		if (c) {
+			c->packets += 1; /* per-CPU value: no atomics needed */
+			c->bytes += skb->len;
+			return TC_ACT_UNSPEC;
+		}
+	}
+
 	struct na_iface_key k = {
-		.ifindex = skb->ifindex,
+		.ifindex = ifindex,
 		.direction = direction,
 	};
-	struct na_iface_counters *c = bpf_map_lookup_elem(&iface_stats, &k);
-
+	c = bpf_map_lookup_elem(&iface_stats, &k);
 	if (!c) {
 		struct na_iface_counters zero = {};
 		__u32 slot = 0;

@@ -236,7 +236,19 @@ struct na_iface_key {
 	__u32 direction; /* enum na_iface_direction */
 };
 
-/* `iface_stats` value, per CPU. */
+/* `iface_direct` entries: NA_IFACE_DIRECT of them, an interface at
+ * ifindex % NA_IFACE_DIRECT when that entry is free. */
+#define NA_IFACE_DIRECT 4096
+
+/* `iface_direct` value: the attached interface there and its counter slot
+ * (1 + slot in `iface_counters`, ingress at 2 * slot, egress after it);
+ * ifindex 0 (no device has it): free. */
+struct na_iface_slot {
+	__u32 ifindex;
+	__u32 slot;
+};
+
+/* `iface_stats` and `iface_counters` value, per CPU. */
 struct na_iface_counters {
 	__u64 packets;
 	__u64 bytes; /* skb->len: the whole frame as TC sees it, L2 header included */

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 const INTERVAL: &str = "interface_stats:\n  interval_seconds: 0.3\n";
 
+/// `NA_IFACE_DIRECT` (bpf/netagent.h): entries of `iface_direct`.
+const IFACE_DIRECT: u32 = 4096;
+
 /// The agent inside a namespace, scraped with curl from inside it (so the
 /// scrape itself never crosses the veth being measured).
 struct NsAgent {
@@ -104,6 +107,31 @@ fn packets_and_bytes_across_a_veth_are_exact_on_both_ends() {
         "targets: []\ninterfaces: [\"{}\"]\n{INTERVAL}",
         link.host_if
     ));
+    // Inside, another interface holds the ns end's `iface_direct` entry
+    // (same ifindex modulo its size, attached first: "aaa0" < "eth0"), so
+    // the ns end is counted by the fallback hash, the root end by slot.
+    let ifindex = |ns: Option<&str>, dev: &str| -> u32 {
+        let path = format!("/sys/class/net/{dev}/ifindex");
+        let out = match ns {
+            Some(ns) => {
+                Command::new("ip")
+                    .args(["netns", "exec", ns, "cat", &path])
+                    .output()
+                    .unwrap()
+                    .stdout
+            }
+            None => std::fs::read(&path).unwrap(),
+        };
+        String::from_utf8_lossy(&out).trim().parse().unwrap()
+    };
+    let ns_index = ifindex(Some(&link.ns), &link.ns_if);
+    let colliding = (ns_index + IFACE_DIRECT).to_string();
+    assert!(Command::new("ip")
+        .args(["-n", &link.ns, "link", "add", "aaa0", "index", &colliding])
+        .args(["type", "veth", "peer", "name", "aaa1"])
+        .status()
+        .unwrap()
+        .success());
     let inside = NsAgent::start(&link.ns);
     // Sinks (no replies, so nothing else crosses the link).
     let host_sink = Server::start(
@@ -192,6 +220,23 @@ fn packets_and_bytes_across_a_veth_are_exact_on_both_ends() {
         "root end: [in pkts, in bytes, out pkts, out bytes]"
     );
     assert_eq!(ns_d, [p, p * frame(s), q, q * frame(t)], "namespace end");
+    // Which path counted each end.
+    let has_ifindex = |pid: u32, map: &str, index: u32| {
+        let dump = map_dump(pid, map).unwrap_or_else(|| panic!("map {map} of {pid}"));
+        serde_json::to_string(&dump)
+            .unwrap()
+            .contains(&format!("\"ifindex\":{index}"))
+    };
+    let host_index = ifindex(None, &link.host_if);
+    assert!(
+        has_ifindex(host.child.id(), "iface_direct", host_index),
+        "root end by slot"
+    );
+    assert!(
+        has_ifindex(inside.child.id(), "iface_stats", ns_index)
+            && has_ifindex(inside.child.id(), "iface_direct", ns_index + IFACE_DIRECT),
+        "namespace end by ifindex, its colliding neighbour by slot"
+    );
     let _ = ns_sink.kill();
     let _ = ns_sink.wait();
 }

@@ -259,6 +259,16 @@ pub struct IfaceKey {
     pub direction: u32,
 }
 
+/// `struct na_iface_slot`: the `iface_direct` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceSlot {
+    /// 0: free.
+    pub ifindex: u32,
+    /// 1 + the slot in `iface_counters`.
+    pub slot: u32,
+}
+
 /// `struct na_iface_counters`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -300,6 +310,7 @@ unsafe impl aya::Pod for ListenKey {}
 unsafe impl aya::Pod for Listener {}
 unsafe impl aya::Pod for IfaceKey {}
 unsafe impl aya::Pod for IfaceCounters {}
+unsafe impl aya::Pod for IfaceSlot {}
 unsafe impl aya::Pod for OomKey {}
 unsafe impl aya::Pod for SockState {}
 unsafe impl aya::Pod for ResetKey {}
@@ -497,6 +508,7 @@ mod tests {
         let iface = object_btf_types(crate::kernel::iface::OBJECT).unwrap();
         check!(&iface, "na_iface_key", IfaceKey, [ifindex, direction]);
         check!(&iface, "na_iface_counters", IfaceCounters, [packets, bytes]);
+        check!(&iface, "na_iface_slot", IfaceSlot, [ifindex, slot]);
         let node = object_btf_types(crate::kernel::oom::OBJECT).unwrap();
         check!(&node, "na_oom_key", OomKey, [comm, cgroup_id]);
         check!(&node, "na_oom_proc", OomProc, [tgid, _pad, start_ns]);

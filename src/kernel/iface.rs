@@ -8,13 +8,13 @@
 
 use std::collections::HashMap;
 
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
 use aya::programs::SchedClassifier;
 use aya::util::KernelVersion;
 use aya::{Ebpf, EbpfLoader};
 
-use super::abi::{IfaceCounters, IfaceKey};
+use super::abi::{IfaceCounters, IfaceKey, IfaceSlot, IFACE_EGRESS, IFACE_INGRESS};
 use super::hooks::HookKind;
 use super::hooks::{HookTrial, TrialProbe};
 use super::KernelError;
@@ -31,11 +31,19 @@ struct Attachment {
     name: String,
     ingress: SchedClassifierLinkId,
     egress: SchedClassifierLinkId,
+    /// Its `iface_direct` entry and counter slot, when it got them.
+    direct: Option<(u32, u32)>,
 }
 
 /// Loaded TC programs and their attachments.
 pub struct IfaceProbes {
     ebpf: Ebpf,
+    /// Interfaces counted by slot (iface.bpf.c), and their counters.
+    direct: Array<MapData, IfaceSlot>,
+    counters: PerCpuArray<MapData, IfaceCounters>,
+    /// Counter slots not held by an attached interface.
+    free_slots: Vec<u32>,
+    /// The rest, by ifindex and direction.
     stats: PerCpuHashMap<MapData, IfaceKey, IfaceCounters>,
     lost: PerCpuArray<MapData, u64>,
     attached: HashMap<u32, Attachment>,
@@ -51,6 +59,7 @@ impl IfaceProbes {
             || !KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("iface_stats", max_interfaces.saturating_mul(2))
+            .map_max_entries("iface_counters", max_interfaces.saturating_mul(2))
             .load(OBJECT)
             .map_err(|e| KernelError::Object(e.to_string()))?;
         for name in [INGRESS, EGRESS] {
@@ -60,18 +69,22 @@ impl IfaceProbes {
                 detail: e.to_string(),
             })?;
         }
-        let stats = ebpf
-            .take_map("iface_stats")
-            .ok_or_else(|| KernelError::Object("map iface_stats not found".into()))?;
-        let lost = ebpf
-            .take_map("iface_lost")
-            .ok_or_else(|| KernelError::Object("map iface_lost not found".into()))?;
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| KernelError::Object(format!("map {name} not found")))
+        };
+        let object = |e: aya::maps::MapError| KernelError::Object(e.to_string());
+        let (direct, counters) = (take("iface_direct")?, take("iface_counters")?);
+        let (stats, lost) = (take("iface_stats")?, take("iface_lost")?);
         Ok(Self {
-            ebpf,
-            stats: PerCpuHashMap::try_from(stats)
-                .map_err(|e| KernelError::Object(e.to_string()))?,
-            lost: PerCpuArray::try_from(lost).map_err(|e| KernelError::Object(e.to_string()))?,
+            direct: Array::try_from(direct).map_err(object)?,
+            counters: PerCpuArray::try_from(counters).map_err(object)?,
+            // Popped from the end: the lowest slots first.
+            free_slots: (0..max_interfaces).rev().collect(),
+            stats: PerCpuHashMap::try_from(stats).map_err(object)?,
+            lost: PerCpuArray::try_from(lost).map_err(object)?,
             attached: HashMap::new(),
+            ebpf,
             netlink,
         })
     }
@@ -155,11 +168,20 @@ impl IfaceProbes {
                     source,
                 })
         };
-        let ingress = attach(&mut self.ebpf, INGRESS, TcAttachType::Ingress)?;
+        // Its slot before its first packet: from then on it is counted there.
+        let direct = self.claim_direct(ifindex);
+        let ingress = match attach(&mut self.ebpf, INGRESS, TcAttachType::Ingress) {
+            Ok(l) => l,
+            Err(e) => {
+                self.release_direct(direct);
+                return Err(e);
+            }
+        };
         let egress = match attach(&mut self.ebpf, EGRESS, TcAttachType::Egress) {
             Ok(l) => l,
             Err(e) => {
                 let _ = classifier(&mut self.ebpf, INGRESS).map(|p| p.detach(ingress));
+                self.release_direct(direct);
                 return Err(e);
             }
         };
@@ -169,8 +191,47 @@ impl IfaceProbes {
                 name: name.to_string(),
                 ingress,
                 egress,
+                direct,
             },
         );
+        Ok(())
+    }
+
+    /// A free counter slot, zeroed, written at the interface's
+    /// `iface_direct` entry: (entry, slot). None when the entry is another
+    /// interface's or no slot is free (then it is counted by ifindex).
+    fn claim_direct(&mut self, ifindex: u32) -> Option<(u32, u32)> {
+        let at = ifindex % self.direct.len();
+        if self.direct.get(&at, 0).ok()?.ifindex != 0 {
+            return None;
+        }
+        let slot = self.free_slots.pop()?;
+        let entry = IfaceSlot {
+            ifindex,
+            slot: slot + 1,
+        };
+        if self.zero_slot(slot).is_err() || self.direct.set(at, entry, 0).is_err() {
+            self.free_slots.push(slot);
+            return None;
+        }
+        Some((at, slot))
+    }
+
+    /// Gives an `iface_direct` entry and its slot back (its programs are
+    /// detached): counters zeroed for the next interface.
+    fn release_direct(&mut self, direct: Option<(u32, u32)>) {
+        let Some((at, slot)) = direct else { return };
+        if self.direct.set(at, IfaceSlot::default(), 0).is_ok() && self.zero_slot(slot).is_ok() {
+            self.free_slots.push(slot);
+        }
+    }
+
+    fn zero_slot(&mut self, slot: u32) -> Result<(), aya::maps::MapError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| aya::maps::MapError::IoError(e))?;
+        for direction in [IFACE_INGRESS, IFACE_EGRESS] {
+            let zero = PerCpuValues::try_from(vec![IfaceCounters::default(); cpus])?;
+            self.counters.set(slot * 2 + direction, zero, 0)?;
+        }
         Ok(())
     }
 
@@ -186,8 +247,9 @@ impl IfaceProbes {
             if let Ok(p) = classifier(&mut self.ebpf, EGRESS) {
                 let _ = p.detach(a.egress);
             }
+            self.release_direct(a.direct);
         }
-        for direction in [super::abi::IFACE_INGRESS, super::abi::IFACE_EGRESS] {
+        for direction in [IFACE_INGRESS, IFACE_EGRESS] {
             let _ = self.stats.remove(&IfaceKey { ifindex, direction });
         }
     }
@@ -197,21 +259,26 @@ impl IfaceProbes {
         self.attached.iter().map(|(i, a)| (*i, a.name.as_str()))
     }
 
-    /// Counters per interface and direction, summed over CPUs.
+    /// Counters per interface and direction, summed over CPUs; only those
+    /// that counted a packet (as the kernel makes `iface_stats` entries).
     pub fn read(&self) -> Result<Vec<(IfaceKey, IfaceCounters)>, aya::maps::MapError> {
         let mut out = Vec::new();
+        for (&ifindex, a) in &self.attached {
+            let Some((_, slot)) = a.direct else { continue };
+            for direction in [IFACE_INGRESS, IFACE_EGRESS] {
+                let total = sum(self.counters.get(&(slot * 2 + direction), 0)?.iter());
+                if total.packets > 0 {
+                    out.push((IfaceKey { ifindex, direction }, total));
+                }
+            }
+        }
         for entry in self.stats.iter() {
             let (k, per_cpu) = match entry {
                 Ok(kv) => kv,
                 Err(aya::maps::MapError::KeyNotFound) => continue,
                 Err(e) => return Err(e),
             };
-            let mut total = IfaceCounters::default();
-            for c in per_cpu.iter() {
-                total.packets += c.packets;
-                total.bytes += c.bytes;
-            }
-            out.push((k, total));
+            out.push((k, sum(per_cpu.iter())));
         }
         Ok(out)
     }
@@ -231,6 +298,14 @@ impl IfaceProbes {
             })
             .collect()
     }
+}
+
+/// One counter pair from its per-CPU values.
+fn sum<'a>(per_cpu: impl Iterator<Item = &'a IfaceCounters>) -> IfaceCounters {
+    per_cpu.fold(IfaceCounters::default(), |t, c| IfaceCounters {
+        packets: t.packets + c.packets,
+        bytes: t.bytes + c.bytes,
+    })
 }
 
 fn classifier<'a>(
