@@ -31,8 +31,8 @@ struct Attachment {
     name: String,
     ingress: SchedClassifierLinkId,
     egress: SchedClassifierLinkId,
-    /// Its `iface_direct` entry and counter slot, when it got them.
-    direct: Option<(u32, u32)>,
+    /// Its counter slot, when it got its `iface_direct` entry.
+    slot: Option<u32>,
 }
 
 /// Loaded TC programs and their attachments.
@@ -169,11 +169,11 @@ impl IfaceProbes {
                 })
         };
         // Its slot before its first packet: from then on it is counted there.
-        let direct = self.claim_direct(ifindex);
+        let slot = self.claim_direct(ifindex);
         let ingress = match attach(&mut self.ebpf, INGRESS, TcAttachType::Ingress) {
             Ok(l) => l,
             Err(e) => {
-                self.release_direct(direct);
+                self.release_direct(ifindex, slot);
                 return Err(e);
             }
         };
@@ -181,7 +181,7 @@ impl IfaceProbes {
             Ok(l) => l,
             Err(e) => {
                 let _ = classifier(&mut self.ebpf, INGRESS).map(|p| p.detach(ingress));
-                self.release_direct(direct);
+                self.release_direct(ifindex, slot);
                 return Err(e);
             }
         };
@@ -191,16 +191,16 @@ impl IfaceProbes {
                 name: name.to_string(),
                 ingress,
                 egress,
-                direct,
+                slot,
             },
         );
         Ok(())
     }
 
     /// A free counter slot, zeroed, written at the interface's
-    /// `iface_direct` entry: (entry, slot). None when the entry is another
-    /// interface's or no slot is free (then it is counted by ifindex).
-    fn claim_direct(&mut self, ifindex: u32) -> Option<(u32, u32)> {
+    /// `iface_direct` entry. None when the entry is another interface's or
+    /// no slot is free (then it is counted by ifindex).
+    fn claim_direct(&mut self, ifindex: u32) -> Option<u32> {
         let at = ifindex % self.direct.len();
         if self.direct.get(&at, 0).ok()?.ifindex != 0 {
             return None;
@@ -214,13 +214,14 @@ impl IfaceProbes {
             self.free_slots.push(slot);
             return None;
         }
-        Some((at, slot))
+        Some(slot)
     }
 
     /// Gives an `iface_direct` entry and its slot back (its programs are
     /// detached): counters zeroed for the next interface.
-    fn release_direct(&mut self, direct: Option<(u32, u32)>) {
-        let Some((at, slot)) = direct else { return };
+    fn release_direct(&mut self, ifindex: u32, slot: Option<u32>) {
+        let Some(slot) = slot else { return };
+        let at = ifindex % self.direct.len();
         if self.direct.set(at, IfaceSlot::default(), 0).is_ok() && self.zero_slot(slot).is_ok() {
             self.free_slots.push(slot);
         }
@@ -247,7 +248,7 @@ impl IfaceProbes {
             if let Ok(p) = classifier(&mut self.ebpf, EGRESS) {
                 let _ = p.detach(a.egress);
             }
-            self.release_direct(a.direct);
+            self.release_direct(ifindex, a.slot);
         }
         for direction in [IFACE_INGRESS, IFACE_EGRESS] {
             let _ = self.stats.remove(&IfaceKey { ifindex, direction });
@@ -264,7 +265,7 @@ impl IfaceProbes {
     pub fn read(&self) -> Result<Vec<(IfaceKey, IfaceCounters)>, aya::maps::MapError> {
         let mut out = Vec::new();
         for (&ifindex, a) in &self.attached {
-            let Some((_, slot)) = a.direct else { continue };
+            let Some(slot) = a.slot else { continue };
             for direction in [IFACE_INGRESS, IFACE_EGRESS] {
                 let total = sum(self.counters.get(&(slot * 2 + direction), 0)?.iter());
                 if total.packets > 0 {
