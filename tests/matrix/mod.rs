@@ -92,6 +92,11 @@ fn judge(
     for (name, (pass, _)) in &run.checks {
         eprintln!("  {name}: {}", if *pass { "pass" } else { "FAIL" });
     }
+    // Drops the scenario did not cause (not checked): shown, since a
+    // change in them on some machine is worth a look.
+    if let Some(off) = run.infos.iter().find(|i| i.starts_with("drops_off_lo ")) {
+        eprintln!("  {off}");
+    }
     if !known_gaps.is_empty() {
         eprintln!("  known gaps (expected to fail): {known_gaps:?}");
     }
