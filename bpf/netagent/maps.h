@@ -160,15 +160,18 @@ struct {
 /* TCP sockets closed lately: an aborting close (SO_LINGER 0, unread data)
  * moves the socket to TCP_CLOSE, which deletes its state, and only then
  * sends its reset (tcp_health.c), on the same CPU a few hundred ns later.
- * Direct-mapped by socket address: a slot is written on every close that
- * may be followed by a reset and taken by the reset; a close landing on
- * the same slot in between (1 in 1,024 per close in between, in a window
- * of microseconds) overwrites it, and the reset is then not attributed
- * to an owner (as with a full LRU before). An LRU hash did the same
- * for ~380 ns per close (the LRU's shared lists), this costs an array
- * lookup and a few stores (measured in docs/BENCHMARKS.md). */
+ * Each socket has two slots (two hashes of its address pair): a close
+ * takes the older entry of its two, a reset checks both. On loopback the
+ * peer's own close runs in between, as a rule (the softirq that sending
+ * the reset raises takes it in before the reset's tracepoint), and with
+ * one slot a peer hashing to the same one (1 in 1,024) took the entry and
+ * the reset was not attributed; now it takes its other slot, the older
+ * one, unless both of its slots are that one (1 in ~10^6). An LRU hash did the same for ~380 ns per close
+ * (the LRU's shared lists); this costs two array lookups and a few stores
+ * (measured in docs/BENCHMARKS.md). */
 struct na_closed {
 	__u64 sk;        /* the socket's address; 0 = free */
+	__u64 closed_ns; /* when: a close takes the older of its two slots */
 	__u32 flow_slot; /* as in na_sock_state */
 	__u16 peer_port; /* as in na_sock_state, checked with has_peer */
 	__u16 _pad;

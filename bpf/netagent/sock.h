@@ -55,12 +55,15 @@ static __always_inline bool same_socket(const struct sock *sk, const struct na_s
 	return has_peer(sk, st->peer_port, peer4_of(st->daddr), typed);
 }
 
-/* The `just_closed` slot of a socket: from the hash of its address pair
- * (set when the kernel hashed the connection, kept after; the verifier
- * allows no arithmetic on the socket's address itself). */
-static __always_inline __u32 just_closed_slot(const struct sock *sk)
+/* The `just_closed` slots of a socket (`which` 0 or 1): from two hashes
+ * of its address pair (set when the kernel hashed the connection, kept
+ * after; the verifier allows no arithmetic on the socket's address
+ * itself). */
+static __always_inline __u32 just_closed_slot(const struct sock *sk, int which)
 {
-	return (sk->__sk_common.skc_hash * 0x9E3779B1U) >> 22;
+	__u32 h = sk->__sk_common.skc_hash;
+
+	return (which ? h * 0x85EBCA77U : h * 0x9E3779B1U) >> 22;
 }
 
 /* The map of TCP state (maps.h): untyped programs only ever reference the

@@ -74,11 +74,15 @@ static __always_inline void on_reset_sent(const struct sock *sk, __u32 reason)
 		if (fs)
 			count_reason(st->comm, st->cgroup_id, reason);
 	} else {
-		/* Closed just before (see just_closed). */
+		/* Closed just before (see just_closed): in either slot. */
 		__u64 key = (__u64)sk;
-		__u32 i = just_closed_slot(sk);
+		__u32 i = just_closed_slot(sk, 0);
 		struct na_closed *c = bpf_map_lookup_elem(&just_closed, &i);
 
+		if (!c || c->sk != key) {
+			i = just_closed_slot(sk, 1);
+			c = bpf_map_lookup_elem(&just_closed, &i);
+		}
 		if (!c || c->sk != key || !has_peer(sk, c->peer_port, c->peer4, true))
 			return;
 		c->sk = 0; /* one reset per close */

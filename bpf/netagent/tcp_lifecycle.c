@@ -218,7 +218,7 @@ static __always_inline void on_unlisten(const struct sock *sk)
 
 /* Any state -> CLOSE: a failed connect, or the end of a connection. */
 static __always_inline void count_close(const struct sock *sk, struct na_sock_state *st,
-					int oldstate)
+					int oldstate, __u64 now)
 {
 	struct na_flow_stats *fs;
 
@@ -238,8 +238,21 @@ static __always_inline void count_close(const struct sock *sk, struct na_sock_st
 	if (fs)
 		ADD(fs->closed, 1);
 	if (st->open_ts) /* 0: seeded at start, its start is unknown (seed.c) */
-		observe(st, NA_HIST_CONN_DURATION, bpf_ktime_get_ns() - st->open_ts);
+		observe(st, NA_HIST_CONN_DURATION, now - st->open_ts);
 	observe_rtt(sk, st, true);
+}
+
+/* The `just_closed` entry a close takes: a free one of its two slots,
+ * else the older (maps.h). */
+static __always_inline struct na_closed *closed_entry(const struct sock *sk)
+{
+	__u32 a = just_closed_slot(sk, 0), b = just_closed_slot(sk, 1);
+	struct na_closed *ca = bpf_map_lookup_elem(&just_closed, &a);
+	struct na_closed *cb = bpf_map_lookup_elem(&just_closed, &b);
+
+	if (!ca || !cb)
+		return ca ? ca : cb;
+	return ca->sk && (!cb->sk || cb->closed_ns < ca->closed_ns) ? cb : ca;
 }
 
 static __always_inline void on_close(const struct sock *sk, int oldstate)
@@ -250,15 +263,17 @@ static __always_inline void on_close(const struct sock *sk, int oldstate)
 	if (!st)
 		return;
 	if (same_socket(sk, st, true)) {
-		count_close(sk, st, oldstate);
+		__u64 now = bpf_ktime_get_ns();
+
+		count_close(sk, st, oldstate, now);
 		/* A graceful close ends in LAST_ACK -> CLOSE (no reset
 		 * follows) or comes from FIN_WAIT2 (a reset may). */
 		if (oldstate != TCP_LAST_ACK && oldstate != TCP_SYN_SENT && st->flow_slot) {
-			__u32 i = just_closed_slot(sk);
-			struct na_closed *c = bpf_map_lookup_elem(&just_closed, &i);
+			struct na_closed *c = closed_entry(sk);
 
 			if (c) {
 				c->sk = 0;
+				c->closed_ns = now;
 				c->flow_slot = st->flow_slot;
 				c->peer_port = st->peer_port;
 				c->peer4 = peer4_of(st->daddr);
