@@ -166,9 +166,9 @@ struct {
  * the reset raises takes it in before the reset's tracepoint), and with
  * one slot a peer hashing to the same one (1 in 1,024) took the entry and
  * the reset was not attributed; now it takes its other slot, the older
- * one, unless both of its slots are that one (1 in ~10^6). An LRU hash did the same for ~380 ns per close
- * (the LRU's shared lists); this costs two array lookups and a few stores
- * (measured in docs/BENCHMARKS.md). */
+ * one, unless both of its slots are that one (1 in ~10^6). An LRU hash
+ * did the same for ~380 ns per close (the LRU's shared lists); this costs
+ * two array lookups and a few stores (measured in docs/BENCHMARKS.md). */
 struct na_closed {
 	__u64 sk;        /* the socket's address; 0 = free */
 	__u64 closed_ns; /* when: a close takes the older of its two slots */
