@@ -55,8 +55,8 @@ static __always_inline int count(struct __sk_buff *skb, __u32 direction)
 	struct na_iface_slot *d = bpf_map_lookup_elem(&iface_direct, &at);
 	struct na_iface_counters *c;
 
-	if (d && d->ifindex == ifindex && d->slot) {
-		__u32 i = (d->slot - 1) * 2 + direction;
+	if (d && d->ifindex == ifindex) {
+		__u32 i = d->slot * 2 + direction;
 
 		c = bpf_map_lookup_elem(&iface_counters, &i);
 		if (c) {

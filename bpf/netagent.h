@@ -241,8 +241,8 @@ struct na_iface_key {
 #define NA_IFACE_DIRECT 4096
 
 /* `iface_direct` value: the attached interface there and its counter slot
- * (1 + slot in `iface_counters`, ingress at 2 * slot, egress after it);
- * ifindex 0 (no device has it): free. */
+ * (in `iface_counters`: ingress at 2 * slot, egress after it); ifindex 0
+ * (no device has it): free. */
 struct na_iface_slot {
 	__u32 ifindex;
 	__u32 slot;

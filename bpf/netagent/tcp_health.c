@@ -56,6 +56,17 @@ static __always_inline void count_reason(const __u8 comm[NA_COMM_LEN], __u64 cgr
 		count_lost(NA_LOST_FLOW_MAP_FULL);
 }
 
+/* `sk`'s entry in its `which` just_closed slot, or NULL. */
+static __always_inline struct na_closed *closed_match(const struct sock *sk, int which)
+{
+	__u32 i = just_closed_slot(sk, which);
+	struct na_closed *c = bpf_map_lookup_elem(&just_closed, &i);
+
+	if (!c || c->sk != (__u64)sk || !has_peer(sk, c->peer_port, c->peer4, true))
+		return NULL;
+	return c;
+}
+
 /* A reset sent on `sk` (NULL for resets answering packets that match no
  * socket): counted in the socket's series, and by reason before that, so
  * a reading of the totals and then of the reasons never finds a total the
@@ -74,16 +85,14 @@ static __always_inline void on_reset_sent(const struct sock *sk, __u32 reason)
 		if (fs)
 			count_reason(st->comm, st->cgroup_id, reason);
 	} else {
-		/* Closed just before (see just_closed): in either slot. */
-		__u64 key = (__u64)sk;
-		__u32 i = just_closed_slot(sk, 0);
-		struct na_closed *c = bpf_map_lookup_elem(&just_closed, &i);
+		/* Closed just before (see just_closed): in either slot (the
+		 * other may hold a stale entry of an earlier socket at this
+		 * address, told apart by its peer). */
+		struct na_closed *c = closed_match(sk, 0);
 
-		if (!c || c->sk != key) {
-			i = just_closed_slot(sk, 1);
-			c = bpf_map_lookup_elem(&just_closed, &i);
-		}
-		if (!c || c->sk != key || !has_peer(sk, c->peer_port, c->peer4, true))
+		if (!c)
+			c = closed_match(sk, 1);
+		if (!c)
 			return;
 		c->sk = 0; /* one reset per close */
 		fs = flow_counters_of(c->flow_slot);

@@ -265,7 +265,7 @@ pub struct IfaceKey {
 pub struct IfaceSlot {
     /// 0: free.
     pub ifindex: u32,
-    /// 1 + the slot in `iface_counters`.
+    /// The slot in `iface_counters`.
     pub slot: u32,
 }
 

@@ -206,10 +206,7 @@ impl IfaceProbes {
             return None;
         }
         let slot = self.free_slots.pop()?;
-        let entry = IfaceSlot {
-            ifindex,
-            slot: slot + 1,
-        };
+        let entry = IfaceSlot { ifindex, slot };
         if self.zero_slot(slot).is_err() || self.direct.set(at, entry, 0).is_err() {
             self.free_slots.push(slot);
             return None;
